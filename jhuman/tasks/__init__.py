@@ -1,0 +1,31 @@
+"""The task interface: the one seam every paper plugs into the trainer.
+
+A task is a class built from the config with:
+  init(rng) -> variables                              {'params': ..., other collections (batch_stats)}
+  loss(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))   pure, jitted by the trainer
+  evaluator() -> object with init() -> acc, update(acc, variables, batch) -> acc (on device, jitted),
+                 finalize(acc) -> dict of floats (host)
+  train_batches(start_index, per_host_batch, process_index, process_count) -> iterator of numpy dicts
+  eval_batches(split, per_host_batch, process_index, process_count) -> finite iterator of numpy dicts
+  predict(variables, images) -> dict of arrays         raw images in, the task's outputs out
+  visualize(batch, outputs) -> dict name -> uint8 RGB image
+  data_stats                                           counts of skipped (corrupt) examples
+Paper-specific pieces (targets, decoders, metrics) live in jhuman.ops and jhuman.metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# config.task -> "module:Class"; imported lazily so one task's dependencies never load for another.
+REGISTRY = {
+    "parsing": "jhuman.tasks.parsing:ParsingTask",
+}
+
+
+def build(config):
+    """The task object named by `config.task`."""
+    if config.task not in REGISTRY:
+        raise ValueError(f"config.task={config.task!r} is not one of {sorted(REGISTRY)}")
+    module, _, name = REGISTRY[config.task].partition(":")
+    return getattr(importlib.import_module(module), name)(config)

@@ -1,0 +1,137 @@
+"""Loading experiment configs: `configs/<name>.py:arg` files, `--config.a.b=value` overrides, saving.
+
+A config file defines `get_config(arg: str) -> ml_collections.ConfigDict`; `arg` is a comma-separated list
+of `key=value` choices (e.g. `size=tiny,data=synthetic`) parsed by `parse_arg`. Overrides are type-checked
+against the existing field; an unknown key is an error that lists the valid keys at that level.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from typing import Any, Iterable, Mapping
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config file, argument or override is not valid; the message says which and why."""
+
+
+def parse_arg(arg: str | None, defaults: Mapping[str, str]) -> dict[str, str]:
+    """Parses `a=1,b=x` into a dict over `defaults`; an unknown choice lists the valid ones."""
+    choices = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"config argument {item!r} is not key=value (valid keys: {sorted(defaults)})")
+        if key not in defaults:
+            raise ConfigError(f"unknown config argument {key!r}; valid: {sorted(defaults)}")
+        choices[key] = value
+    return choices
+
+
+def check_choice(name: str, value: str, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    if value not in valid:
+        raise ConfigError(f"{name}={value!r} is not one of {valid}")
+    return value
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path/to/config.py[:arg]` and calls its `get_config(arg)`."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"jhuman_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} defines no get_config(arg)")
+    config = module.get_config(arg or None)
+    config.lock()  # Unknown keys are errors from here on.
+    return config
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    """Converts override text to the type of the current value."""
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--config.{key}={text!r}: expected a bool (true/false)")
+    if isinstance(current, str) or current is None:
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"--config.{key}={text!r}: expected {type(current).__name__}") from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
+        value = type(current)(value)
+    if type(value) is not type(current):
+        raise ConfigError(
+            f"--config.{key}={text!r}: expected {type(current).__name__}, got {type(value).__name__}")
+    return value
+
+
+def set_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+    """Sets `config.<key>` from override text; errors name the key and list the valid ones."""
+    parts = key.split(".")
+    node = config
+    for depth, part in enumerate(parts):
+        valid = sorted(node.keys())
+        if part not in valid:
+            where = ".".join(parts[:depth]) or "<top level>"
+            raise ConfigError(f"unknown config key {key!r}: {part!r} is not in {where}; valid keys: {valid}")
+        if depth < len(parts) - 1:
+            node = node[part]
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ConfigError(f"config key {'.'.join(parts[:depth + 1])!r} is a value, not a section")
+    current = node[parts[-1]]
+    if isinstance(current, ml_collections.ConfigDict):
+        raise ConfigError(f"config key {key!r} is a section; valid keys inside: {sorted(current.keys())}")
+    with node.unlocked():
+        node[parts[-1]] = _parse_value(text, current, key)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
+    """Applies `a.b=value` (or `--config.a.b=value`) strings in order."""
+    for item in overrides:
+        item = item.removeprefix("--").removeprefix("config.")
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        set_override(config, key, text)
+    return config
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+    path = os.path.join(workdir, "config.json")
+    with open(path, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    return path
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a run saved (lists come back as tuples, as the config files write them)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} not found: is {workdir!r} the workdir of a `jhuman train` run?")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    config.lock()
+    return config

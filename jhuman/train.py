@@ -1,0 +1,332 @@
+"""THE trainer: mesh, sharded state, one jitted step, loop, evaluation, checkpoints, metrics, pictures.
+
+Every task plugs in through the small interface in `jhuman.tasks` (init, loss, evaluator, data, predict,
+visualize). The state is a plain dict {step, params, model_state, opt_state[, ema_params]} created already
+sharded (`jax.jit(init, out_shardings=...)`); one `jax.jit` step with the state donated; global batches
+from per-host tf.data batches; orbax checkpoints with exact resume (the data stream restarts at
+`step * per_host_batch`, per-step randomness is `fold_in(seed, step)`).
+
+Safety: a step whose loss or gradients are not finite leaves the state unchanged; the host sees it one
+step later (metrics are fetched with a lag of one step so the device never idles), stops with
+`NonFiniteLossError`, and never saves that state: the last good checkpoint stays intact. SIGTERM saves a
+checkpoint at the current step and returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jhuman import checkpoint, config as config_lib, optim, sharding, tasks, writers
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/Inf; the run stopped without saving the bad state."""
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything built once per run (also used by `jhuman eval` / `predict` / benchmarks)."""
+
+    config: Any
+    task: Any
+    mesh: Any
+    tx: optax.GradientTransformation
+    schedule: Callable
+    abstract_state: Any
+    state_shardings: Any
+    init_state: Callable
+
+
+def total_steps(config) -> int:
+    return int(config.train.steps)
+
+
+def build(config) -> Setup:
+    """Mesh, task, optimizer and the (abstract) sharded train state."""
+    sharding.maybe_initialize_distributed(config)
+    mesh = sharding.make_mesh(config.mesh)
+    task = tasks.build(config)
+    rng = jax.random.key(int(config.seed))
+
+    abstract_vars = jax.eval_shape(task.init, rng)
+    tx, schedule = optim.make_optimizer(config.optim, abstract_vars["params"], total_steps(config))
+    use_ema = float(config.train.ema_decay) > 0
+
+    def init_state(key):
+        variables = task.init(key)
+        params = variables["params"]
+        state = {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "model_state": {k: v for k, v in variables.items() if k != "params"},
+            "opt_state": tx.init(params),
+        }
+        if use_ema:
+            state["ema_params"] = params
+        return state
+
+    abstract_state = jax.eval_shape(init_state, rng)
+    shardings = sharding.state_shardings(abstract_state, mesh, int(config.mesh.fsdp_min_size))
+    return Setup(config, task, mesh, tx, schedule, abstract_state, shardings, init_state)
+
+
+def make_train_step(setup: Setup) -> Callable:
+    """The jitted `(state, batch) -> (state, metrics)`: state donated, shardings explicit."""
+    config, task, tx = setup.config, setup.task, setup.tx
+    accum = int(config.train.grad_accum_steps)
+    ema_decay = float(config.train.ema_decay)
+    base_key = jax.random.key(int(config.seed) + 1)
+
+    def grads_of(params, model_state, batch, rng):
+        grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+        (loss, (metrics, new_model_state)), grads = grad_fn(params, model_state, batch, rng)
+        return loss, metrics, new_model_state, grads
+
+    def step(state, batch):
+        rng = jax.random.fold_in(base_key, state["step"])
+        params = state["params"]
+        if accum == 1:
+            loss, metrics, model_state, grads = grads_of(params, state["model_state"], batch, rng)
+        else:
+            # Micro-batch i takes rows i, i+accum, ...: every device keeps working on its own rows.
+            micro = jax.tree.map(
+                lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch)
+
+            def body(carry, xs):
+                model_state, grad_sum, loss_sum, metric_sum = carry
+                micro_batch, i = xs
+                loss, metrics, model_state, grads = grads_of(
+                    params, model_state, micro_batch, jax.random.fold_in(rng, i))
+                add = lambda a, b: jax.tree.map(jnp.add, a, b)
+                return (model_state, add(grad_sum, grads), loss_sum + loss, add(metric_sum, metrics)), None
+
+            zero_metrics = jax.eval_shape(
+                lambda: grads_of(params, state["model_state"], jax.tree.map(lambda x: x[0], micro), rng)[1])
+            init = (state["model_state"], jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
+                    jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics))
+            (model_state, grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(accum)))
+            grads = jax.tree.map(lambda g: g / accum, grads)
+            loss = loss / accum
+            metrics = jax.tree.map(lambda m: m / accum, metrics)
+
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        new_state = {"step": state["step"] + 1, "params": new_params, "model_state": model_state,
+                     "opt_state": opt_state}
+        if "ema_params" in state:
+            new_state["ema_params"] = jax.tree.map(
+                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new_params)
+        # A non-finite step changes nothing but the step counter: the state stays the last good one.
+        keep = {k: v for k, v in state.items() if k != "step"}
+        guarded = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                               {k: v for k, v in new_state.items() if k != "step"}, keep)
+        guarded["step"] = new_state["step"]
+        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite,
+                   "learning_rate": setup.schedule(state["step"])}
+        return guarded, metrics
+
+    batch_sharding = sharding.batch_sharding(setup.mesh)
+    return jax.jit(step, in_shardings=(setup.state_shardings, batch_sharding),
+                   out_shardings=(setup.state_shardings, sharding.replicated(setup.mesh)),
+                   donate_argnums=0)
+
+
+def eval_variables(state) -> dict:
+    params = state.get("ema_params", state["params"])
+    return {"params": params, **state["model_state"]}
+
+
+def evaluate(setup: Setup, state, split: str = "val") -> dict[str, float]:
+    """Runs the task's evaluator over the whole split (accumulating on device), finalizes on host."""
+    task, config = setup.task, setup.config
+    evaluator = task.evaluator()
+    update = jax.jit(evaluator.update, donate_argnums=0)
+    acc = evaluator.init()
+    per_host = sharding.per_host_batch_size(int(config.eval.batch_size))
+    variables = eval_variables(state)
+    for batch in task.eval_batches(split, per_host, jax.process_index(), jax.process_count()):
+        acc = update(acc, variables, sharding.to_global(batch, setup.mesh))
+    return evaluator.finalize(jax.device_get(acc))
+
+
+def write_eval(workdir: str, split: str, step: int, results: dict) -> str:
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    path = os.path.join(workdir, "eval", f"{split}_{step}.json")
+    if jax.process_index() == 0:
+        with open(path, "w") as f:
+            json.dump({"step": step, "split": split, **results}, f, indent=2)
+    return path
+
+
+def prediction_pictures(setup: Setup, state, num: int) -> dict[str, np.ndarray]:
+    """The task's pictures of predictions next to the ground truth on the first val examples."""
+    task = setup.task
+    batch = next(iter(task.eval_batches("val", num, 0, 1)))
+    outputs = task.predict(eval_variables(state), jnp.asarray(batch["image"]))
+    return task.visualize(batch, jax.device_get(outputs))
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks (a checkpoint is saved, then the run returns)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
+    """The sharded initial state, or the latest checkpoint in the workdir restored into that sharding."""
+    if ckpt.latest_step() is not None:
+        return ckpt.restore(setup.abstract_state, setup.state_shardings)
+    init = jax.jit(setup.init_state, out_shardings=setup.state_shardings)
+    return init(jax.random.key(int(setup.config.seed)))
+
+
+def run(config, workdir: str) -> dict:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint); returns a summary dict."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        config_lib.save_config(config, workdir)
+    setup = build(config)
+    train_cfg = config.train
+    steps = total_steps(config)
+    ckpt = checkpoint.Checkpoints(workdir, int(train_cfg.keep_checkpoints))
+    state = create_or_restore(setup, ckpt)
+    start = int(jax.device_get(state["step"]))
+    per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
+    batches = sharding.prefetch_to_device(
+        setup.task.train_batches(start * per_host, per_host, jax.process_index(), jax.process_count()),
+        setup.mesh)
+    train_step = make_train_step(setup)
+    writer = writers.MetricWriter(workdir, enabled=is_main)
+    progress = writers.Progress(steps, start, int(train_cfg.batch_size),
+                                enabled=is_main and bool(train_cfg.progress_bar))
+    if start:
+        progress.write(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
+    last_saved = ckpt.latest_step()
+    history: list[dict] = []
+    summary = {"workdir": workdir, "start_step": start}
+    pending = None  # (step, device metrics) fetched one step late
+
+    def check(step_metrics, step):
+        fetched = jax.device_get(step_metrics)
+        if not bool(fetched["finite"]):
+            raise NonFiniteLossError(
+                f"loss or gradients became NaN/Inf at step {step} (loss={float(fetched['loss'])}); "
+                f"the run stopped without saving that state. Last good checkpoint: "
+                f"{'none' if last_saved is None else f'step {last_saved}'} in {ckpt.directory}. "
+                f"Lower optim.learning_rate or check the data.")
+        history.append({k: float(v) for k, v in fetched.items()})
+        return fetched
+
+    def save(step):
+        nonlocal last_saved
+        ckpt.save(step, state, force=True)
+        last_saved = step
+
+    def log_interval(step):
+        means = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "finite"}
+        means["img_per_sec"] = progress.images_per_second
+        means["data_skipped"] = setup.task.data_stats.skipped
+        writer.write_scalars(step, means)
+        history.clear()
+        return means
+
+    try:
+        with _Preemption() as preemption:
+            t0 = time.perf_counter()
+            for step in range(start + 1, steps + 1):
+                batch = next(batches)
+                if train_cfg.transfer_guard:
+                    with jax.transfer_guard("disallow"):
+                        state, metrics = train_step(state, batch)
+                else:
+                    state, metrics = train_step(state, batch)
+                if pending is not None:
+                    check(*pending)
+                pending = (metrics, step)
+                must_save = step % int(train_cfg.checkpoint_every) == 0 or step == steps
+                if step % int(train_cfg.log_every) == 0 or must_save or preemption.requested:
+                    check(*pending)
+                    pending = None
+                    means = log_interval(step)
+                    progress.update(step, loss=means["loss"])
+                if must_save or preemption.requested:
+                    save(step)
+                if preemption.requested:
+                    progress.write(f"SIGTERM: saved a checkpoint at step {step}; run again to resume.")
+                    summary["preempted_at"] = step
+                    break
+                if int(train_cfg.eval_every) and step % int(train_cfg.eval_every) == 0 and step != steps:
+                    results = evaluate(setup, state)
+                    writer.write_scalars(step, {f"val/{k}": v for k, v in results.items() if np.isscalar(v)})
+                    write_eval(workdir, "val", step, results)
+                    progress.write(f"step {step}: " + _short(results))
+            summary["train_seconds"] = time.perf_counter() - t0
+        if "preempted_at" not in summary:
+            results = evaluate(setup, state)
+            writer.write_scalars(steps, {f"val/{k}": v for k, v in results.items() if np.isscalar(v)})
+            summary["eval"] = results
+            summary["eval_path"] = write_eval(workdir, "val", steps, results)
+            progress.write(f"final (step {steps}): " + _short(results))
+            if is_main and int(train_cfg.num_pictures):
+                write_pictures(setup, state, workdir, writer, steps)
+    finally:
+        progress.close()
+        ckpt.close()
+        writer.close()
+    summary["step"] = int(jax.device_get(state["step"]))
+    summary["state"] = state
+    return summary
+
+
+def write_pictures(setup: Setup, state, workdir: str, writer, step: int) -> list[str]:
+    """Loss/metric curves and a sheet of predictions next to the ground truth, as PNGs in <workdir>/pictures."""
+    from jhuman import viz
+
+    out = os.path.join(workdir, "pictures")
+    os.makedirs(out, exist_ok=True)
+    paths = [os.path.join(out, "curves.png")]
+    viz.plot_curves(os.path.join(workdir, "metrics.jsonl"), paths[0])
+    pictures = prediction_pictures(setup, state, int(setup.config.train.num_pictures))
+    writer.write_images(step, pictures)
+    for name, image in pictures.items():
+        paths.append(os.path.join(out, f"{name}.png"))
+        viz.save_png(paths[-1], image)
+    return paths
+
+
+def _short(results: dict) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in results.items() if isinstance(v, float))
