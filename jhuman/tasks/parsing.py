@@ -1,0 +1,246 @@
+"""Human parsing on LIP (Gong et al., CVPR 2017) with DeepLab: model + loss + evaluator + pictures.
+
+- Input: RGB in 0..255 from the pipeline; the model normalises (`model.input_norm`: 'torchvision' =
+  ImageNet mean/std on [0, 1] RGB, the layout of imported torchvision weights; 'caffe' = BGR minus the Caffe
+  mean, the released LIP/DeepLab code).
+- Loss: softmax cross-entropy at the logit resolution against `label[::8, ::8]` (as the released code
+  subsamples the ground truth), mean over the batch's non-ignored pixels (255 and >= num_classes ignored).
+- Evaluation: the official LIP protocol: logits upsampled to the padded input size, argmax, one confusion
+  matrix over the whole split (rows = ground truth), padding ignored through label 255 and the batch mask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jhuman import classes
+from jhuman.metrics import parsing as parsing_metrics
+from jhuman.models import deeplab
+from jhuman.ops import image as image_ops
+
+INPUT_NORMS = {
+    # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
+    "torchvision": (np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255, False),
+    "caffe": (np.array(classes.CAFFE_MEAN_RGB), np.ones(3), True),
+}
+
+
+class ParsingNet(nn.Module):
+    """Normalises raw RGB (0..255) and runs the segmentation net; returns {'logits', 'features'}."""
+
+    net: nn.Module
+    input_norm: str = "torchvision"
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        mean, std, bgr = INPUT_NORMS[self.input_norm]
+        x = (images.astype(jnp.float32) - mean) / std
+        if bgr:
+            x = x[..., ::-1]
+        return self.net(x.astype(self.net.dtype), train=train)
+
+
+def build_model(config) -> ParsingNet:
+    m = config.model
+    if m.input_norm not in INPUT_NORMS:
+        raise ValueError(f"model.input_norm={m.input_norm!r} is not one of {sorted(INPUT_NORMS)}")
+    net = deeplab.DeepLab(
+        backbone=m.backbone, num_classes=m.num_classes, head=m.head, rates=tuple(m.rates), width=m.width,
+        output_stride=m.output_stride, norm=m.norm, dtype=jnp.dtype(config.train.compute_dtype),
+        **({"stage_sizes": tuple(m.stage_sizes)} if m.stage_sizes else {}))
+    return ParsingNet(net, m.input_norm)
+
+
+def cross_entropy(logits, labels, num_classes):
+    """Mean softmax cross-entropy over valid pixels; (loss, number of valid pixels)."""
+    valid = (labels >= 0) & (labels < num_classes)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
+    count = jnp.sum(valid)
+    return jnp.sum(ce * valid) / jnp.maximum(count, 1), count
+
+
+class ConfusionEvaluator:
+    """Accumulates one (C, C) confusion matrix on device over a split; `finalize` gives the LIP scores.
+
+    The count is kept as two int32 words (low 20 bits + high part) so that whole splits of any size fit
+    without 64-bit integers on device.
+    """
+
+    SHIFT = 20
+
+    def __init__(self, predict_fn, num_classes):
+        self.predict_fn = predict_fn
+        self.num_classes = num_classes
+
+    def init(self):
+        zeros = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
+        return {"low": zeros, "high": zeros}
+
+    def update(self, acc, variables, batch):
+        pred = self.predict_fn(variables, batch["image"])["labels"]  # (B, S, S)
+        label = batch["label"]
+        valid = (label >= 0) & (label < self.num_classes) & batch["mask"][:, None, None]
+        low = acc["low"] + parsing_metrics.confusion_matrix_jax(label, pred, self.num_classes, valid)
+        return {"low": low & ((1 << self.SHIFT) - 1), "high": acc["high"] + (low >> self.SHIFT)}
+
+    def finalize(self, acc) -> dict:
+        confusion = (np.asarray(acc["high"], np.int64) << self.SHIFT) + np.asarray(acc["low"], np.int64)
+        return parsing_metrics.scores(confusion)
+
+
+class ParsingTask:
+    """LIP human parsing (see module docstring)."""
+
+    def __init__(self, config):
+        from input_pipeline import pipeline
+
+        self.config = config
+        self.num_classes = int(config.model.num_classes)
+        self.net = build_model(config)
+        self.data_stats = pipeline.Stats()
+
+    # --- model -------------------------------------------------------------------------------------------
+    def example_batch(self, batch_size: int = 1) -> dict:
+        crop = int(self.config.data.crop_size)
+        return {"image": np.zeros((batch_size, crop, crop, 3), np.float32),
+                "label": np.zeros((batch_size, crop, crop), np.int32)}
+
+    def init(self, rng):
+        image = jnp.asarray(self.example_batch()["image"])
+        return self.net.init({"params": rng, "dropout": rng}, image, train=False)
+
+    def apply(self, variables, images, train=False, rng=None):
+        """(outputs, new_model_state); model state only changes when training with batch norm."""
+        mutable = [k for k in variables if k != "params"] if train else False
+        result = self.net.apply(variables, images, train=train, rngs={"dropout": rng} if train else None,
+                                mutable=mutable)
+        return result if mutable else (result, {})
+
+    def loss(self, params, model_state, batch, rng):
+        out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
+        logits = out["logits"].astype(jnp.float32)  # (B, h, w, C)
+        labels = image_ops.subsample_labels(batch["label"], logits.shape[1:3], int(self.config.model.output_stride))
+        loss, count = cross_entropy(logits, labels, self.num_classes)
+        valid = (labels >= 0) & (labels < self.num_classes)
+        correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+        metrics = {"train_pixel_accuracy": correct / jnp.maximum(count, 1)}
+        return loss, (metrics, dict(new_state))
+
+    def predict(self, variables, images):
+        """Raw RGB (B, H, W, 3) -> {'labels': (B, H, W) int32, 'probabilities': (B, H, W, C) float32}."""
+        out, _ = self.apply(variables, images)
+        logits = image_ops.upsample_aligned(out["logits"], images.shape[1:3], int(self.config.model.output_stride))
+        return {"labels": jnp.argmax(logits, -1).astype(jnp.int32), "probabilities": jax.nn.softmax(logits, -1)}
+
+    def evaluator(self) -> ConfusionEvaluator:
+        return ConfusionEvaluator(lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes)
+
+    # --- data --------------------------------------------------------------------------------------------
+    def data_root(self) -> str:
+        data = self.config.data
+        if data.name == "synthetic":
+            from input_pipeline import synthetic
+
+            return synthetic.ensure_dataset(
+                "parsing", os.path.expanduser(data.cache_dir), num=int(data.synthetic_num),
+                seed=int(data.synthetic_seed), size=tuple(data.synthetic_size),
+                val_fraction=float(data.synthetic_val_fraction))
+        if data.name == "lip":
+            if not data.root or not os.path.isdir(os.path.expanduser(data.root)):
+                raise FileNotFoundError(f"data.root={data.root!r} is not a folder: point it at the LIP data "
+                                        f"(e.g. --config.data.root=/data/LIP)")
+            return os.path.expanduser(data.root)
+        raise ValueError(f"data.name={data.name!r} is not one of ['lip', 'synthetic']")
+
+    def _source_kwargs(self):
+        data = self.config.data
+        return {"source": data.source, "tfds_data_dir": data.tfds_data_dir or None, "stats": self.data_stats}
+
+    def train_batches(self, start_index, per_host_batch, process_index, process_count):
+        from input_pipeline import lip
+
+        data = self.config.data
+        return lip.train_stream(
+            self.data_root(), batch_size=per_host_batch, crop_size=int(data.crop_size),
+            scales=tuple(data.scales), seed=int(self.config.seed), start_index=start_index,
+            process_index=process_index, process_count=process_count, **self._source_kwargs())
+
+    def eval_batches(self, split, per_host_batch, process_index, process_count):
+        from input_pipeline import lip
+
+        ev = self.config.eval
+        return lip.eval_stream(
+            self.data_root(), split=split, batch_size=per_host_batch, pad_size=int(ev.pad_size),
+            process_index=process_index, process_count=process_count, limit=int(ev.limit) or None,
+            **self._source_kwargs())
+
+    # --- pictures ----------------------------------------------------------------------------------------
+    def visualize(self, batch, outputs) -> dict:
+        """One row per example: image | ground truth | prediction | overlay, cropped to the original size."""
+        from jhuman import viz
+
+        rows = []
+        for i in range(len(batch["image"])):
+            if "mask" in batch and not batch["mask"][i]:
+                continue
+            h, w = (int(batch["height"][i]), int(batch["width"][i])) if "height" in batch else batch["label"].shape[1:3]
+            image = np.clip(batch["image"][i, :h, :w], 0, 255).astype(np.uint8)
+            pred = np.asarray(outputs["labels"][i, :h, :w])
+            gt = np.asarray(batch["label"][i, :h, :w])
+            rows.append([image, viz.colorize(gt), viz.colorize(pred), viz.overlay(image, pred)])
+        return {"predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction", "overlay"])}
+
+    def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
+        """Label PNGs (`<name>.png`, LIP values) and colour overlays for every image in a folder.
+
+        Each image is padded (or, if larger, downscaled) to eval.pad_size, so one compiled shape serves all;
+        the labels come back at the image's original size. Writes `<out_dir>/predictions.json`.
+        """
+        import cv2
+
+        from jhuman import viz
+
+        size = int(self.config.eval.pad_size)
+        predict = jax.jit(lambda v, x: self.predict(v, x)["labels"])
+        os.makedirs(out_dir, exist_ok=True)
+        names = sorted(f for f in os.listdir(image_dir)
+                       if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp", ".webp")))
+        results, skipped = [], []
+        for name in names:
+            path = os.path.join(image_dir, name)
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                skipped.append(path)
+                print(f"warning: cannot decode {path}; skipped")
+                continue
+            image = bgr[..., ::-1]
+            h, w = image.shape[:2]
+            scale = min(1.0, size / max(h, w))
+            small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                          interpolation=cv2.INTER_LINEAR)
+            padded = np.empty((size, size, 3), np.float32)
+            padded[:] = classes.CAFFE_MEAN_RGB
+            padded[: small.shape[0], : small.shape[1]] = small
+            labels = np.asarray(predict(variables, padded[None]))[0, : small.shape[0], : small.shape[1]]
+            if scale != 1.0:
+                labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            labels = labels.astype(np.uint8)
+            stem = os.path.splitext(name)[0]
+            cv2.imwrite(os.path.join(out_dir, f"{stem}.png"), labels)
+            viz.save_png(os.path.join(out_dir, f"{stem}_overlay.png"), viz.overlay(image, labels))
+            counts = np.bincount(labels.ravel(), minlength=self.num_classes)
+            results.append({"image": name, "labels": f"{stem}.png", "overlay": f"{stem}_overlay.png",
+                            "height": h, "width": w,
+                            "class_fractions": {classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6)
+                                                for c in np.flatnonzero(counts)}})
+        summary = {"images": results, "skipped": skipped, "num_skipped": len(skipped)}
+        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        return summary

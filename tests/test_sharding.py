@@ -1,0 +1,43 @@
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jhuman import sharding
+
+
+def test_leaf_spec_shards_largest_divisible_axis():
+    assert sharding.leaf_spec((3, 3, 64, 128), fsdp=4, min_size=1) == P(None, None, None, "fsdp")
+    assert sharding.leaf_spec((3, 3, 63, 6), fsdp=4, min_size=1) == P()  # nothing divisible
+    assert sharding.leaf_spec((128,), fsdp=4, min_size=1024) == P()  # too small
+    assert sharding.leaf_spec((128, 64), fsdp=1, min_size=1) == P()
+
+
+def test_mesh_from_config():
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 2}))
+    assert mesh.shape == {"data": jax.device_count() // 2, "fsdp": 2}
+    with pytest.raises(ValueError, match="devices"):
+        sharding.make_mesh(ml_collections.ConfigDict({"data": 3, "fsdp": 1}))
+
+
+def test_global_batch_and_prefetch_keep_order():
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}))
+    batches = [{"x": np.full((8, 2), i, np.float32)} for i in range(5)]
+    out = list(sharding.prefetch_to_device(iter(batches), mesh))
+    assert [int(b["x"][0, 0]) for b in out] == list(range(5))
+    assert out[0]["x"].sharding.spec == P(("data", "fsdp"))
+    assert len(out[0]["x"].addressable_shards) == jax.device_count()
+
+
+def test_prefetch_surfaces_producer_errors():
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}))
+
+    def broken():
+        yield {"x": np.zeros((8,), np.float32)}
+        raise OSError("disk gone")
+
+    it = sharding.prefetch_to_device(broken(), mesh)
+    next(it)
+    with pytest.raises(OSError, match="disk gone"):
+        next(it)
