@@ -40,10 +40,15 @@ def make_mesh(mesh_config) -> Mesh:
         if count % fsdp:
             raise ValueError(f"mesh.fsdp={fsdp} does not divide the {count} devices")
         data = count // fsdp
-    if data * fsdp != count:
-        raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} != {count} devices; set mesh.data=-1 to fill")
-    # Auto axes: explicit-sharding axes (make_mesh's default) break linen convs with sharded kernels.
-    return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    auto = (jax.sharding.AxisType.Auto,) * 2  # explicit axes (make_mesh's default) break linen convs
+    if data * fsdp == count:
+        return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=auto)
+    if data * fsdp < count and jax.process_count() == 1:
+        # A single host may run on a subset of its devices (e.g. to compare 1 device against 8).
+        devices = np.array(jax.devices()[: data * fsdp]).reshape(data, fsdp)
+        return Mesh(devices, BATCH_AXES, axis_types=auto)
+    raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} does not fit the {count} devices; "
+                     f"set mesh.data=-1 to use them all")
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -17,8 +17,9 @@ def test_leaf_spec_shards_largest_divisible_axis():
 def test_mesh_from_config():
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 2}))
     assert mesh.shape == {"data": jax.device_count() // 2, "fsdp": 2}
+    assert sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1})).devices.size == 1
     with pytest.raises(ValueError, match="devices"):
-        sharding.make_mesh(ml_collections.ConfigDict({"data": 3, "fsdp": 1}))
+        sharding.make_mesh(ml_collections.ConfigDict({"data": 16, "fsdp": 1}))
 
 
 def test_global_batch_and_prefetch_keep_order():

@@ -1,0 +1,27 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv and install the project.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKDIR ?= runs/parsing_tiny
+
+$(BIN)/jhuman: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/jhuman
+
+# Train a tiny DeepLab on the built-in synthetic people, evaluate it (LIP protocol), write pictures,
+# then predict a folder of images with the trained model.
+demo: $(BIN)/jhuman
+	$(BIN)/jhuman train --config configs/parsing.py:size=tiny,data=synthetic --workdir $(WORKDIR)
+	$(BIN)/jhuman data synth --task parsing --out $(WORKDIR)/new_people --num 10 --seed 123 --size 96,128
+	$(BIN)/jhuman predict --workdir $(WORKDIR) --images $(WORKDIR)/new_people/TrainVal_images/train_images \
+	  --out $(WORKDIR)/predict
+	@echo "pictures: $(WORKDIR)/pictures/ and $(WORKDIR)/predict/"
+
+test: $(BIN)/jhuman
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+
+.PHONY: install demo test

@@ -1,0 +1,180 @@
+"""The trainer end to end on tiny DeepLab + synthetic people (CPU, 8 fake devices)."""
+
+import json
+import logging
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from jhuman import checkpoint, cli, config as config_lib, train
+from jhuman.tasks import parsing as parsing_task
+
+PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "parsing.py")
+DATA = {"data.synthetic_num": "240", "data.synthetic_size": "(96, 112)"}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("synthetic_cache"))
+
+
+def tiny_config(cache_dir, **overrides):
+    c = config_lib.load_config(f"{PARSING}:size=tiny,data=synthetic")
+    base = {**DATA, "data.cache_dir": cache_dir, "train.progress_bar": "false", "train.num_pictures": "0",
+            "eval.limit": "16", "eval.batch_size": "8", "train.eval_every": "0", "train.log_every": "2",
+            "train.checkpoint_every": "1000", "train.steps": "4", "data.crop_size": "48", "eval.pad_size": "112"}
+    base.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
+    return config_lib.apply_overrides(c, [f"{k}={v}" for k, v in base.items()])
+
+
+def params_of(summary):
+    return jax.tree.map(np.asarray, jax.device_get(summary["state"]["params"]))
+
+
+def test_one_device_and_eight_devices_give_the_same_losses(cache_dir):
+    losses = {}
+    for name, (data, fsdp) in {"1": (1, 1), "8": (8, 1), "4x2": (4, 2)}.items():
+        config = tiny_config(cache_dir, mesh__data=data, mesh__fsdp=fsdp, mesh__fsdp_min_size=64)
+        setup = train.build(config)
+        step = train.make_train_step(setup)
+        state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+        batches = setup.task.train_batches(0, 16, 0, 1)
+        from jhuman import sharding
+
+        out = []
+        for _ in range(3):
+            state, metrics = step(state, sharding.to_global(next(batches), setup.mesh))
+            out.append(float(metrics["loss"]))
+        losses[name] = out
+    print(losses)
+    np.testing.assert_allclose(losses["8"], losses["1"], rtol=2e-5)
+    np.testing.assert_allclose(losses["4x2"], losses["1"], rtol=2e-5)
+    assert losses["1"][2] != losses["1"][0]  # the steps really changed the parameters
+
+
+def test_no_recompilation_in_the_steady_state(cache_dir, caplog):
+    config = tiny_config(cache_dir)
+    setup = train.build(config)
+    step = train.make_train_step(setup)
+    state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+    from jhuman import sharding
+
+    batches = sharding.prefetch_to_device(setup.task.train_batches(0, 16, 0, 1), setup.mesh)
+    state, _ = step(state, next(batches))  # compiles once
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            for _ in range(3):
+                with jax.transfer_guard("disallow"):
+                    state, metrics = step(state, next(batches))
+            jax.block_until_ready(metrics)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiles = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
+    assert compiles == [], compiles
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(cache_dir, tmp_path, monkeypatch):
+    config = tiny_config(cache_dir, train__steps=8, train__checkpoint_every=3)
+    straight = train.run(config, str(tmp_path / "straight"))
+
+    original = parsing_task.ParsingTask.train_batches
+
+    def preempted(self, *args):
+        for i, batch in enumerate(original(self, *args)):
+            if i == 4:
+                os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler does
+            yield batch
+
+    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", preempted)
+    first = train.run(config, str(tmp_path / "resumed"))
+    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", original)
+    assert 1 <= first["preempted_at"] < 8
+    assert checkpoint.Checkpoints(str(tmp_path / "resumed")).latest_step() == first["preempted_at"]
+    second = train.run(config, str(tmp_path / "resumed"))
+    assert second["start_step"] == first["preempted_at"] and second["step"] == 8
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 params_of(straight), params_of(second))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    good = train.run(tiny_config(cache_dir, train__steps=2, train__checkpoint_every=2), workdir)
+    # Adam steps of size 1e30 overflow the activations at the next step.
+    bad = tiny_config(cache_dir, train__steps=8, train__checkpoint_every=2, optim__learning_rate=1e30,
+                      optim__warmup_steps=0)
+    with pytest.raises(train.NonFiniteLossError, match=r"NaN/Inf at step \d+.*Last good checkpoint: step 2"):
+        train.run(bad, workdir)
+    ckpt = checkpoint.Checkpoints(workdir)
+    assert ckpt.latest_step() == 2
+    setup = train.build(bad)
+    restored = ckpt.restore(setup.abstract_state, setup.state_shardings)
+    jax.tree.map(np.testing.assert_array_equal, params_of(good),
+                 jax.tree.map(np.asarray, jax.device_get(restored["params"])))
+
+
+def test_gradient_accumulation_matches_the_full_batch(cache_dir):
+    from jhuman import sharding
+
+    results = []
+    for accum in (1, 2):
+        config = tiny_config(cache_dir, train__grad_accum_steps=accum, model__norm="frozen")
+        setup = train.build(config)
+        step = train.make_train_step(setup)
+        state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+        batch = sharding.to_global(next(setup.task.train_batches(0, 16, 0, 1)), setup.mesh)
+        state, metrics = step(state, batch)
+        results.append((float(metrics["loss"]), jax.tree.map(np.asarray, jax.device_get(state["params"]))))
+    assert np.isclose(results[0][0], results[1][0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1])
+
+
+def test_cli_config_errors_name_the_valid_keys(capsys, tmp_path):
+    code = cli.main(["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path),
+                     "--config.train.stepz=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'stepz'" in err and "'steps'" in err
+    code = cli.main(["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path),
+                     "--config.data.name=lip"])
+    assert code == 2 and "data.root" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_deeplab_learns_and_writes_its_outputs(cache_dir, tmp_path):
+    """Trained mIoU must clearly beat the untrained model; metrics, TensorBoard, pictures and eval files exist."""
+    config = tiny_config(cache_dir, train__steps=240, train__log_every=20, train__num_pictures=3,
+                         eval__limit=24, data__crop_size=64, train__eval_every=120, train__checkpoint_every=120)
+    setup = train.build(config)
+    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
+        jax.random.key(0)))
+    workdir = str(tmp_path / "run")
+    summary = train.run(config, workdir)
+    trained = summary["eval"]
+    print(f"untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}; "
+          f"pixel acc {untrained['pixel_accuracy']:.4f} -> {trained['pixel_accuracy']:.4f}")
+    assert trained["mean_iou"] > untrained["mean_iou"] + 0.08
+    assert trained["pixel_accuracy"] > 0.6
+
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == list(range(20, 241, 20))
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    assert any("val/mean_iou" in r for r in rows) and all(r["data_skipped"] == 0 for r in train_rows)
+    assert os.path.isfile(os.path.join(workdir, "eval", "val_240.json"))
+    assert os.path.isfile(os.path.join(workdir, "eval", "val_120.json"))
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "loss" in events.Tags()["scalars"] and "predictions" in events.Tags()["images"]
+    assert len(events.Scalars("loss")) == 12
+
+    import cv2
+
+    for name in ("curves.png", "predictions.png"):
+        picture = cv2.imread(os.path.join(workdir, "pictures", name))
+        assert picture is not None and picture.shape[0] > 50 and picture.std() > 5
