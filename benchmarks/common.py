@@ -1,0 +1,55 @@
+"""Shared helpers of the benchmark scripts: machine description, timing, table + JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import jax
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    devices = jax.devices()
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend(),
+            "devices": f"{len(devices)} x {devices[0].device_kind}", "jax": jax.__version__}
+
+
+def time_calls(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds per call of `fn()` (which must block until its result is ready)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def report(name: str, rows: list[dict], columns: list[str], path: str | None = None) -> str:
+    """Prints a table of `rows` and writes {machine, rows} as JSON (default benchmarks/<name>.json)."""
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    lines = [" | ".join(c.ljust(widths[c]) for c in columns), "-+-".join("-" * widths[c] for c in columns)]
+    lines += [" | ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns) for r in rows]
+    info = machine()
+    print(f"{name} on {info['cpu']} ({info['cpu_count']} cores), jax {info['jax']} {info['devices']}")
+    print("\n".join(lines))
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.json")
+    with open(path, "w") as f:
+        json.dump({"benchmark": name, "machine": info, "rows": rows}, f, indent=2)
+    print(f"wrote {path}")
+    return path
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
