@@ -1,0 +1,299 @@
+"""Importing torchvision-layout weights: tiny PyTorch ResNet / VGG-16 (torchvision's parameter names, random
+weights and BatchNorm statistics) exported to .safetensors, .npz and .pth, imported into the linen trunks,
+features compared on the same input; plus the report, shape and arch errors, and .pth without torch."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import safetensors.numpy  # noqa: E402
+
+from jhuman import weights  # noqa: E402
+from jhuman.models import deeplab, resnet, vgg  # noqa: E402
+
+WIDTH = 8
+STAGES = (1, 1, 1, 1)
+ATOL = 1e-4
+
+
+# ---------------------------------------------------------------------------------------- torch references
+
+class TorchBottleneck(nn.Module):
+    """torchvision's Bottleneck (stride on the 3x3), with DeepLab-v2's dilation in every block."""
+
+    def __init__(self, inplanes, planes, stride, dilation):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * planes)
+        self.relu = nn.ReLU()
+        self.downsample = None
+        if stride != 1 or inplanes != 4 * planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, 4 * planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(4 * planes))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchResNet(nn.Module):
+    def __init__(self, stages=STAGES, width=WIDTH, output_stride=32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = width
+        for i, (n, (stride, dilation)) in enumerate(zip(stages, resnet.stage_dilations(output_stride))):
+            planes = width * 2 ** i
+            blocks = []
+            for j in range(n):
+                blocks.append(TorchBottleneck(inplanes, planes, stride if j == 0 else 1, dilation))
+                inplanes = 4 * planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(inplanes, 10)  # torchvision's classifier: unexpected for the trunk
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = {}
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
+            out[f"res{i + 2}"] = x
+        return out
+
+
+def torch_vgg16(width=WIDTH):
+    """vgg16.features with torchvision's indices, but DeepLab-LargeFOV's pools (3x3 pad 1, strides 2, 2, 2, 1, 1)
+    and conv5 dilation 2; classifier.{0,3,6} as in torchvision (unused by LargeFOV)."""
+    layers, cin = [], 3
+    for block, n, mult in vgg.VGG16_BLOCKS:
+        dilation = 2 if block == 5 else 1
+        for _ in range(n):
+            layers += [nn.Conv2d(cin, width * mult, 3, padding=dilation, dilation=dilation), nn.ReLU()]
+            cin = width * mult
+        layers.append(nn.MaxPool2d(3, 2 if block <= 3 else 1, 1))
+    model = nn.Module()
+    model.features = nn.Sequential(*layers)
+    model.classifier = nn.Sequential(nn.Linear(cin * 7 * 7, 32), nn.ReLU(), nn.Dropout(),
+                                     nn.Linear(32, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 10))
+    return model
+
+
+def torch_vgg16_features(model, x):
+    """conv1_2 .. conv5_3 (post-ReLU, before the pool): outputs of features.{3, 8, 15, 22, 29}."""
+    names = {3: "conv1_2", 8: "conv2_2", 15: "conv3_3", 22: "conv4_3", 29: "conv5_3"}
+    out = {}
+    for i, layer in enumerate(model.features):
+        x = layer(x)
+        if i in names:
+            out[names[i]] = x
+    return out
+
+
+def randomise(model, seed=0):
+    """He-normal convs, random biases, BN affine AND running statistics; eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    m.bias.normal_(0.0, 0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(123)
+    return model.eval()
+
+
+def export(state_dict, directory):
+    """The state dict as .safetensors, .npz and .pth files."""
+    arrays = {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
+    paths = [directory / "w.safetensors", directory / "w.npz", directory / "w.pth"]
+    safetensors.numpy.save_file(arrays, str(paths[0]))
+    np.savez(paths[1], **arrays)
+    torch.save(state_dict, paths[2])
+    return paths
+
+
+def zeros_like_init(model, x):
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+
+
+def torch_input(x_nhwc):
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(x_nhwc, (0, 3, 1, 2))))
+
+
+def nchw_to_nhwc(t):
+    return np.transpose(t.detach().numpy(), (0, 2, 3, 1))
+
+
+def max_diff(linen_features, torch_features):
+    return {k: float(np.abs(np.asarray(linen_features[k]) - nchw_to_nhwc(v)).max())
+            for k, v in torch_features.items()}
+
+
+def image(size=35, seed=0):
+    return np.random.default_rng(seed).normal(size=(2, size, size, 3)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------- ResNet
+
+@pytest.fixture(scope="module")
+def resnet_files(tmp_path_factory):
+    model = randomise(TorchResNet())
+    return model, export(model.state_dict(), tmp_path_factory.mktemp("resnet"))
+
+
+def test_resnet_matches_torch_in_every_format(resnet_files):
+    torch_model, paths = resnet_files
+    x = image()
+    with torch.no_grad():
+        expected = torch_model(torch_input(x))
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = zeros_like_init(model, x)
+    apply = jax.jit(model.apply)
+    for path in paths:
+        new, report = weights.import_backbone(variables, path, "resnet50", prefix=())
+        diffs = max_diff(apply(new, x), expected)
+        assert max(diffs.values()) < ATOL, (path.suffix, diffs)
+        assert float(np.abs(nchw_to_nhwc(expected["res5"])).mean()) > 0.1  # a non-degenerate comparison
+        assert report.missing == [] and sorted(report.unexpected) == ["fc.bias", "fc.weight"]
+        assert len(report.ignored) == sum(isinstance(m, nn.BatchNorm2d) for m in torch_model.modules())
+        assert all(k.endswith("num_batches_tracked") for k in report.ignored)
+    # input tree untouched
+    assert all(not np.asarray(leaf).any() for leaf in jax.tree.leaves(variables))
+
+
+def test_resnet_into_deeplab_at_output_stride_8(resnet_files, tmp_path):
+    """DeepLab's dilated trunk (prefix 'trunk', and a nested prefix) against the torch net with the same
+    dilations; the classifier is left alone."""
+    torch_model = TorchResNet(output_stride=8)
+    torch_model.load_state_dict(resnet_files[0].state_dict())
+    torch_model.eval()
+    x = image(33, seed=1)
+    with torch.no_grad():
+        expected = torch_model(torch_input(x))["res5"]
+    model = deeplab.DeepLab(backbone="resnet101", stage_sizes=STAGES, width=WIDTH, output_stride=8,
+                            num_classes=3)
+    variables = zeros_like_init(model, x)
+    variables["params"]["classifier"] = jax.tree.map(jnp.ones_like, variables["params"]["classifier"])
+    new, report = weights.import_backbone(variables, resnet_files[1][0], "resnet101")
+    assert report.missing == [] and all(p.split("/")[1] == "trunk" for p in report.loaded)
+    assert "params/trunk/layer4/block0/downsample_conv/kernel" in report.loaded
+    assert "batch_stats/trunk/layer4/block0/downsample_bn/var" in report.loaded
+    features = jax.jit(model.apply)(new, x)["features"]
+    assert np.abs(np.asarray(features) - nchw_to_nhwc(expected)).max() < ATOL
+    assert all(np.asarray(v).min() == 1 for v in jax.tree.leaves(new["params"]["classifier"]))
+
+    wrapped = {c: {"net": v} for c, v in variables.items()}
+    nested, nested_report = weights.import_backbone(wrapped, resnet_files[1][0], "resnet101", ("net", "trunk"))
+    assert nested_report.loaded == [p.replace("/trunk/", "/net/trunk/") for p in report.loaded]
+    jax.tree.map(np.testing.assert_array_equal, nested["params"]["net"], new["params"])
+
+
+def test_values_cast_to_target_dtype(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = jax.tree.map(lambda v: v.astype(jnp.bfloat16), zeros_like_init(model, image()))
+    new, _ = weights.import_backbone(variables, resnet_files[0].state_dict(), "resnet50", prefix=())
+    assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(new))
+    kernel = resnet_files[0].conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_allclose(np.asarray(new["params"]["conv1"]["kernel"], np.float32), kernel, rtol=1e-2)
+
+
+def test_depth_difference_reported_as_missing_and_unexpected():
+    """A (2, 1, 1, 1) file into a (1, 1, 1, 2) trunk: layer1.1.* unexpected, layer4/block1 missing (also
+    into abstract eval_shape variables)."""
+    state = randomise(TorchResNet(stages=(2, 1, 1, 1))).state_dict()
+    model = resnet.ResNet(stage_sizes=(1, 1, 1, 2), width=WIDTH, norm="frozen")
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    new, report = weights.import_backbone(abstract, state, "resnet152", prefix=())
+    assert sorted(report.unexpected) == sorted(
+        [k for k in state if k.startswith("layer1.1.") and not k.endswith("num_batches_tracked")]
+        + ["fc.weight", "fc.bias"])
+    block = "layer4/block1/"
+    assert sorted(report.missing) == sorted(
+        [f"params/{block}conv{k}/kernel" for k in (1, 2, 3)]
+        + [f"params/{block}bn{k}/{leaf}" for k in (1, 2, 3) for leaf in ("scale", "bias")]
+        + [f"batch_stats/{block}bn{k}/{leaf}" for k in (1, 2, 3) for leaf in ("mean", "var")])
+    assert isinstance(new["params"]["layer1"]["block0"]["conv1"]["kernel"], jax.Array)
+    assert isinstance(new["params"]["layer4"]["block1"]["conv1"]["kernel"], jax.ShapeDtypeStruct)
+    text = str(report)
+    assert "85 loaded" in text and "15 missing (params/layer4/block1/" in text
+    assert "17 unexpected (layer1.1." in text and "20 ignored" in text
+
+
+def test_shape_mismatch_names_key_path_and_shapes():
+    state = randomise(TorchResNet(width=16)).state_dict()
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = zeros_like_init(model, image())
+    with pytest.raises(ValueError) as err:
+        weights.import_backbone({c: {"trunk": v} for c, v in variables.items()}, state, "resnet50")
+    message = str(err.value)
+    assert "'conv1.weight'" in message and "params/trunk/conv1/kernel" in message
+    assert "(16, 3, 7, 7)" in message and "(7, 7, 3, 16)" in message and "(7, 7, 3, 8)" in message
+
+
+# ---------------------------------------------------------------------------------------- VGG-16
+
+def test_vgg16_matches_torch_in_every_format(tmp_path):
+    torch_model = randomise(torch_vgg16())
+    paths = export(torch_model.state_dict(), tmp_path)
+    x = image(35, seed=2)
+    with torch.no_grad():
+        expected = torch_vgg16_features(torch_model, torch_input(x))
+    model = deeplab.DeepLab(backbone="vgg16", width=WIDTH, fc_width=16, num_classes=3)
+    variables = zeros_like_init(model, x)
+    trunk_features = jax.jit(lambda v, x: model.apply(v, x, method=lambda m, x: m.trunk(x)))
+    for path in paths:
+        new, report = weights.import_backbone(variables, path, "vgg16")
+        diffs = max_diff(trunk_features(new, x), expected)
+        assert max(diffs.values()) < ATOL, (path.suffix, diffs)
+        assert float(np.abs(nchw_to_nhwc(expected["conv5_3"])).mean()) > 0.1
+        assert sorted(report.missing) == [f"params/trunk/{n}/{leaf}" for n in ("fc6", "fc7")
+                                          for leaf in ("bias", "kernel")]
+        assert sorted(report.unexpected) == [f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("bias", "weight")]
+        assert len(report.loaded) == 26 and report.ignored == []
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+def test_unknown_arch_lists_valid():
+    with pytest.raises(ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16"):
+        weights.import_backbone({"params": {}}, {}, "resnet18")
+
+
+def test_wrong_arch_or_prefix_imports_nothing(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = zeros_like_init(model, image())
+    with pytest.raises(ValueError, match="nothing imported"):
+        weights.import_backbone(variables, resnet_files[0].state_dict(), "vgg16", prefix=())
+    with pytest.raises(ValueError, match="no trunk at params/trunk"):
+        weights.import_backbone(variables, resnet_files[0].state_dict(), "resnet50")
+
+
+def test_pth_without_torch_says_what_to_do(resnet_files, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(ImportError, match=r"jhuman\[torch\].*\.safetensors"):
+        weights.load_state_dict(resnet_files[1][2])
+    assert "conv1.weight" in weights.load_state_dict(resnet_files[1][0])  # other formats still work
+
+
+def test_unsupported_suffix(tmp_path):
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        weights.load_state_dict(tmp_path / "w.h5")
