@@ -15,10 +15,13 @@ linen shares the weights between calls, and 'features' gives it the fc7/res5 map
 """
 
 import functools
-from typing import Any, Optional, Sequence
+import math
+from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jhuman.models import resnet, vgg
 
@@ -144,3 +147,213 @@ def build_deeplab(**kwargs):
     if isinstance(kwargs.get("dtype"), str):  # 'bfloat16' from a config file
         kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
     return DeepLab(**kwargs)
+
+
+# --- Attention-to-Scale ---------------------------------------------------------------------------------------
+
+ATTENTION_PATTERN = r"(^|/)attention/"  # flattened param paths of the attention branch, 'attention/conv1/kernel'
+INTERPOLATIONS = ("align_corners", "half_pixel")
+_DEEPLAB_OPTIONS = tuple(f for f in DeepLab.__dataclass_fields__ if f not in ("parent", "name"))
+
+
+def scaled_size(size: int, scale: float) -> int:
+    """Side of an input of side `size` at `scale`: floor((size - 1) * scale) + 1 (at least 1).
+
+    This is the size Caffe's Interp layer gives with align-corners geometry (the published DeepLab attention
+    net: 321 -> 241 at 0.75 and 161 at 0.5, logits 41 / 31 / 21 at output stride 8); pixel k of the scaled
+    image then sits exactly on input pixel k / scale. round(size * scale) would give 160 at 0.5 (Python rounds
+    160.5 to even) and break that alignment; for 64: 64 -> 48 at 0.75 and 32 at 0.5 either way. The 1e-6
+    guards against float error ((size - 1) * 0.75 computed as 239.99999...).
+    """
+    return max(1, int(math.floor((size - 1) * float(scale) + 1e-6)) + 1)
+
+
+@functools.lru_cache(maxsize=256)
+def align_corners_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size) float32 bilinear weights with aligned corners: out pixel y samples input coordinate
+    y * (in_size - 1) / (out_size - 1) (Caffe Interp, PyTorch align_corners=True); a size of 1 samples pixel 0."""
+    if out_size == 1 or in_size == 1:
+        src = np.zeros(out_size)
+    else:
+        src = np.arange(out_size) * ((in_size - 1) / (out_size - 1))
+    lo = np.minimum(np.floor(src).astype(int), in_size - 1)
+    hi = np.minimum(lo + 1, in_size - 1)
+    frac = src - lo
+    matrix = np.zeros((out_size, in_size), np.float64)
+    np.add.at(matrix, (np.arange(out_size), lo), 1.0 - frac)
+    np.add.at(matrix, (np.arange(out_size), hi), frac)
+    return matrix.astype(np.float32)
+
+
+def resize_bilinear(x, size, interpolation: str = "align_corners"):
+    """(B, H, W, C) -> (B, h, w, C) float32, bilinear; the same size returns x (as float32) untouched.
+
+    'align_corners': separable matrices of `align_corners_matrix` (the geometry of Caffe's Interp layer, used
+    by the published Attention-to-Scale/LIP nets, and of the project's logit grid, see jhuman.ops.image).
+    'half_pixel': jax.image.resize(method='bilinear', antialias=False) (TF2/PyTorch align_corners=False; no
+    anti-aliasing when shrinking, like Caffe).
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {interpolation!r}")
+    x = x.astype(jnp.float32)
+    h, w = int(size[0]), int(size[1])
+    if (h, w) == tuple(x.shape[1:3]):
+        return x
+    if interpolation == "half_pixel":
+        return jax.image.resize(x, (x.shape[0], h, w, x.shape[3]), "bilinear", antialias=False)
+    rows = jnp.asarray(align_corners_matrix(h, x.shape[1]))
+    cols = jnp.asarray(align_corners_matrix(w, x.shape[2]))
+    x = jnp.einsum("Hh,bhwc->bHwc", rows, x, precision="highest")
+    return jnp.einsum("Ww,bHwc->bHWc", cols, x, precision="highest")
+
+
+def _deeplab_options(base, dtype) -> dict:
+    """The shared DeepLab's options from `base`: a DeepLab module (its options, dtype included) or a mapping of
+    DeepLab options (config values accepted as in build_deeplab; dtype defaults to `dtype`); None = DeepLab's
+    defaults. Validated by building an unattached DeepLab (parent=None: no stray child in a caller's scope)."""
+    if isinstance(base, DeepLab):
+        return {f: getattr(base, f) for f in _DEEPLAB_OPTIONS}
+    if base is not None and not isinstance(base, Mapping):
+        raise ValueError(f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}")
+    options = {"dtype": dtype, **dict(base or {})}
+    unknown = sorted(set(options) - set(_DEEPLAB_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown DeepLab option(s) {unknown}; valid: {sorted(_DEEPLAB_OPTIONS)}")
+    for key in ("rates", "stage_sizes"):
+        if options.get(key) is not None:
+            options[key] = tuple(options[key])
+    if isinstance(options["dtype"], str):
+        options["dtype"] = jnp.dtype(options["dtype"])
+    DeepLab(**options, parent=None)
+    return options
+
+
+class ScaleAttention(nn.Module):
+    """Attention head of Attention-to-Scale: (B, h, w, S*D) concatenated features -> (B, h, w, S) float32
+    weights, softmax over scales. conv1 3x3 `width` + ReLU + dropout, conv2 1x1 to S (N(0, 0.01) kernels,
+    zero biases, DeepLab's Caffe initialisation of new layers: the weights start near uniform)."""
+    num_scales: int
+    width: int = 512
+    dropout_rate: float = 0.5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, features, train: bool = False):
+        x = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_classifier_init, dtype=self.dtype,
+                    param_dtype=jnp.float32, name="conv1")(features)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+        scores = nn.Conv(self.num_scales, (1, 1), kernel_init=_classifier_init, dtype=self.dtype,
+                         param_dtype=jnp.float32, name="conv2")(x)
+        return jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
+
+
+class AttentionToScale(nn.Module):
+    """Attention-to-Scale (Chen et al., "Attention to Scale: Scale-aware Semantic Image Segmentation", CVPR
+    2016), the "Attention" model of the LIP paper: ONE DeepLab (shared weights) run on the input at each scale.
+
+    For each scale s the input is resized (bilinear, `interpolation`) to scaled_size(H, s) x scaled_size(W, s)
+    (floor((H - 1) s) + 1: Caffe Interp's size, 321 -> 241 -> 161) and run through the shared DeepLab; its
+    logits and trunk features ('features': fc7 / res5) are resized to the logit grid of the FIRST scale (the
+    reference: scale 1 in the published (1.0, 0.75, 0.5); a first scale other than 1 makes that scale's grid the
+    output grid). The resized features are concatenated over scales -> ScaleAttention -> per-pixel weights w_s,
+    and the fused logits are sum_s w_s * logits_s.
+
+    base: a DeepLab module (used with its own options, dtype included) or a mapping of DeepLab options
+      (dtype defaults to this module's); None = DeepLab's defaults.
+    interpolation: 'align_corners' (default: Caffe Interp, both for shrinking the input and for bringing the
+      logits/features to the reference grid; pixel k of scale s sits on input pixel k / s exactly when
+      (H - 1) s is an integer, as for the published 321 crops) or 'half_pixel' (jax.image.resize bilinear, no
+      anti-aliasing).
+    dtype: compute dtype of the attention branch (and of a mapping `base`); params stay float32.
+
+    Returns {'logits': (B, h, w, C) float32 fused, 'scale_logits': (S, B, h, w, C) float32 (each scale's logits
+    on the reference grid, for the per-scale losses), 'attention': (B, h, w, S) float32 (sums to 1 over S),
+    'features': the first scale's trunk features (B, h, w, D)}.
+    Parameters: {'net': the one DeepLab ('net/trunk', 'net/classifier'), 'attention': {'conv1', 'conv2'}};
+    CLASSIFIER_PATTERN and ATTENTION_PATTERN select the heads for their learning-rate multipliers.
+    `train=True` needs a 'dropout' rng. With norm='batch' each scale's call updates the running statistics in
+    turn (the last scale's update is kept); the published nets use frozen statistics.
+    """
+    base: Any = None
+    scales: Sequence[float] = (1.0, 0.75, 0.5)
+    attention_width: int = 512
+    dropout_rate: float = 0.5
+    interpolation: str = "align_corners"
+    dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        try:
+            scales = [float(s) for s in self.scales]
+        except (TypeError, ValueError):
+            scales = []
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
+        _deeplab_options(self.base, self.dtype)  # validates base now rather than at the first call
+        super().__post_init__()
+
+    def setup(self):
+        self.net = DeepLab(**_deeplab_options(self.base, self.dtype))
+        self.attention = ScaleAttention(len(tuple(self.scales)), self.attention_width, self.dropout_rate,
+                                        dtype=self.dtype)
+
+    def __call__(self, images, train: bool = False):
+        height, width = images.shape[1:3]
+        outputs = []
+        for scale in self.scales:
+            size = (scaled_size(height, scale), scaled_size(width, scale))
+            x = images if size == (height, width) else resize_bilinear(images, size, self.interpolation)
+            outputs.append(self.net(x, train=train))
+        grid = outputs[0]["logits"].shape[1:3]
+        scale_logits = jnp.stack([resize_bilinear(o["logits"], grid, self.interpolation) for o in outputs])
+        features = [resize_bilinear(o["features"], grid, self.interpolation).astype(self.dtype) for o in outputs]
+        attention = self.attention(jnp.concatenate(features, axis=-1), train)  # (B, h, w, S)
+        fused = jnp.sum(jnp.moveaxis(attention, -1, 0)[..., None] * scale_logits, axis=0)
+        return {"logits": fused.astype(jnp.float32), "scale_logits": scale_logits, "attention": attention,
+                "features": outputs[0]["features"]}
+
+
+ATTENTION_OPTIONS = tuple(f for f in AttentionToScale.__dataclass_fields__ if f not in ("parent", "name", "base"))
+
+
+def build_attention(**kwargs):
+    """AttentionToScale from flat config values: its own options (ATTENTION_OPTIONS: scales, attention_width,
+    dropout_rate, interpolation, dtype) plus the shared DeepLab's options (backbone, num_classes, width, ...),
+    or those in `base` (a mapping, or a DeepLab module with no other DeepLab option). 'dropout_rate' is the
+    attention's; VGG's fc6/fc7 dropout goes as base={'dropout_rate': r}. dtype applies to both unless base
+    sets its own. Unknown option names raise ValueError listing the valid ones."""
+    valid = set(ATTENTION_OPTIONS) | set(_DEEPLAB_OPTIONS) | {"base"}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ValueError(f"unknown attention option(s) {unknown}; valid: {sorted(valid)}")
+    options = {k: kwargs.pop(k) for k in ATTENTION_OPTIONS if k in kwargs}
+    if isinstance(options.get("dtype"), str):
+        options["dtype"] = jnp.dtype(options["dtype"])
+    if "scales" in options:
+        options["scales"] = tuple(float(s) for s in options["scales"])
+    base = kwargs.pop("base", None)
+    if isinstance(base, DeepLab):
+        if kwargs:
+            raise ValueError(f"DeepLab option(s) {sorted(kwargs)} given with a DeepLab module as base")
+        net = base
+    elif base is None or isinstance(base, Mapping):
+        base = dict(base or {})
+        both = sorted(set(base) & set(kwargs))
+        if both:
+            raise ValueError(f"DeepLab option(s) {both} given both in base and at top level")
+        base.update(kwargs)
+        net = DeepLab(**_deeplab_options(base, options.get("dtype", jnp.float32)))
+    else:
+        raise ValueError(f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}")
+    return AttentionToScale(base=net, **options)
+
+
+MODELS = {"deeplab": build_deeplab, "attention": build_attention}
+
+
+def build_model(name: str, **kwargs):
+    """A segmentation net by name ('deeplab' | 'attention') from config values; ValueError lists the names."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
