@@ -88,9 +88,14 @@ def per_host_batch_size(global_batch_size: int) -> int:
 
 
 def to_global(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This host's slice of the batch -> global arrays sharded over the batch axes."""
+    """This host's slice of the batch -> global arrays sharded over the batch axes.
+
+    Non-numeric fields (e.g. example ids as strings) stay on the host and are left out.
+    """
     sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in host_batch.items()}
+    arrays = {k: np.asarray(v) for k, v in host_batch.items()}
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()
+            if v.dtype.kind in "biuf"}
 
 
 def prefetch_to_device(batches: Iterable[dict], mesh: Mesh, size: int = 2) -> Iterator[dict]:

@@ -124,7 +124,7 @@ def make_train_step(setup: Setup) -> Callable:
 
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         new_state = {"step": state["step"] + 1, "params": new_params, "model_state": model_state,
                      "opt_state": opt_state}
@@ -209,7 +209,17 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
     if ckpt.latest_step() is not None:
         return ckpt.restore(setup.abstract_state, setup.state_shardings)
     init = jax.jit(setup.init_state, out_shardings=setup.state_shardings)
-    return init(jax.random.key(int(setup.config.seed)))
+    state = init(jax.random.key(int(setup.config.seed)))
+    # Pretrained weights (e.g. init.backbone_weights) are imported on the host into the fresh state.
+    load = getattr(setup.task, "pretrained_variables", None)
+    variables = load({"params": state["params"], **state["model_state"]}) if load else None
+    if variables is not None:
+        state = dict(state, params=variables["params"],
+                     model_state={k: v for k, v in variables.items() if k != "params"})
+        if "ema_params" in state:
+            state["ema_params"] = state["params"]
+        state = jax.device_put(state, setup.state_shardings)
+    return state
 
 
 def run(config, workdir: str) -> dict:

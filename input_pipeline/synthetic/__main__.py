@@ -4,6 +4,7 @@
 """
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -47,15 +48,19 @@ def main(argv=None):
     w.add_argument("--out", required=True)
     w.add_argument("--num", type=int, required=True)
     w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--size", type=int, nargs=2, default=(128, 192))
+    w.add_argument("--size", type=int, nargs="+", default=(128, 192), help="side, or lo hi")
     w.add_argument("--val_fraction", type=float, default=0.2)
     w.add_argument("--workers", type=int, default=None)
+    w.add_argument("--json", action="store_true", help="print the counts as JSON on the last line")
+    w.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "bench":
         bench(args.num, tuple(args.size))
     else:
-        print(datasets.write_dataset(args.task, args.out, args.num, args.seed, tuple(args.size), args.val_fraction,
-                                     args.workers, verbose=True))
+        size = args.size[0] if len(args.size) == 1 else tuple(args.size)
+        counts = datasets.write_dataset(args.task, args.out, args.num, args.seed, size, args.val_fraction,
+                                        args.workers, verbose=not args.quiet)
+        print(json.dumps(counts) if args.json else counts)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -91,6 +92,10 @@ def write_dataset(task, out_dir, num, seed=0, size=(128, 192), val_fraction=0.2,
     jobs = [(task, out_dir, split, seed, i, size) for split, indices in splits.items() for i in indices]
     workers = _default_workers(len(jobs)) if workers is None else max(1, int(workers))
     verbose = num > _VERBOSE_ABOVE if verbose is None else verbose
+    if workers > 1 and ("jax" in sys.modules or "tensorflow" in sys.modules):
+        # Forking a process that runs jax / tensorflow threads is unsafe, and spawn needs the caller's main
+        # module to be import-safe: render in a fresh interpreter (which forks freely) instead.
+        return _write_in_subprocess(task, out_dir, num, seed, size, val_fraction, workers, verbose)
     writer.prepare(out_dir)
     records = {split: [] for split in splits}
     start = time.perf_counter()
@@ -98,9 +103,8 @@ def write_dataset(task, out_dir, num, seed=0, size=(128, 192), val_fraction=0.2,
         if workers == 1:
             results = map(_work, jobs)
             pool = None
-        else:  # fork is cheap but unsafe once jax / tensorflow threads exist
-            method = "spawn" if ("jax" in sys.modules or "tensorflow" in sys.modules) else "fork"
-            pool = multiprocessing.get_context(method).Pool(workers, initializer=_init_worker)
+        else:
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
             results = pool.imap(_work, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers))))
         try:
             for split, record in results:  # in job order: deterministic records
@@ -116,6 +120,25 @@ def write_dataset(task, out_dir, num, seed=0, size=(128, 192), val_fraction=0.2,
         print(f"synthetic {task}: wrote {len(jobs)} samples to {out_dir} in {seconds:.1f} s "
               f"({len(jobs) / max(seconds, 1e-9):.0f} img/s, {workers} worker(s))", file=sys.stderr)
     return {split: len(indices) for split, indices in splits.items()}
+
+
+def _write_in_subprocess(task, out_dir, num, seed, size, val_fraction, workers, verbose):
+    sizes = [size] if isinstance(size, int) else list(size)
+    cmd = [sys.executable, "-m", "input_pipeline.synthetic", "write", "--task", task, "--out", out_dir,
+           "--num", str(num), "--seed", str(seed), "--size", *map(str, sizes), "--val_fraction",
+           str(val_fraction), "--workers", str(workers), "--json"]
+    if not verbose:
+        cmd.append("--quiet")
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep
+                               + os.environ.get("PYTHONPATH", "")})
+    if done.returncode:
+        raise RuntimeError(f"synthetic data generation failed ({' '.join(cmd)}): exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def dataset_name(task, num, seed, size):

@@ -80,8 +80,8 @@ class ConfusionEvaluator:
         self.num_classes = num_classes
 
     def init(self):
-        zeros = jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
-        return {"low": zeros, "high": zeros}
+        shape = (self.num_classes, self.num_classes)
+        return {"low": jnp.zeros(shape, jnp.int32), "high": jnp.zeros(shape, jnp.int32)}  # two buffers: donated
 
     def update(self, acc, variables, batch):
         pred = self.predict_fn(variables, batch["image"])["labels"]  # (B, S, S)
@@ -141,6 +141,20 @@ class ParsingTask:
 
     def evaluator(self) -> ConfusionEvaluator:
         return ConfusionEvaluator(lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes)
+
+    def pretrained_variables(self, variables):
+        """`init.backbone_weights` (torchvision layout) imported into the trunk, or None when not set."""
+        path = self.config.init.backbone_weights
+        if not path:
+            return None
+        from jhuman import weights
+
+        new, report = weights.import_backbone(variables, os.path.expanduser(path), self.config.model.backbone,
+                                              prefix=self.backbone_prefix)
+        print(report)
+        return new
+
+    backbone_prefix = ("net", "trunk")
 
     # --- data --------------------------------------------------------------------------------------------
     def data_root(self) -> str:
