@@ -1,6 +1,6 @@
 r"""Human parsing on LIP with DeepLab (Gong et al., CVPR 2017).
 
-Tiny run on the built-in synthetic people (2 CPU cores: about 4 minutes of training):
+Tiny run on the built-in synthetic people (2 CPU cores: about 4 minutes of training, mIoU about 0.15):
   jhuman train --config configs/parsing.py:size=tiny,data=synthetic --workdir runs/parsing_tiny
 The paper's DeepLab-v2 (ResNet-101 ASPP, 321x321 crops; needs the LIP data and an accelerator):
   jhuman train --config configs/parsing.py:model=deeplab_resnet,data=lip,size=full \
@@ -8,25 +8,37 @@ The paper's DeepLab-v2 (ResNet-101 ASPP, 321x321 crops; needs the LIP data and a
 VGG-16 DeepLab-LargeFOV ("DeepLabV2" in the LIP paper's tables):
   jhuman train --config configs/parsing.py:model=deeplab_vgg,data=lip,size=full --config.data.root=/data/LIP ...
 
-Arguments: model=deeplab_resnet|deeplab_vgg, data=synthetic|lip, size=tiny|full.
+Arguments: model=deeplab_resnet|deeplab_vgg|attention (= attention_vgg, the paper's)|attention_resnet,
+ssl=on|off, data=synthetic|lip, size=tiny|full.
 Full-size hyper-parameters follow the released code: SGD momentum 0.9, weight decay 5e-4, lr 1e-4 with the
-classifier at 10x, batch 10, 321x321 crops, scales {0.6..1.4}. We use the poly schedule of later DeepLab
+classifier (and attention) layers at 10x, batch 10, 321x321 crops, scales {0.6..1.4}, 30 epochs; with ssl=on
+20 more epochs with the structure-sensitive loss (ssl.start_step). We use the poly schedule of later DeepLab
 works (power 0.9) instead of the released fixed step; set optim.schedule=constant for the original.
+Pretrained trunks: --config.init.backbone_weights=resnet101.safetensors (torchvision layout).
 """
 
 import ml_collections
 
 from jhuman.config import check_choice, parse_arg
 
-DEFAULTS = {"model": "deeplab_resnet", "data": "synthetic", "size": "tiny"}
+DEFAULTS = {"model": "deeplab_resnet", "ssl": "off", "data": "synthetic", "size": "tiny"}
+MODELS = {  # arg -> (model.name, backbone); "attention" is the paper's Attention (VGG-16 trunk)
+    "deeplab_vgg": ("deeplab", "vgg16"), "deeplab_resnet": ("deeplab", "resnet101"),
+    "attention": ("attention", "vgg16"), "attention_vgg": ("attention", "vgg16"),
+    "attention_resnet": ("attention", "resnet101"),
+}
+LIP_TRAIN_IMAGES = 30_462
 
 
 def get_config(arg=None):
     args = parse_arg(arg, DEFAULTS)
-    model_name = check_choice("model", args["model"], ["deeplab_resnet", "deeplab_vgg"])
+    model_arg = check_choice("model", args["model"], MODELS)
+    ssl_on = check_choice("ssl", args["ssl"], ["on", "off"]) == "on"
     data_name = check_choice("data", args["data"], ["synthetic", "lip"])
     size = check_choice("size", args["size"], ["tiny", "full"])
     tiny = size == "tiny"
+    model_name, backbone = MODELS[model_arg]
+    resnet = backbone.startswith("resnet")
 
     c = ml_collections.ConfigDict()
     c.task = "parsing"
@@ -34,16 +46,31 @@ def get_config(arg=None):
 
     c.model = ml_collections.ConfigDict()
     c.model.name = model_name
-    c.model.backbone = "resnet101" if model_name == "deeplab_resnet" else "vgg16"
-    c.model.head = "aspp" if model_name == "deeplab_resnet" else "largefov"
+    c.model.backbone = backbone
+    c.model.head = "aspp" if resnet else "largefov"
     c.model.num_classes = 20
-    c.model.rates = (6, 12, 18, 24)
-    c.model.width = 8 if tiny else 64
-    c.model.stage_sizes = (1, 1, 1, 1) if (tiny and model_name == "deeplab_resnet") else ()
+    # ASPP rates 6/12/18/24 fit 41x41 logits (321 crops); the tiny 8x8 logits get proportionally smaller rates.
+    c.model.rates = (1, 2, 3, 4) if tiny else (6, 12, 18, 24)
+    c.model.width = 16 if tiny else 64
+    c.model.stage_sizes = (1, 1, 1, 1) if (tiny and resnet) else ()
     c.model.output_stride = 8
     # Batch norm trains on synthetic data from scratch; DeepLab-v2 fine-tunes ImageNet weights with frozen BN.
     c.model.norm = "batch" if tiny else "frozen"
     c.model.input_norm = "torchvision"
+    c.model.scales = (1.0, 0.75, 0.5)  # Attention-to-Scale input scales
+    c.model.attention_width = 32 if tiny else 512
+
+    # The self-supervised structure-sensitive loss (jhuman.ops.ssl): 30 epochs of plain training, then SSL.
+    c.ssl = ml_collections.ConfigDict()
+    c.ssl.enabled = ssl_on
+    c.ssl.variant = "stop_gradient"  # or 'product' (differentiable soft joints) or 'report_only' (= released code)
+    c.ssl.sigma = 1.0
+    c.ssl.weight = 0.05
+    c.ssl.start_step = 0 if tiny else 30 * LIP_TRAIN_IMAGES // 10
+
+    c.init = ml_collections.ConfigDict()
+    # A torchvision-layout ResNet/VGG-16 file (.safetensors, .npz, or .pth with the [torch] extra).
+    c.init.backbone_weights = ""
 
     c.data = ml_collections.ConfigDict()
     c.data.name = data_name
@@ -55,18 +82,19 @@ def get_config(arg=None):
     c.data.synthetic_seed = 0
     c.data.synthetic_size = (96, 128) if tiny else (192, 256)
     c.data.synthetic_val_fraction = 0.1
-    c.data.crop_size = 64 if tiny else 321
+    c.data.crop_size = 96 if tiny else 321
     c.data.scales = (0.6, 0.8, 1.0) if tiny else (0.6, 0.8, 1.0, 1.2, 1.4)
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 600 if tiny else 90_000
-    c.train.batch_size = 16 if tiny else 10
+    # The paper: 30 epochs (batch 10), plus about 20 epochs of SSL fine-tuning when SSL is on.
+    c.train.steps = 1500 if tiny else (50 if ssl_on else 30) * LIP_TRAIN_IMAGES // 10
+    c.train.batch_size = 8 if tiny else 10
     c.train.grad_accum_steps = 1
     c.train.compute_dtype = "float32" if tiny else "bfloat16"
     c.train.ema_decay = 0.0
-    c.train.log_every = 20 if tiny else 100
-    c.train.eval_every = 300 if tiny else 5000
-    c.train.checkpoint_every = 300 if tiny else 2000
+    c.train.log_every = 25 if tiny else 100
+    c.train.eval_every = 500 if tiny else 5000
+    c.train.checkpoint_every = 500 if tiny else 2000
     c.train.keep_checkpoints = 2
     c.train.num_pictures = 6
     c.train.progress_bar = True
@@ -84,13 +112,15 @@ def get_config(arg=None):
     c.optim.step_boundaries = (0.5, 0.75)
     c.optim.step_factor = 0.1
     c.optim.warmup_steps = 20 if tiny else 0
-    c.optim.lr_multipliers = (("classifier", 10.0),) if not tiny else ()
+    c.optim.lr_multipliers = () if tiny else (("classifier/", 10.0), ("attention/", 10.0))
     c.optim.grad_clip_norm = 0.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 8 if tiny else 8
     c.eval.pad_size = 128 if tiny else 640
     c.eval.limit = 0  # 0 = the whole split
+    c.eval.flip = False  # average with the flipped image's logits (left/right channels swapped back)
+    c.eval.scales = (1.0,)  # multi-scale testing: average the logits over these input scales
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1

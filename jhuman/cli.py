@@ -1,4 +1,4 @@
-"""`jhuman train | eval | predict | data | eval-parsing | bench`: parse arguments, call library code."""
+"""`jhuman train | eval | predict | data | eval-parsing | sweep | bench`: parse arguments, call library code."""
 
 from __future__ import annotations
 
@@ -107,6 +107,14 @@ def cmd_eval_parsing(args, overrides):
         print(f"wrote {args.json}")
 
 
+def cmd_sweep(args, overrides):
+    from jhuman import sweep
+
+    only = args.only.split(",") if args.only else None
+    sweep.run_sweep(args.config, args.workdir, overrides, only)
+    print(f"wrote {os.path.join(args.workdir, 'sweep.md')} and sweep.json")
+
+
 def cmd_bench(args, overrides):
     del overrides
     path = args.name if args.name.endswith(".py") else os.path.join("benchmarks", f"{args.name}.py")
@@ -157,6 +165,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--num_classes", type=int, default=20)
     p.set_defaults(fn=cmd_eval_parsing)
+
+    p = sub.add_parser("sweep", help="train the variants of an ablation and print one table")
+    p.add_argument("--config", required=True, help="configs/ablations/<question>.py[:arg]")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bench", help="run benchmarks/<name>.py (from the repository root)")
     p.add_argument("name")

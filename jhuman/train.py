@@ -14,6 +14,7 @@ checkpoint at the current step and returns.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -99,7 +100,8 @@ def make_train_step(setup: Setup) -> Callable:
         rng = jax.random.fold_in(base_key, state["step"])
         params = state["params"]
         if accum == 1:
-            loss, metrics, model_state, grads = grads_of(params, state["model_state"], batch, rng)
+            loss, metrics, model_state, grads = grads_of(params, state["model_state"],
+                                                         {**batch, "step": state["step"]}, rng)
         else:
             # Micro-batch i takes rows i, i+accum, ...: every device keeps working on its own rows.
             micro = jax.tree.map(
@@ -109,12 +111,13 @@ def make_train_step(setup: Setup) -> Callable:
                 model_state, grad_sum, loss_sum, metric_sum = carry
                 micro_batch, i = xs
                 loss, metrics, model_state, grads = grads_of(
-                    params, model_state, micro_batch, jax.random.fold_in(rng, i))
+                    params, model_state, {**micro_batch, "step": state["step"]}, jax.random.fold_in(rng, i))
                 add = lambda a, b: jax.tree.map(jnp.add, a, b)
                 return (model_state, add(grad_sum, grads), loss_sum + loss, add(metric_sum, metrics)), None
 
-            zero_metrics = jax.eval_shape(
-                lambda: grads_of(params, state["model_state"], jax.tree.map(lambda x: x[0], micro), rng)[1])
+            zero_metrics = jax.eval_shape(lambda: grads_of(
+                params, state["model_state"], {**jax.tree.map(lambda x: x[0], micro), "step": state["step"]},
+                rng)[1])
             init = (state["model_state"], jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
                     jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics))
             (model_state, grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(accum)))
@@ -222,6 +225,33 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
     return state
 
 
+def _position_path(workdir: str, step: int) -> str:
+    return os.path.join(workdir, "data_positions", f"{step}_{jax.process_index()}.json")
+
+
+def write_data_position(workdir: str, step: int, position, kept_steps) -> None:
+    """Records where this host's data stream stands after `step` (it runs ahead of step * batch when corrupt
+    examples were skipped), so that a resumed run reads exactly the examples an uninterrupted one would."""
+    if position is None:
+        return
+    os.makedirs(os.path.dirname(_position_path(workdir, step)), exist_ok=True)
+    with open(_position_path(workdir, step), "w") as f:
+        json.dump({"step": step, "position": int(position)}, f)
+    keep = {step, *kept_steps}
+    for name in os.listdir(os.path.dirname(_position_path(workdir, step))):
+        if int(name.split("_")[0]) not in keep:
+            os.remove(os.path.join(os.path.dirname(_position_path(workdir, step)), name))
+
+
+def read_data_position(workdir: str, step: int, per_host_batch: int) -> int:
+    """The stream position to resume from at `step` (step * batch when no record exists)."""
+    try:
+        with open(_position_path(workdir, step)) as f:
+            return int(json.load(f)["position"])
+    except FileNotFoundError:
+        return step * per_host_batch
+
+
 def run(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint); returns a summary dict."""
     workdir = os.path.abspath(workdir)
@@ -236,9 +266,16 @@ def run(config, workdir: str) -> dict:
     state = create_or_restore(setup, ckpt)
     start = int(jax.device_get(state["step"]))
     per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
-    batches = sharding.prefetch_to_device(
-        setup.task.train_batches(start * per_host, per_host, jax.process_index(), jax.process_count()),
-        setup.mesh)
+    stream = setup.task.train_batches(read_data_position(workdir, start, per_host), per_host,
+                                      jax.process_index(), jax.process_count())
+    positions: collections.deque = collections.deque()  # stream position after each prefetched batch
+
+    def host_batches():
+        for host_batch in stream:
+            positions.append(getattr(stream, "next_position", None))
+            yield host_batch
+
+    batches = sharding.prefetch_to_device(host_batches(), setup.mesh)
     train_step = make_train_step(setup)
     writer = writers.MetricWriter(workdir, enabled=is_main)
     progress = writers.Progress(steps, start, int(train_cfg.batch_size),
@@ -263,6 +300,7 @@ def run(config, workdir: str) -> dict:
 
     def save(step):
         nonlocal last_saved
+        write_data_position(workdir, step, position, ckpt.all_steps())
         ckpt.save(step, state, force=True)
         last_saved = step
 
@@ -279,6 +317,7 @@ def run(config, workdir: str) -> dict:
             t0 = time.perf_counter()
             for step in range(start + 1, steps + 1):
                 batch = next(batches)
+                position = positions.popleft()
                 if train_cfg.transfer_guard:
                     with jax.transfer_guard("disallow"):
                         state, metrics = train_step(state, batch)
@@ -314,6 +353,9 @@ def run(config, workdir: str) -> dict:
             if is_main and int(train_cfg.num_pictures):
                 write_pictures(setup, state, workdir, writer, steps)
     finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
         progress.close()
         ckpt.close()
         writer.close()

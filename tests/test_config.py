@@ -13,11 +13,15 @@ def test_arg_choices_change_the_config():
     full = config_lib.load_config(f"{PARSING}:size=full,data=lip,model=deeplab_vgg")
     assert tiny.model.width == 8 and full.model.width == 64
     assert full.model.backbone == "vgg16" and full.model.head == "largefov"
-    assert full.data.crop_size == 321 and full.optim.lr_multipliers == (("classifier", 10.0),)
+    assert full.data.crop_size == 321 and full.optim.lr_multipliers[0] == ("classifier/", 10.0)
+    attention = config_lib.load_config(f"{PARSING}:model=attention,ssl=on,size=full")
+    assert attention.model.name == "attention" and attention.model.backbone == "vgg16"
+    # The paper's schedule: 30 epochs of LIP (batch 10) without SSL, then 20 epochs with it.
+    assert attention.ssl.enabled and attention.ssl.start_step == 91_386 and attention.train.steps == 152_310
 
 
 def test_bad_arg_lists_valid_keys():
-    with pytest.raises(config_lib.ConfigError, match=r"valid: \['data', 'model', 'size'\]"):
+    with pytest.raises(config_lib.ConfigError, match=r"valid: \['data', 'model', 'size', 'ssl'\]"):
         config_lib.load_config(f"{PARSING}:colour=red")
     with pytest.raises(config_lib.ConfigError, match="not one of"):
         config_lib.load_config(f"{PARSING}:size=huge")

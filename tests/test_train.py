@@ -30,6 +30,30 @@ def tiny_config(cache_dir, **overrides):
     return config_lib.apply_overrides(c, [f"{k}={v}" for k, v in base.items()])
 
 
+class Preempting:
+    """A training stream that sends this process SIGTERM (what a scheduler does) after `at` batches."""
+
+    def __init__(self, stream, at):
+        self.stream, self.at, self.count = stream, at, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.stream)
+        self.count += 1
+        if self.count == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return batch
+
+    @property
+    def next_position(self):
+        return self.stream.next_position
+
+    def close(self):
+        self.stream.close()
+
+
 def params_of(summary):
     return jax.tree.map(np.asarray, jax.device_get(summary["state"]["params"]))
 
@@ -82,20 +106,41 @@ def test_interrupted_run_resumes_to_the_same_parameters(cache_dir, tmp_path, mon
     straight = train.run(config, str(tmp_path / "straight"))
 
     original = parsing_task.ParsingTask.train_batches
-
-    def preempted(self, *args):
-        for i, batch in enumerate(original(self, *args)):
-            if i == 4:
-                os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler does
-            yield batch
-
-    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", preempted)
+    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches",
+                        lambda self, *args: Preempting(original(self, *args), at=4))
     first = train.run(config, str(tmp_path / "resumed"))
     monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", original)
     assert 1 <= first["preempted_at"] < 8
     assert checkpoint.Checkpoints(str(tmp_path / "resumed")).latest_step() == first["preempted_at"]
     second = train.run(config, str(tmp_path / "resumed"))
     assert second["start_step"] == first["preempted_at"] and second["step"] == 8
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 params_of(straight), params_of(second))
+
+
+def test_corrupt_image_is_skipped_counted_and_resume_stays_exact(cache_dir, tmp_path, monkeypatch):
+    from input_pipeline import synthetic
+
+    root = str(tmp_path / "lip")
+    synthetic.write_dataset("parsing", root, num=40, seed=3, size=(96, 112), val_fraction=0.2, workers=1)
+    ids = open(os.path.join(root, "TrainVal_images", "train_id.txt")).read().split()
+    broken = os.path.join(root, "TrainVal_images", "train_images", f"{ids[5]}.jpg")
+    with open(broken, "wb") as f:
+        f.write(b"\xff\xd8 this is not a JPEG")
+    config = tiny_config(cache_dir, data__name="lip", data__root=root, train__steps=8, train__checkpoint_every=3,
+                         train__log_every=1)
+    straight = train.run(config, str(tmp_path / "straight"))
+    rows = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
+    skipped = [r["data_skipped"] for r in rows if "data_skipped" in r]
+    assert skipped[-1] >= 3 and skipped == sorted(skipped)  # 32 train images, 16 a step: once an epoch
+
+    original = parsing_task.ParsingTask.train_batches
+    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches",
+                        lambda self, *args: Preempting(original(self, *args), at=5))
+    first = train.run(config, str(tmp_path / "resumed"))
+    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", original)
+    assert first["preempted_at"] < 8
+    second = train.run(config, str(tmp_path / "resumed"))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                  params_of(straight), params_of(second))
 

@@ -26,10 +26,11 @@ def aligned_interpolation_matrix(out_size: int, in_size: int, stride: float) -> 
     return matrix
 
 
-def upsample_aligned(x: jnp.ndarray, out_hw: tuple[int, int], stride: float) -> jnp.ndarray:
-    """(B, h, w, C) at output stride `stride` -> (B, H, W, C) float32 at input resolution."""
-    rows = jnp.asarray(aligned_interpolation_matrix(out_hw[0], x.shape[1], stride))
-    cols = jnp.asarray(aligned_interpolation_matrix(out_hw[1], x.shape[2], stride))
+def upsample_aligned(x: jnp.ndarray, out_hw: tuple[int, int], stride) -> jnp.ndarray:
+    """(B, h, w, C) at output stride `stride` (one number, or (rows, columns)) -> (B, H, W, C) float32."""
+    stride_h, stride_w = (stride, stride) if np.isscalar(stride) else stride
+    rows = jnp.asarray(aligned_interpolation_matrix(out_hw[0], x.shape[1], float(stride_h)))
+    cols = jnp.asarray(aligned_interpolation_matrix(out_hw[1], x.shape[2], float(stride_w)))
     x = x.astype(jnp.float32)
     x = jnp.einsum("Hh,bhwc->bHwc", rows, x, precision="highest")
     return jnp.einsum("Ww,bHwc->bHWc", cols, x, precision="highest")

@@ -2,7 +2,8 @@
 
 A task is a class built from the config with:
   init(rng) -> variables                              {'params': ..., other collections (batch_stats)}
-  loss(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))   pure, jitted by the trainer
+  loss(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))   pure, jitted by the trainer;
+                                                      batch["step"] holds the current step (a scalar)
   evaluator() -> object with init() -> acc, update(acc, variables, batch) -> acc (on device, jitted),
                  finalize(acc) -> dict of floats (host)
   train_batches(start_index, per_host_batch, process_index, process_count) -> iterator of numpy dicts

@@ -18,12 +18,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jhuman import classes
 from jhuman.metrics import parsing as parsing_metrics
 from jhuman.models import deeplab
 from jhuman.ops import image as image_ops
+from jhuman.ops import ssl as ssl_ops
 
 INPUT_NORMS = {
     # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
@@ -47,23 +47,48 @@ class ParsingNet(nn.Module):
         return self.net(x.astype(self.net.dtype), train=train)
 
 
+MODELS = ("deeplab", "attention")
+
+
 def build_model(config) -> ParsingNet:
+    """DeepLab (VGG-16 LargeFOV / ResNet ASPP) or Attention-to-Scale over it, wrapped with input normalisation."""
     m = config.model
     if m.input_norm not in INPUT_NORMS:
         raise ValueError(f"model.input_norm={m.input_norm!r} is not one of {sorted(INPUT_NORMS)}")
+    if m.name not in MODELS:
+        raise ValueError(f"model.name={m.name!r} is not one of {MODELS}")
+    dtype = jnp.dtype(config.train.compute_dtype)
     net = deeplab.DeepLab(
         backbone=m.backbone, num_classes=m.num_classes, head=m.head, rates=tuple(m.rates), width=m.width,
-        output_stride=m.output_stride, norm=m.norm, dtype=jnp.dtype(config.train.compute_dtype),
+        output_stride=m.output_stride, norm=m.norm, dtype=dtype,
         **({"stage_sizes": tuple(m.stage_sizes)} if m.stage_sizes else {}))
+    if m.name == "attention":
+        net = deeplab.AttentionToScale(base=net, scales=tuple(m.scales), attention_width=m.attention_width,
+                                       dtype=dtype)
     return ParsingNet(net, m.input_norm)
 
 
-def cross_entropy(logits, labels, num_classes):
-    """Mean softmax cross-entropy over valid pixels; (loss, number of valid pixels)."""
-    valid = (labels >= 0) & (labels < num_classes)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
-    count = jnp.sum(valid)
-    return jnp.sum(ce * valid) / jnp.maximum(count, 1), count
+def parsing_losses(out, labels, ssl_cfg, step):
+    """The training loss of the LIP paper and its metrics.
+
+    out: the model's outputs ('logits' (B, h, w, C); with Attention-to-Scale also 'scale_logits'
+    (S, B, h, w, C)); labels: (B, h, w) ground truth at the logit grid. Cross-entropy per image (mean over its
+    non-ignored pixels), then over the batch; Attention-to-Scale adds one such loss per scale. With SSL
+    (ssl.enabled, from step ssl.start_step) every per-image loss is weighted by the joint loss of the fused
+    prediction, Eq. (2) of the paper, with the gradient variant ssl.variant (see jhuman.ops.ssl).
+    """
+    logits = out["logits"].astype(jnp.float32)
+    outputs = [logits] + ([s.astype(jnp.float32) for s in out["scale_logits"]] if "scale_logits" in out else [])
+    ce = jnp.stack([ssl_ops.per_image_cross_entropy(o, labels) for o in outputs])  # (1 + S, B)
+    metrics = {"cross_entropy": jnp.mean(ce[0])}
+    if ssl_cfg.enabled:
+        multiplier, joint = ssl_ops.ssl_weights(labels, logits, ssl_cfg.variant, float(ssl_cfg.sigma),
+                                                float(ssl_cfg.weight))  # (B,), (B,)
+        active = step >= int(ssl_cfg.start_step)
+        multiplier = jnp.where(active, multiplier, 1.0)
+        metrics["joint_loss"] = jnp.mean(joint)
+        ce = ce * multiplier[None]
+    return jnp.sum(jnp.mean(ce, axis=1)), metrics
 
 
 class ConfusionEvaluator:
@@ -125,18 +150,39 @@ class ParsingTask:
 
     def loss(self, params, model_state, batch, rng):
         out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
-        logits = out["logits"].astype(jnp.float32)  # (B, h, w, C)
+        logits = out["logits"]  # (B, h, w, C)
         labels = image_ops.subsample_labels(batch["label"], logits.shape[1:3], int(self.config.model.output_stride))
-        loss, count = cross_entropy(logits, labels, self.num_classes)
+        loss, metrics = parsing_losses(out, labels, self.config.ssl, batch.get("step", 0))
         valid = (labels >= 0) & (labels < self.num_classes)
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
-        metrics = {"train_pixel_accuracy": correct / jnp.maximum(count, 1)}
+        metrics["train_pixel_accuracy"] = correct / jnp.maximum(jnp.sum(valid), 1)
         return loss, (metrics, dict(new_state))
+
+    def predict_logits(self, variables, images):
+        """(B, H, W, C) float32 logits at the input resolution, averaged over eval.scales and, with eval.flip,
+        over the horizontally flipped images (their left/right channels swapped back), as in later LIP works."""
+        ev, stride = self.config.eval, float(self.config.model.output_stride)
+        height, width = images.shape[1:3]
+        total = 0.0
+        for scale in tuple(ev.scales):  # a few static test-time scales, not a loop over data
+            size = (deeplab.scaled_size(height, scale), deeplab.scaled_size(width, scale))
+            x = images if size == (height, width) else deeplab.resize_bilinear(images, size)
+            for flipped in (False, True) if ev.flip else (False,):
+                out, _ = self.apply(variables, x[:, :, ::-1] if flipped else x)
+                # Logit i sits on scaled pixel stride*i, i.e. input pixel stride*i*(H-1)/(h_s-1).
+                strides = (stride * (height - 1) / max(size[0] - 1, 1), stride * (width - 1) / max(size[1] - 1, 1))
+                if flipped:  # flip back at the scaled input's full resolution, where the geometry is exact
+                    up = image_ops.upsample_aligned(out["logits"], size, stride)[:, :, ::-1]
+                    up = up[..., classes.LIP_FLIP_CHANNELS]
+                    logits = up if size == (height, width) else deeplab.resize_bilinear(up, (height, width))
+                else:
+                    logits = image_ops.upsample_aligned(out["logits"], (height, width), strides)
+                total = total + logits
+        return total / (len(tuple(ev.scales)) * (2 if ev.flip else 1))
 
     def predict(self, variables, images):
         """Raw RGB (B, H, W, 3) -> {'labels': (B, H, W) int32, 'probabilities': (B, H, W, C) float32}."""
-        out, _ = self.apply(variables, images)
-        logits = image_ops.upsample_aligned(out["logits"], images.shape[1:3], int(self.config.model.output_stride))
+        logits = self.predict_logits(variables, images)
         return {"labels": jnp.argmax(logits, -1).astype(jnp.int32), "probabilities": jax.nn.softmax(logits, -1)}
 
     def evaluator(self) -> ConfusionEvaluator:
