@@ -13,7 +13,7 @@ from jhuman import checkpoint, cli, config as config_lib, train
 from jhuman.tasks import parsing as parsing_task
 
 PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "parsing.py")
-DATA = {"data.synthetic_num": "240", "data.synthetic_size": "(96, 112)"}
+DATA = {"data.synthetic_num": "1200", "data.synthetic_size": "(96, 128)"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def tiny_config(cache_dir, **overrides):
     c = config_lib.load_config(f"{PARSING}:size=tiny,data=synthetic")
     base = {**DATA, "data.cache_dir": cache_dir, "train.progress_bar": "false", "train.num_pictures": "0",
             "eval.limit": "16", "eval.batch_size": "8", "train.eval_every": "0", "train.log_every": "2",
-            "train.checkpoint_every": "1000", "train.steps": "4", "data.crop_size": "48", "eval.pad_size": "112"}
+            "train.checkpoint_every": "1000", "train.steps": "4", "data.crop_size": "48", "eval.pad_size": "128",
+            "train.batch_size": "16"}
     base.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
     return config_lib.apply_overrides(c, [f"{k}={v}" for k, v in base.items()])
 
@@ -190,8 +191,8 @@ def test_cli_config_errors_name_the_valid_keys(capsys, tmp_path):
 @pytest.mark.slow
 def test_tiny_deeplab_learns_and_writes_its_outputs(cache_dir, tmp_path):
     """Trained mIoU must clearly beat the untrained model; metrics, TensorBoard, pictures and eval files exist."""
-    config = tiny_config(cache_dir, train__steps=240, train__log_every=20, train__num_pictures=3,
-                         eval__limit=24, data__crop_size=64, train__eval_every=120, train__checkpoint_every=120)
+    config = tiny_config(cache_dir, train__steps=400, train__log_every=20, train__num_pictures=3, eval__limit=48,
+                         data__crop_size=96, train__batch_size=8, train__eval_every=200, train__checkpoint_every=200)
     setup = train.build(config)
     untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
         jax.random.key(0)))
@@ -200,23 +201,32 @@ def test_tiny_deeplab_learns_and_writes_its_outputs(cache_dir, tmp_path):
     trained = summary["eval"]
     print(f"untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}; "
           f"pixel acc {untrained['pixel_accuracy']:.4f} -> {trained['pixel_accuracy']:.4f}")
-    assert trained["mean_iou"] > untrained["mean_iou"] + 0.08
-    assert trained["pixel_accuracy"] > 0.6
+    assert trained["mean_iou"] > untrained["mean_iou"] + 0.05 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    assert trained["pixel_accuracy"] > 0.7
 
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     train_rows = [r for r in rows if "loss" in r]
-    assert [r["step"] for r in train_rows] == list(range(20, 241, 20))
+    assert [r["step"] for r in train_rows] == list(range(20, 401, 20))
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
     assert any("val/mean_iou" in r for r in rows) and all(r["data_skipped"] == 0 for r in train_rows)
-    assert os.path.isfile(os.path.join(workdir, "eval", "val_240.json"))
-    assert os.path.isfile(os.path.join(workdir, "eval", "val_120.json"))
+    assert os.path.isfile(os.path.join(workdir, "eval", "val_400.json"))
+    assert os.path.isfile(os.path.join(workdir, "eval", "val_200.json"))
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import glob
 
-    events = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={"images": 0})
-    events.Reload()
-    assert "loss" in events.Tags()["scalars"] and "predictions" in events.Tags()["images"]
-    assert len(events.Scalars("loss")) == 12
+    import tensorflow as tf
+
+    scalars, images = {}, set()
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):  # a real parse of the event file format
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images.add(value.tag)
+                    assert value.image.encoded_image_string[:4] == b"\x89PNG"
+                elif value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    assert "predictions" in images and "val/mean_iou" in scalars
+    assert [step for step, _ in scalars["loss"]] == list(range(20, 401, 20))
 
     import cv2
 
