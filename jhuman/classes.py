@@ -51,3 +51,13 @@ COCO_KEYPOINTS = (
 )
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 COCO_FLIP_PERMUTATION = _flip_permutation(COCO_FLIP_PAIRS, len(COCO_KEYPOINTS))
+
+# PersonLab's kinematic tree over the COCO keypoints (the PoseNet tree): 16 undirected edges; mid-range offsets
+# use both directions of each (32 directed edges, forward edges first, then the same edges reversed).
+PERSONLAB_EDGES = (
+    (0, 1), (0, 2), (0, 5), (0, 6), (1, 3), (2, 4), (5, 11), (6, 12), (11, 13), (12, 14), (13, 15), (14, 16),
+    (5, 7), (6, 8), (7, 9), (8, 10),
+)
+PERSONLAB_DIRECTED_EDGES = PERSONLAB_EDGES + tuple((b, a) for a, b in PERSONLAB_EDGES)
+# COCO OKS per-keypoint sigmas.
+COCO_OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
