@@ -22,6 +22,6 @@ demo: $(BIN)/jhuman
 	@echo "pictures: $(WORKDIR)/pictures/ and $(WORKDIR)/predict/"
 
 test: $(BIN)/jhuman
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	$(BIN)/python -m pytest -n 2 -q tests
 
 .PHONY: install demo test

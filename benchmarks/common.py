@@ -53,3 +53,26 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def step_runner(config, batch_size: int):
+    """(one_step, setup): `one_step()` runs the task's jitted train step on one fixed device-resident random
+    batch (crop x crop images, random labels) and blocks until it is done."""
+    import numpy as np
+
+    from jhuman import sharding, train
+
+    setup = train.build(config)
+    step = train.make_train_step(setup)
+    holder = {"state": jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))}
+    crop = int(config.data.crop_size)
+    rng = np.random.default_rng(0)
+    host = {"image": rng.uniform(0, 255, (batch_size, crop, crop, 3)).astype(np.float32),
+            "label": rng.integers(0, 20, (batch_size, crop, crop)).astype(np.int32)}
+    device_batch = sharding.to_global(host, setup.mesh)
+
+    def one_step():
+        holder["state"], metrics = step(holder["state"], device_batch)
+        jax.block_until_ready(metrics)
+
+    return one_step, setup

@@ -21,10 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
-from common import report, time_calls  # noqa: E402
-from jhuman import config as config_lib, sharding, train  # noqa: E402
+from common import report, step_runner, time_calls  # noqa: E402
+from jhuman import config as config_lib  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "parsing.py")
 CASES = {
@@ -41,20 +40,8 @@ def bench_case(name, batch, steps, dtype, cache_dir):
     if dtype:
         overrides.append(f"train.compute_dtype={dtype}")
     config_lib.apply_overrides(config, overrides)
-    setup = train.build(config)
-    step = train.make_train_step(setup)
-    state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+    one, setup = step_runner(config, batch)
     crop = int(config.data.crop_size)
-    rng = np.random.default_rng(0)
-    host = {"image": rng.uniform(0, 255, (batch, crop, crop, 3)).astype(np.float32),
-            "label": rng.integers(0, 20, (batch, crop, crop)).astype(np.int32)}
-    device_batch = sharding.to_global(host, setup.mesh)
-    holder = {"state": state}
-
-    def one():
-        holder["state"], metrics = step(holder["state"], device_batch)
-        jax.block_until_ready(metrics)
-
     t = time.perf_counter()
     one()
     compile_s = time.perf_counter() - t
@@ -78,7 +65,7 @@ def bench_case(name, batch, steps, dtype, cache_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="tiny,resnet101", help=f"comma list of {sorted(CASES)}")
-    parser.add_argument("--batch", type=int, default=0, help="global batch (default: 16 tiny, 2 full on CPU)")
+    parser.add_argument("--batch", type=int, default=0, help="global batch (default: 8 tiny, 2 full on CPU)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 20 tiny, 3 full on CPU)")
     parser.add_argument("--dtype", default="", help="compute dtype override (float32 / bfloat16)")
     parser.add_argument("--cache_dir", default=os.path.join(tempfile.gettempdir(), "jhuman_bench"))
@@ -87,7 +74,7 @@ def main():
     on_cpu = jax.default_backend() == "cpu"
     rows = []
     for name in args.cases.split(","):
-        batch = args.batch or (16 if name == "tiny" else (2 if on_cpu else 10))
+        batch = args.batch or (8 if name == "tiny" else (2 if on_cpu else 10))
         steps = args.steps or (20 if name == "tiny" else (3 if on_cpu else 20))
         dtype = args.dtype or ("float32" if on_cpu else "")
         rows.append(bench_case(name, batch, steps, dtype, args.cache_dir))

@@ -12,3 +12,12 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory):
+    """One cache folder for generated synthetic datasets, shared by every test of a session (worker)."""
+    return str(tmp_path_factory.mktemp("synthetic_cache"))

@@ -11,7 +11,7 @@ PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_arg_choices_change_the_config():
     tiny = config_lib.load_config(f"{PARSING}:size=tiny,data=synthetic")
     full = config_lib.load_config(f"{PARSING}:size=full,data=lip,model=deeplab_vgg")
-    assert tiny.model.width == 8 and full.model.width == 64
+    assert tiny.model.width == 16 and full.model.width == 64 and tiny.model.rates == (1, 2, 3, 4)
     assert full.model.backbone == "vgg16" and full.model.head == "largefov"
     assert full.data.crop_size == 321 and full.optim.lr_multipliers[0] == ("classifier/", 10.0)
     attention = config_lib.load_config(f"{PARSING}:model=attention,ssl=on,size=full")

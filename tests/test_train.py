@@ -16,9 +16,9 @@ PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DATA = {"data.synthetic_num": "1200", "data.synthetic_size": "(96, 128)"}
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("synthetic_cache"))
+@pytest.fixture
+def cache_dir(synthetic_cache):
+    return synthetic_cache
 
 
 def tiny_config(cache_dir, **overrides):

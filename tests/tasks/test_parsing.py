@@ -218,3 +218,22 @@ def test_backbone_weights_from_the_config_land_in_the_trunk(tmp_path):
     np.testing.assert_array_equal(mean, state_dict["bn1.running_mean"])
     assert state["params"]["net"]["trunk"]["conv1"]["kernel"].sharding == setup.state_shardings["params"]["net"][
         "trunk"]["conv1"]["kernel"]
+
+
+@pytest.mark.slow
+def test_tiny_attention_with_ssl_learns(synthetic_cache, tmp_path):
+    config = config_lib.load_config(f"{PARSING}:size=tiny,model=attention_resnet,ssl=on")
+    config_lib.apply_overrides(config, [
+        f"data.cache_dir={synthetic_cache}", "data.synthetic_num=1200", "data.synthetic_size=(96, 128)",
+        "train.steps=300", "ssl.start_step=150", "train.eval_every=0", "train.checkpoint_every=300",
+        "train.num_pictures=0", "train.progress_bar=false", "eval.limit=48", "eval.pad_size=128"])
+    setup = train.build(config)
+    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
+        jax.random.key(0)))
+    summary = train.run(config, str(tmp_path / "run"))
+    trained = summary["eval"]
+    print(f"attention+ssl: untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}")
+    assert trained["mean_iou"] > untrained["mean_iou"] + 0.04 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    joint = [r["joint_loss"] for r in rows if "joint_loss" in r]
+    assert len(joint) > 5 and all(np.isfinite(joint))
