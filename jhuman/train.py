@@ -158,7 +158,10 @@ def evaluate(setup: Setup, state, split: str = "val") -> dict[str, float]:
     """Runs the task's evaluator over the whole split (accumulating on device), finalizes on host."""
     task, config = setup.task, setup.config
     evaluator = task.evaluator()
-    update = jax.jit(evaluator.update, donate_argnums=0)
+    # Device accumulators (a confusion matrix) are updated in one jitted call; host accumulators (COCO
+    # results) jit their own device part and set `host_update = True`.
+    update = evaluator.update if getattr(evaluator, "host_update", False) else jax.jit(
+        evaluator.update, donate_argnums=0)
     acc = evaluator.init()
     per_host = sharding.per_host_batch_size(int(config.eval.batch_size))
     variables = eval_variables(state)

@@ -68,6 +68,48 @@ def overlay(image, label, alpha=0.5, palette=LIP_PALETTE):
     return np.clip(np.round(blend), 0, 255).astype(np.uint8)
 
 
+def person_colors(count):
+    """`count` distinct bright RGB colours (HSV wheel), one per person."""
+    import cv2
+
+    hues = (np.arange(count) * 47) % 180
+    hsv = np.stack([hues, np.full(count, 220), np.full(count, 255)], -1).astype(np.uint8)[None]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+
+
+def draw_people(image, keypoints, valid, masks=None, edges=None, min_score=0.05, alpha=0.45):
+    """People over an image: instance masks (P, H, W) tinted per person, then skeletons.
+
+    keypoints (P, 17, 3) [x, y, score] in this image's pixels; a keypoint with score < min_score (or a person
+    with valid False) is not drawn; edges default to PersonLab's 16-edge COCO tree.
+    """
+    import cv2
+
+    from jhuman.classes import PERSONLAB_EDGES
+
+    out = _rgb(image).copy()
+    people = np.flatnonzero(np.asarray(valid))
+    colors = person_colors(max(len(people), 1))
+    if masks is not None:
+        tint = out.astype(np.float32)
+        for color, person in zip(colors, people):
+            m = np.asarray(masks[person], bool)
+            tint[m] = (1 - alpha) * tint[m] + alpha * color
+        out = tint.astype(np.uint8)
+    for color, person in zip(colors, people):
+        kp = np.asarray(keypoints[person], np.float32)
+        seen = kp[:, 2] >= min_score
+        c = tuple(int(v) for v in color)
+        for a, b in edges or PERSONLAB_EDGES:
+            if seen[a] and seen[b]:
+                cv2.line(out, tuple(np.round(kp[a, :2]).astype(int)), tuple(np.round(kp[b, :2]).astype(int)), c, 2,
+                         cv2.LINE_AA)
+        for x, y, _ in kp[seen]:
+            cv2.circle(out, (int(round(x)), int(round(y))), 3, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(out, (int(round(x)), int(round(y))), 3, c, 1, cv2.LINE_AA)
+    return out
+
+
 def _fit_text(text, max_width, max_height):
     """Largest Hershey-simplex scale (<= 0.6, >= 0.25) whose text fits the box: (scale, (w, h, baseline))."""
     import cv2

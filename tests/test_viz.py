@@ -79,3 +79,20 @@ def test_plot_curves_writes_a_png(tmp_path):
     assert cv2.imread(str(tmp_path / "loss.png")) is not None
     with pytest.raises(KeyError, match="nope"):
         viz.plot_curves(path, tmp_path / "x.png", keys=["nope"])
+
+
+def test_draw_people_tints_masks_and_draws_skeletons_of_valid_people_only():
+    image = np.zeros((64, 64, 3), np.uint8)
+    keypoints = np.zeros((2, 17, 3), np.float32)
+    keypoints[0, :, :2] = np.stack([np.linspace(10, 50, 17), np.linspace(10, 50, 17)], -1)
+    keypoints[0, :, 2] = 1.0
+    keypoints[1, :, :2], keypoints[1, :, 2] = 5.0, 1.0
+    masks = np.zeros((2, 64, 64), bool)
+    masks[0, 40:60, 0:20] = True
+    masks[1, 0:10, 50:64] = True
+    out = viz.draw_people(image, keypoints, np.array([True, False]), masks)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert out[50, 10].sum() > 0  # person 0's mask is tinted
+    assert out[5, 55].sum() == 0  # person 1 is not valid: nothing drawn
+    assert out[30, 30].sum() > 0  # a skeleton point / line of person 0
+    assert image.sum() == 0  # input untouched
