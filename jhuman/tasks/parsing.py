@@ -14,47 +14,23 @@ from __future__ import annotations
 import json
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jhuman import classes
+from jhuman.tasks import common
 from jhuman.metrics import parsing as parsing_metrics
 from jhuman.models import deeplab
 from jhuman.ops import image as image_ops
 from jhuman.ops import ssl as ssl_ops
 
-INPUT_NORMS = {
-    # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
-    "torchvision": (np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255, False),
-    "caffe": (np.array(classes.CAFFE_MEAN_RGB), np.ones(3), True),
-}
-
-
-class ParsingNet(nn.Module):
-    """Normalises raw RGB (0..255) and runs the segmentation net; returns {'logits', 'features'}."""
-
-    net: nn.Module
-    input_norm: str = "torchvision"
-
-    @nn.compact
-    def __call__(self, images, train: bool = False):
-        mean, std, bgr = INPUT_NORMS[self.input_norm]
-        x = (images.astype(jnp.float32) - mean) / std
-        if bgr:
-            x = x[..., ::-1]
-        return self.net(x.astype(self.net.dtype), train=train)
-
-
 MODELS = ("deeplab", "attention")
 
 
-def build_model(config) -> ParsingNet:
+def build_model(config) -> common.Normalized:
     """DeepLab (VGG-16 LargeFOV / ResNet ASPP) or Attention-to-Scale over it, wrapped with input normalisation."""
     m = config.model
-    if m.input_norm not in INPUT_NORMS:
-        raise ValueError(f"model.input_norm={m.input_norm!r} is not one of {sorted(INPUT_NORMS)}")
     if m.name not in MODELS:
         raise ValueError(f"model.name={m.name!r} is not one of {MODELS}")
     dtype = jnp.dtype(config.train.compute_dtype)
@@ -65,7 +41,7 @@ def build_model(config) -> ParsingNet:
     if m.name == "attention":
         net = deeplab.AttentionToScale(base=net, scales=tuple(m.scales), attention_width=m.attention_width,
                                        dtype=dtype)
-    return ParsingNet(net, m.input_norm)
+    return common.Normalized(net, common.check_input_norm(m.input_norm))
 
 
 def parsing_losses(out, labels, ssl_cfg, step):
@@ -142,11 +118,7 @@ class ParsingTask:
         return self.net.init({"params": rng, "dropout": rng}, image, train=False)
 
     def apply(self, variables, images, train=False, rng=None):
-        """(outputs, new_model_state); model state only changes when training with batch norm."""
-        mutable = [k for k in variables if k != "params"] if train else False
-        result = self.net.apply(variables, images, train=train, rngs={"dropout": rng} if train else None,
-                                mutable=mutable)
-        return result if mutable else (result, {})
+        return common.apply(self.net, variables, images, train, rng)
 
     def loss(self, params, model_state, batch, rng):
         out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
@@ -189,35 +161,13 @@ class ParsingTask:
         return ConfusionEvaluator(lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes)
 
     def pretrained_variables(self, variables):
-        """`init.backbone_weights` (torchvision layout) imported into the trunk, or None when not set."""
-        path = self.config.init.backbone_weights
-        if not path:
-            return None
-        from jhuman import weights
-
-        new, report = weights.import_backbone(variables, os.path.expanduser(path), self.config.model.backbone,
-                                              prefix=self.backbone_prefix)
-        print(report)
-        return new
-
-    backbone_prefix = ("net", "trunk")
+        """`init.backbone_weights` imported into the trunk (see jhuman.tasks.common), or None."""
+        prefix = ("net", "net", "trunk") if self.config.model.name == "attention" else ("net", "trunk")
+        return common.pretrained_variables(self.config, variables, self.config.model.backbone, prefix)
 
     # --- data --------------------------------------------------------------------------------------------
     def data_root(self) -> str:
-        data = self.config.data
-        if data.name == "synthetic":
-            from input_pipeline import synthetic
-
-            return synthetic.ensure_dataset(
-                "parsing", os.path.expanduser(data.cache_dir), num=int(data.synthetic_num),
-                seed=int(data.synthetic_seed), size=tuple(data.synthetic_size),
-                val_fraction=float(data.synthetic_val_fraction))
-        if data.name == "lip":
-            if not data.root or not os.path.isdir(os.path.expanduser(data.root)):
-                raise FileNotFoundError(f"data.root={data.root!r} is not a folder: point it at the LIP data "
-                                        f"(e.g. --config.data.root=/data/LIP)")
-            return os.path.expanduser(data.root)
-        raise ValueError(f"data.name={data.name!r} is not one of ['lip', 'synthetic']")
+        return common.data_root(self.config, "parsing", "lip")
 
     def _source_kwargs(self):
         data = self.config.data

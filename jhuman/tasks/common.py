@@ -1,0 +1,75 @@
+"""Pieces every task shares: input normalisation around a net, applying it, finding its data, pretrained import."""
+
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jhuman import classes
+
+INPUT_NORMS = {
+    # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
+    "torchvision": (np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255, False),
+    "caffe": (np.array(classes.CAFFE_MEAN_RGB), np.ones(3), True),
+}
+
+
+class Normalized(nn.Module):
+    """Normalises raw RGB (0..255) as `input_norm` says ('torchvision': ImageNet mean/std on [0, 1] RGB, the
+    layout of imported torchvision weights; 'caffe': BGR minus the Caffe mean), then runs `net`."""
+
+    net: nn.Module
+    input_norm: str = "torchvision"
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        mean, std, bgr = INPUT_NORMS[self.input_norm]
+        x = (images.astype(jnp.float32) - mean) / std
+        if bgr:
+            x = x[..., ::-1]
+        return self.net(x.astype(self.net.dtype), train=train)
+
+
+def check_input_norm(name: str) -> str:
+    if name not in INPUT_NORMS:
+        raise ValueError(f"model.input_norm={name!r} is not one of {sorted(INPUT_NORMS)}")
+    return name
+
+
+def apply(net: nn.Module, variables, images, train: bool = False, rng=None):
+    """(outputs, new_model_state); the model state only changes when training with batch norm."""
+    mutable = [k for k in variables if k != "params"] if train else False
+    result = net.apply(variables, images, train=train, rngs={"dropout": rng} if train else None, mutable=mutable)
+    return result if mutable else (result, {})
+
+
+def data_root(config, task: str, real_name: str) -> str:
+    """The dataset folder: synthetic people generated into the cache on first use, or `data.root`."""
+    data = config.data
+    if data.name == "synthetic":
+        from input_pipeline import synthetic
+
+        return synthetic.ensure_dataset(
+            task, os.path.expanduser(data.cache_dir), num=int(data.synthetic_num), seed=int(data.synthetic_seed),
+            size=tuple(data.synthetic_size), val_fraction=float(data.synthetic_val_fraction))
+    if data.name == real_name:
+        if not data.root or not os.path.isdir(os.path.expanduser(data.root)):
+            raise FileNotFoundError(f"data.root={data.root!r} is not a folder: point it at the {real_name} data "
+                                    f"(e.g. --config.data.root=/data/{real_name})")
+        return os.path.expanduser(data.root)
+    raise ValueError(f"data.name={data.name!r} is not one of [{real_name!r}, 'synthetic']")
+
+
+def pretrained_variables(config, variables, arch: str, prefix: tuple):
+    """`init.backbone_weights` (torchvision layout) imported into the trunk at `prefix`, or None when unset."""
+    path = config.init.backbone_weights
+    if not path:
+        return None
+    from jhuman import weights
+
+    new, report = weights.import_backbone(variables, os.path.expanduser(path), arch, prefix=prefix)
+    print(report)
+    return new
