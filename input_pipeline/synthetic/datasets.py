@@ -18,6 +18,7 @@ from typing import Callable
 import cv2
 import tqdm
 
+from input_pipeline.synthetic import coco_format
 from input_pipeline.synthetic import lip_format
 
 VAL_INDEX_OFFSET = 1_000_000
@@ -39,9 +40,10 @@ class TaskWriter:
     finish: Callable
 
 
-# Task name -> writer. Later: 'personlab' (COCO keypoints JSON), 'matting' (fg/alpha/bg), 'posewarp' (.mat).
+# Task name -> writer ('personlab': COCO person keypoints JSON). Later: 'matting' (fg/alpha/bg), 'posewarp' (.mat).
 TASKS = {
     "parsing": TaskWriter(lip_format.make_dirs, lip_format.render_and_write, lip_format.finish),
+    "personlab": TaskWriter(coco_format.make_dirs, coco_format.render_and_write, coco_format.finish),
 }
 
 
