@@ -15,7 +15,7 @@ Annotations (one per person that is visible at all; fully hidden people are not 
 * area = visible pixel count, bbox = [x, y, w, h] of the visible mask (pixel edges), iscrowd 0 / 1.
 * keypoints: 51 numbers [x, y, v] in COCO order, pixel-index coordinates (pixel (c, r) is at x = c, y = r),
   v 2 visible, 1 occluded but labelled, 0 unlabelled (written as 0, 0, 0); num_keypoints = count of v > 0.
-  A heavily occluded person (visible area < UNLABELLED_VISIBLE_FRACTION of its full silhouette, or fewer than
+  A heavily occluded person (visible area < UNLABELLED_VISIBLE_FRACTION = 10% of its full silhouette, or fewer than
   UNLABELLED_MIN_VISIBLE visible keypoints) keeps its mask annotation but has no keypoints (num_keypoints 0),
   as small or hidden people in COCO do.
 Ids: image_id = index + 1 (so train and val ids never collide), annotation id = image_id * 1000 + k; both
@@ -35,8 +35,8 @@ from jhuman.classes import COCO_KEYPOINTS
 JPEG_QUALITY = 95
 MAX_PEOPLE = 6
 CROWD_FRACTION = 0.3
-UNLABELLED_VISIBLE_FRACTION = 0.3
-UNLABELLED_MIN_VISIBLE = 3
+UNLABELLED_VISIBLE_FRACTION = 0.1
+UNLABELLED_MIN_VISIBLE = 1
 IMAGE_DIRS = {"train": "train2017", "val": "val2017"}
 ANNOTATION_FILES = {s: f"annotations/person_keypoints_{s}2017.json" for s in ("train", "val")}
 # The official COCO person skeleton (1-based keypoint indices), as in person_keypoints_*.json.

@@ -22,7 +22,7 @@ from input_pipeline.synthetic import coco_format
 from input_pipeline.synthetic import lip_format
 
 VAL_INDEX_OFFSET = 1_000_000
-FORMAT_VERSION = 1  # bump when the renderer changes: cached datasets are then regenerated
+FORMAT_VERSION = 2  # bump when the renderer changes: cached datasets are then regenerated
 MARKER = "synthetic_dataset.json"
 _VERBOSE_ABOVE = 300
 

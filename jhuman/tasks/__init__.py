@@ -21,6 +21,7 @@ import importlib
 # config.task -> "module:Class"; imported lazily so one task's dependencies never load for another.
 REGISTRY = {
     "parsing": "jhuman.tasks.parsing:ParsingTask",
+    "personlab": "jhuman.tasks.personlab:PersonLabTask",
 }
 
 

@@ -1,0 +1,218 @@
+"""PersonLab (Papandreou et al., ECCV 2018): model + loss + COCO evaluator + pictures.
+
+- The host pipeline (input_pipeline.coco) sends a compact example (keypoints, instance ids, segmentation,
+  ignore mask); the dense targets (disks, short/mid/long offsets) are computed on device inside the loss
+  (jhuman.ops.personlab_targets): dense float targets are about 100 MB per 401x401 example, the compact form
+  about 1 MB.
+- Loss: the paper's five terms with weights 4 / 2 / 1 / 0.25 / 0.125, offsets divided by R.
+- Prediction: sigmoid heatmaps and segmentation, the model's refined offsets, then
+  `jhuman.ops.personlab.decode` (Hough voting, greedy grouping, expected-OKS scores, soft keypoint NMS,
+  instance masks), all jitted and batched.
+- Evaluation: COCO results at the original image size through pycocotools ('keypoints' and 'segm').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jhuman.metrics import coco as coco_metrics
+from jhuman.models import personlab as personlab_model
+from jhuman.ops import personlab as personlab_ops
+from jhuman.ops import personlab_losses, personlab_targets
+from jhuman.tasks import common
+
+
+def build_model(config) -> common.Normalized:
+    m = config.model
+    net = personlab_model.build_personlab(
+        backbone=m.backbone, width=m.width, stage_sizes=tuple(m.stage_sizes) or None, output_stride=m.output_stride,
+        norm=m.norm, refine_steps=m.refine_steps, dtype=jnp.dtype(config.train.compute_dtype))
+    return common.Normalized(net, common.check_input_norm(m.input_norm))
+
+
+class CocoEvaluator:
+    """Decodes each batch on device, gathers the people on the host as COCO results, scores them with
+    pycocotools at the end (keypoint AP/AR and mask AP/AR)."""
+
+    host_update = True
+
+    def __init__(self, predict_fn, annotation_file: str):
+        self.predict_fn = predict_fn
+        self.annotation_file = annotation_file
+
+    def init(self):
+        return {"keypoints": [], "segm": [], "image_ids": []}
+
+    def update(self, acc, variables, batch):
+        from jax.experimental import multihost_utils
+
+        out = multihost_utils.process_allgather(self.predict_fn(variables, batch["image"]), tiled=True)
+        meta = multihost_utils.process_allgather(
+            {k: batch[k] for k in ("image_id", "scale", "height", "width", "mask")}, tiled=True)
+        for i in np.flatnonzero(np.asarray(meta["mask"])):
+            image_id, scale = int(meta["image_id"][i]), float(meta["scale"][i])
+            acc["image_ids"].append(image_id)
+            acc["keypoints"] += coco_metrics.keypoint_results(
+                image_id, out["keypoints"][i], out["scores"][i], out["valid"][i], scale)
+            acc["segm"] += coco_metrics.mask_results(
+                image_id, out["masks"][i], out["scores"][i], out["valid"][i], int(meta["height"][i]),
+                int(meta["width"][i]), scale)
+        return acc
+
+    def finalize(self, acc) -> dict:
+        results = {}
+        for iou_type in ("keypoints", "segm"):
+            scores = coco_metrics.evaluate(self.annotation_file, acc[iou_type], iou_type, acc["image_ids"])
+            results.update({f"{iou_type}/{k}": v for k, v in scores.items()})
+        results["num_images"] = float(len(set(acc["image_ids"])))
+        results["people_per_image"] = len(acc["keypoints"]) / max(len(set(acc["image_ids"])), 1)
+        return results
+
+
+class PersonLabTask:
+    """Multi-person pose and instance segmentation (see module docstring)."""
+
+    def __init__(self, config):
+        from input_pipeline import pipeline
+
+        self.config = config
+        self.net = build_model(config)
+        self.data_stats = pipeline.Stats()
+        self._predict_jit = jax.jit(self.predict)
+
+    # --- model -------------------------------------------------------------------------------------------
+    def init(self, rng):
+        size = int(self.config.data.crop_size)
+        return self.net.init({"params": rng, "dropout": rng}, jnp.zeros((1, size, size, 3)), train=False)
+
+    def apply(self, variables, images, train=False, rng=None):
+        return common.apply(self.net, variables, images, train, rng)
+
+    def loss(self, params, model_state, batch, rng):
+        out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
+        radius = float(self.config.personlab.radius)
+        targets = personlab_targets.encode_batch(batch["keypoints"], batch["instance_ids"], batch["segmentation"],
+                                                 batch["ignore"], radius=radius)
+        total, terms = personlab_losses.personlab_losses(out, targets, radius=radius,
+                                                         weights=dict(self.config.personlab.loss_weights))
+        return total, ({f"loss_{k}": v for k, v in terms.items()}, dict(new_state))
+
+    def decode_options(self) -> dict:
+        return {**self.config.personlab.decode.to_dict(), "radius": float(self.config.personlab.radius),
+                "refine_steps": 0}  # the model already refined its mid-range offsets
+
+    def predict(self, variables, images):
+        """Raw RGB (B, S, S, 3) -> {'keypoints' (B, P, 17, 3) [x, y, score], 'scores' (B, P), 'valid' (B, P),
+        'masks' (B, P, S, S)} in network-input pixels."""
+        out, _ = self.apply(variables, images)
+        return personlab_ops.decode(
+            jax.nn.sigmoid(out["heatmap_logits"]), out["short_offsets"], out["mid_offsets"], out["long_offsets"],
+            jax.nn.sigmoid(out["segmentation_logits"]), **self.decode_options())
+
+    def evaluator(self) -> CocoEvaluator:
+        from input_pipeline import coco
+
+        return CocoEvaluator(self._predict_jit, coco.annotation_file(self.data_root(), "val"))
+
+    def pretrained_variables(self, variables):
+        return common.pretrained_variables(self.config, variables, self.config.model.backbone, ("net", "trunk"))
+
+    # --- data --------------------------------------------------------------------------------------------
+    def data_root(self) -> str:
+        return common.data_root(self.config, "personlab", "coco")
+
+    def _data_kwargs(self):
+        data = self.config.data
+        return {"crop_size": int(data.crop_size), "max_persons": int(data.max_persons), "source": data.source,
+                "tfds_data_dir": data.tfds_data_dir or None, "stats": self.data_stats}
+
+    def train_batches(self, start_index, per_host_batch, process_index, process_count):
+        from input_pipeline import coco
+
+        data = self.config.data
+        return coco.train_stream(
+            self.data_root(), batch_size=per_host_batch, scale_range=tuple(data.scale_range),
+            max_rotation=float(data.max_rotation), seed=int(self.config.seed), start_index=start_index,
+            process_index=process_index, process_count=process_count, **self._data_kwargs())
+
+    def eval_batches(self, split, per_host_batch, process_index, process_count):
+        from input_pipeline import coco
+
+        return coco.eval_stream(self.data_root(), split=split, batch_size=per_host_batch,
+                                process_index=process_index, process_count=process_count,
+                                limit=int(self.config.eval.limit) or None, **self._data_kwargs())
+
+    # --- pictures ----------------------------------------------------------------------------------------
+    def visualize(self, batch, outputs) -> dict:
+        """One row per example: image | ground truth (instances + skeletons) | prediction."""
+        from jhuman import viz
+
+        rows = []
+        for i in range(len(batch["image"])):
+            if "mask" in batch and not batch["mask"][i]:
+                continue
+            image = np.clip(batch["image"][i], 0, 255).astype(np.uint8)
+            gt_kp = np.asarray(batch["keypoints"][i], np.float32)
+            gt_valid = (gt_kp[:, :, 2] > 0).any(-1)
+            ids = np.asarray(batch["instance_ids"][i])
+            gt_masks = ids[None] == np.arange(1, len(gt_kp) + 1)[:, None, None]
+            rows.append([image, viz.draw_people(image, gt_kp, gt_valid, gt_masks),
+                         viz.draw_people(image, outputs["keypoints"][i], outputs["valid"][i], outputs["masks"][i])])
+        return {"predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction"])}
+
+    def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
+        """Skeleton + mask overlays and one COCO-style results JSON for a folder of images.
+
+        Each image is resized so its longer side is data.crop_size and padded, as in evaluation; keypoints
+        and masks are mapped back to the original size. Writes `<out_dir>/results.json` (COCO keypoint results
+        with 'file_name' instead of 'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
+        """
+        import cv2
+
+        from jhuman import classes, viz
+
+        size = int(self.config.data.crop_size)
+        os.makedirs(out_dir, exist_ok=True)
+        names = sorted(f for f in os.listdir(image_dir) if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")))
+        results, skipped = [], []
+        for name in names:
+            path = os.path.join(image_dir, name)
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                skipped.append(path)
+                print(f"warning: cannot decode {path}; skipped")
+                continue
+            image = bgr[..., ::-1]
+            h, w = image.shape[:2]
+            scale = size / max(h, w)
+            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_LINEAR)
+            padded = np.empty((size, size, 3), np.float32)
+            padded[:] = classes.CAFFE_MEAN_RGB
+            padded[: small.shape[0], : small.shape[1]] = small
+            out = jax.device_get(self._predict_jit(variables, padded[None]))
+            out = {k: v[0] for k, v in out.items()}
+            for p in np.flatnonzero(out["valid"]):
+                one = (out["scores"][p:p + 1], np.ones(1, bool))
+                person = coco_metrics.keypoint_results(0, out["keypoints"][p:p + 1], *one, scale)[0]
+                mask = coco_metrics.mask_results(0, out["masks"][p:p + 1], *one, h, w, scale)
+                person.pop("image_id")
+                results.append({"file_name": name, **person, **({"segmentation": mask[0]["segmentation"]} if mask
+                                                               else {})})
+            keypoints = out["keypoints"].copy()
+            keypoints[..., :2] /= scale
+            full_masks = [cv2.resize(m[: small.shape[0], : small.shape[1]].astype(np.uint8), (w, h),
+                                     interpolation=cv2.INTER_NEAREST) for m in out["masks"]]
+            picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
+            viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
+        summary = {"results": results, "skipped": skipped, "num_skipped": len(skipped),
+                   "num_images": len(names) - len(skipped)}
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(summary, f)
+        return summary
+
