@@ -19,7 +19,7 @@ Pretrained trunks: --config.init.backbone_weights=resnet101.safetensors (torchvi
 
 import ml_collections
 
-from jhuman.config import check_choice, parse_arg
+from jhuman.config import DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "deeplab_resnet", "ssl": "off", "data": "synthetic", "size": "tiny"}
 MODELS = {  # arg -> (model.name, backbone); "attention" is the paper's Attention (VGG-16 trunk)
@@ -85,50 +85,24 @@ def get_config(arg=None):
     c.data.crop_size = 96 if tiny else 321
     c.data.scales = (0.6, 0.8, 1.0) if tiny else (0.6, 0.8, 1.0, 1.2, 1.4)
 
-    c.train = ml_collections.ConfigDict()
     # The paper: 30 epochs (batch 10), plus about 20 epochs of SSL fine-tuning when SSL is on.
-    c.train.steps = 1500 if tiny else (50 if ssl_on else 30) * LIP_TRAIN_IMAGES // 10
-    c.train.batch_size = 8 if tiny else 10
-    c.train.grad_accum_steps = 1
-    c.train.compute_dtype = "float32" if tiny else "bfloat16"
-    c.train.ema_decay = 0.0
-    c.train.log_every = 25 if tiny else 100
-    c.train.eval_every = 500 if tiny else 5000
-    c.train.checkpoint_every = 500 if tiny else 2000
-    c.train.keep_checkpoints = 2
-    c.train.num_pictures = 6
-    c.train.progress_bar = True
-    c.train.transfer_guard = True
+    c.train = section(
+        TRAIN, steps=1500 if tiny else (50 if ssl_on else 30) * LIP_TRAIN_IMAGES // 10,
+        batch_size=8 if tiny else 10, compute_dtype="float32" if tiny else "bfloat16",
+        eval_every=500 if tiny else 5000, checkpoint_every=500 if tiny else 2000, log_every=25 if tiny else 100)
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.name = "adam" if tiny else "sgd"
-    c.optim.learning_rate = 3e-3 if tiny else 1e-4
-    c.optim.momentum = 0.9
-    c.optim.nesterov = False
-    c.optim.weight_decay = 0.0 if tiny else 5e-4
-    c.optim.decay_biases = False
-    c.optim.schedule = "poly"
-    c.optim.poly_power = 0.9
-    c.optim.step_boundaries = (0.5, 0.75)
-    c.optim.step_factor = 0.1
-    c.optim.warmup_steps = 20 if tiny else 0
-    c.optim.lr_multipliers = () if tiny else (("classifier/", 10.0), ("attention/", 10.0))
-    c.optim.grad_clip_norm = 0.0
+    c.optim = section(
+        OPTIM, name="adam" if tiny else "sgd", learning_rate=3e-3 if tiny else 1e-4,
+        weight_decay=0.0 if tiny else 5e-4, warmup_steps=20 if tiny else 0,
+        lr_multipliers=() if tiny else (("classifier/", 10.0), ("attention/", 10.0)))
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.batch_size = 8 if tiny else 8
+    c.eval.batch_size = 8
     c.eval.pad_size = 128 if tiny else 640
     c.eval.limit = 0  # 0 = the whole split
     c.eval.flip = False  # average with the flipped image's logits (left/right channels swapped back)
     c.eval.scales = (1.0,)  # multi-scale testing: average the logits over these input scales
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.fsdp_min_size = 2**14
-
-    c.distributed = ml_collections.ConfigDict()
-    c.distributed.coordinator_address = ""
-    c.distributed.num_processes = 1
-    c.distributed.process_id = 0
+    c.mesh = section(MESH)
+    c.distributed = section(DISTRIBUTED)
     return c

@@ -15,7 +15,7 @@ schedule (the public ports use Adam). The tiny config scales R and r down with i
 
 import ml_collections
 
-from jhuman.config import check_choice, parse_arg
+from jhuman.config import DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "resnet101", "data": "synthetic", "size": "tiny"}
 
@@ -71,46 +71,18 @@ def get_config(arg=None):
     c.data.scale_range = (0.7, 1.3)
     c.data.max_rotation = 25.0
 
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 1500 if tiny else 400_000
-    c.train.batch_size = 8 if tiny else 16
-    c.train.grad_accum_steps = 1
-    c.train.compute_dtype = "float32" if tiny else "bfloat16"
-    c.train.ema_decay = 0.0
-    c.train.log_every = 25 if tiny else 100
-    c.train.eval_every = 750 if tiny else 20_000
-    c.train.checkpoint_every = 750 if tiny else 5000
-    c.train.keep_checkpoints = 2
-    c.train.num_pictures = 4
-    c.train.progress_bar = True
-    c.train.transfer_guard = True
+    c.train = section(
+        TRAIN, steps=1500 if tiny else 400_000, batch_size=8 if tiny else 16,
+        compute_dtype="float32" if tiny else "bfloat16", log_every=25 if tiny else 100,
+        eval_every=750 if tiny else 20_000, checkpoint_every=750 if tiny else 5000, num_pictures=4)
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.name = "adam"
-    c.optim.learning_rate = 2e-3 if tiny else 1e-4
-    c.optim.momentum = 0.9
-    c.optim.nesterov = False
-    c.optim.weight_decay = 0.0
-    c.optim.decay_biases = False
-    c.optim.schedule = "cosine"
-    c.optim.poly_power = 0.9
-    c.optim.step_boundaries = (0.5, 0.75)
-    c.optim.step_factor = 0.1
-    c.optim.warmup_steps = 50 if tiny else 1000
-    c.optim.lr_multipliers = ()
-    c.optim.grad_clip_norm = 0.0
+    c.optim = section(OPTIM, learning_rate=2e-3 if tiny else 1e-4, schedule="cosine",
+                      warmup_steps=50 if tiny else 1000)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 8
     c.eval.limit = 0
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.fsdp_min_size = 2**14
-
-    c.distributed = ml_collections.ConfigDict()
-    c.distributed.coordinator_address = ""
-    c.distributed.num_processes = 1
-    c.distributed.process_id = 0
+    c.mesh = section(MESH)
+    c.distributed = section(DISTRIBUTED)
     return c

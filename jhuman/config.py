@@ -135,3 +135,22 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
         config = ml_collections.ConfigDict(_tuples(json.load(f)))
     config.lock()
     return config
+
+
+# Sections every experiment config has; config files give only what differs (`section(TRAIN, steps=...)`).
+TRAIN = {"steps": 1000, "batch_size": 8, "grad_accum_steps": 1, "compute_dtype": "float32", "ema_decay": 0.0,
+         "log_every": 25, "eval_every": 500, "checkpoint_every": 500, "keep_checkpoints": 2, "num_pictures": 6,
+         "progress_bar": True, "transfer_guard": True}
+OPTIM = {"name": "adam", "learning_rate": 1e-3, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+         "decay_biases": False, "schedule": "poly", "poly_power": 0.9, "step_boundaries": (0.5, 0.75),
+         "step_factor": 0.1, "warmup_steps": 0, "lr_multipliers": (), "grad_clip_norm": 0.0}
+MESH = {"data": -1, "fsdp": 1, "fsdp_min_size": 2**14}
+DISTRIBUTED = {"coordinator_address": "", "num_processes": 1, "process_id": 0}
+
+
+def section(defaults: dict, **values) -> ml_collections.ConfigDict:
+    """A config section: `defaults` updated by `values` (a name not in defaults is an error listing them)."""
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown keys {unknown}; valid: {sorted(defaults)}")
+    return ml_collections.ConfigDict({**defaults, **values})

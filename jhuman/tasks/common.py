@@ -73,3 +73,31 @@ def pretrained_variables(config, variables, arch: str, prefix: tuple):
     new, report = weights.import_backbone(variables, os.path.expanduser(path), arch, prefix=prefix)
     print(report)
     return new
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_files(folder: str) -> list[str]:
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+
+
+def read_padded(path: str, size: int, upscale: bool):
+    """(image RGB uint8 (h, w, 3), padded float32 (size, size, 3), scale), or None when the file cannot be
+    decoded (the caller counts it). The image is resized by scale = size / max(h, w) (never above 1 unless
+    `upscale`), then padded bottom/right with the Caffe mean, as the evaluation pipelines do."""
+    import cv2
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        print(f"warning: cannot decode {path}; skipped")
+        return None
+    image = np.ascontiguousarray(bgr[..., ::-1])
+    h, w = image.shape[:2]
+    scale = size / max(h, w) if upscale else min(1.0, size / max(h, w))
+    small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                  interpolation=cv2.INTER_LINEAR)
+    padded = np.empty((size, size, 3), np.float32)
+    padded[:] = classes.CAFFE_MEAN_RGB
+    padded[: small.shape[0], : small.shape[1]] = small
+    return image, padded, scale

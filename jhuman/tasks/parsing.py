@@ -220,25 +220,17 @@ class ParsingTask:
         size = int(self.config.eval.pad_size)
         predict = jax.jit(lambda v, x: self.predict(v, x)["labels"])
         os.makedirs(out_dir, exist_ok=True)
-        names = sorted(f for f in os.listdir(image_dir)
-                       if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp", ".webp")))
         results, skipped = [], []
-        for name in names:
+        for name in common.image_files(image_dir):
             path = os.path.join(image_dir, name)
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
+            loaded = common.read_padded(path, size, upscale=False)
+            if loaded is None:
                 skipped.append(path)
-                print(f"warning: cannot decode {path}; skipped")
                 continue
-            image = bgr[..., ::-1]
+            image, padded, scale = loaded
             h, w = image.shape[:2]
-            scale = min(1.0, size / max(h, w))
-            small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                          interpolation=cv2.INTER_LINEAR)
-            padded = np.empty((size, size, 3), np.float32)
-            padded[:] = classes.CAFFE_MEAN_RGB
-            padded[: small.shape[0], : small.shape[1]] = small
-            labels = np.asarray(predict(variables, padded[None]))[0, : small.shape[0], : small.shape[1]]
+            small = (max(1, round(h * scale)), max(1, round(w * scale))) if scale != 1.0 else (h, w)
+            labels = np.asarray(predict(variables, padded[None]))[0, : small[0], : small[1]]
             if scale != 1.0:
                 labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
             labels = labels.astype(np.uint8)

@@ -174,27 +174,21 @@ class PersonLabTask:
         """
         import cv2
 
-        from jhuman import classes, viz
+        from jhuman import viz
 
         size = int(self.config.data.crop_size)
         os.makedirs(out_dir, exist_ok=True)
-        names = sorted(f for f in os.listdir(image_dir) if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp")))
+        names = common.image_files(image_dir)
         results, skipped = [], []
         for name in names:
             path = os.path.join(image_dir, name)
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
+            loaded = common.read_padded(path, size, upscale=True)
+            if loaded is None:
                 skipped.append(path)
-                print(f"warning: cannot decode {path}; skipped")
                 continue
-            image = bgr[..., ::-1]
+            image, padded, scale = loaded
             h, w = image.shape[:2]
-            scale = size / max(h, w)
-            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_LINEAR)
-            padded = np.empty((size, size, 3), np.float32)
-            padded[:] = classes.CAFFE_MEAN_RGB
-            padded[: small.shape[0], : small.shape[1]] = small
+            small = (max(1, round(h * scale)), max(1, round(w * scale)))
             out = jax.device_get(self._predict_jit(variables, padded[None]))
             out = {k: v[0] for k, v in out.items()}
             for p in np.flatnonzero(out["valid"]):
@@ -206,7 +200,7 @@ class PersonLabTask:
                                                                else {})})
             keypoints = out["keypoints"].copy()
             keypoints[..., :2] /= scale
-            full_masks = [cv2.resize(m[: small.shape[0], : small.shape[1]].astype(np.uint8), (w, h),
+            full_masks = [cv2.resize(m[: small[0], : small[1]].astype(np.uint8), (w, h),
                                      interpolation=cv2.INTER_NEAREST) for m in out["masks"]]
             picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
             viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)

@@ -1,0 +1,221 @@
+"""Time of PersonLab decoding (jhuman.ops.personlab.decode, jitted) against the plain numpy reference
+(jhuman.ops.personlab_reference) on the same inputs, in the same run.
+
+  python benchmarks/personlab_decode.py                        # all cases, medians of several calls
+  python benchmarks/personlab_decode.py --cases 401 --repeats 20 --reference_repeats 3
+
+Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images (vmapped decode); '1080p' one
+1080x1920 image with 40 people. Inputs are PERFECT network outputs of hand-made people (heatmap disks of radius
+R = 32, short / mid / long offsets, segmentation; as in tests/ops/test_personlab_decode.py) plus a little noise
+(heatmap +U(0, 0.02), so every pixel votes; offsets +N(0, 0.3 / 0.5 / 1 px); segmentation +-0.2). Everything
+is decoded: Hough voting, smoothing, peaks, greedy grouping, expected-OKS and person scores, instance masks.
+Times exclude compilation (one warm-up call) and include the device -> host copy of the results; the median
+of `repeats` calls is reported. The decoder's own check: people found and the worst keypoint error against
+the truth.
+
+Memory: XLA on CPU allocates its big buffers fresh on every call, and in a VM first-touch page faults of
+4 kB pages cost as much as the arithmetic (a 1080p Hough map is 141 MB; about 0.45 ms per MB here). By
+default the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: malloc asks
+for transparent huge pages), which took 1080p from ~0.95 s to ~0.65 s and 401 from ~80 ms to ~67 ms on the
+2-core machine of the first run; `--malloc default` measures the plain allocator. The column `malloc` says
+which was used. Any jax program on CPU can set the same variable.
+
+Goal: at least 50x faster than the widely used numpy port (octiapp/KerasPersonLab
+post-processing: about 0.35 s for a 401x401 image with 4-6 people and about 13 s for a 1080p image with 40
+people, on two CPU cores), i.e. <= 7 ms and <= 0.26 s per image on two CPU cores. `speedup_vs_port` divides
+those published figures by the measured per-image time on THIS machine (a different CPU: indicative only);
+`speedup_vs_reference` compares with our numpy reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# benchmarks/ssl.py (the SSL loss benchmark) would shadow the standard library's ssl, which jax imports: import
+# jax with this folder off the path, then put it back for `common`.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import jax  # noqa: E402
+
+sys.path.insert(0, _HERE)
+sys.path.insert(1, os.path.dirname(_HERE))
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import report, time_calls  # noqa: E402
+from jhuman.classes import PERSONLAB_DIRECTED_EDGES  # noqa: E402
+from jhuman.ops import personlab, personlab_reference  # noqa: E402
+
+RADIUS = 32.0
+PORT_SECONDS = {"401": 0.35, "401x4": 0.35, "1080p": 13.0}  # per image, the numpy port on two CPU cores
+# (height, width, people, batch, half-height range of the people in px, decode options)
+CASES = {
+    "401": (401, 401, 5, 1, (55.0, 80.0), {"max_people": 30, "max_candidates": 256}),
+    "401x4": (401, 401, 5, 4, (55.0, 80.0), {"max_people": 30, "max_candidates": 256}),
+    "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {"max_people": 64, "max_candidates": 1024}),
+}
+TEMPLATE = np.array([
+    [0.0, -0.88], [-0.07, -0.93], [0.07, -0.93], [-0.16, -0.9], [0.16, -0.9], [-0.27, -0.66], [0.27, -0.66],
+    [-0.36, -0.3], [0.36, -0.3], [-0.42, 0.05], [0.42, 0.05], [-0.16, 0.02], [0.16, 0.02], [-0.18, 0.46],
+    [0.18, 0.46], [-0.19, 0.9], [0.19, 0.9]])
+
+
+def make_people(rng, num, height, width, half_height):
+    """People (num, 17, 3) [x, y, 2] with sub-pixel keypoints: a jittered grid of cells, one person per cell."""
+    rows = max(1, int(round(np.sqrt(num * height / width))))
+    cols = -(-num // rows)
+    cells = rng.permutation(rows * cols)[:num]
+    people = []
+    for cell in cells:
+        r, c = divmod(int(cell), cols)
+        cell_h, cell_w = height / rows, width / cols
+        s = min(rng.uniform(*half_height), 0.45 * cell_h, 0.9 * cell_w)
+        cy = rng.uniform(r * cell_h + s + 2, (r + 1) * cell_h - s - 2)
+        cx = rng.uniform(c * cell_w + 0.5 * s + 2, (c + 1) * cell_w - 0.5 * s - 2)
+        points = TEMPLATE * s + [cx, cy] + rng.uniform(-0.05, 0.05, TEMPLATE.shape) * s
+        people.append(np.concatenate([points, np.full((17, 1), 2.0)], axis=-1))
+    return np.asarray(people)
+
+
+def perfect_outputs(people, height, width, radius):
+    """Ideal outputs (see tests/ops/test_personlab_decode.py), built per person in local windows."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    grid = np.stack([xs, ys], axis=-1)
+    num_kp = people.shape[1]
+    owner = np.full((num_kp, height, width), -1, np.int32)
+    best = np.full((num_kp, height, width), np.inf, np.float32)
+    for j, person in enumerate(people):
+        for k, (x, y, v) in enumerate(person):
+            if v <= 0:
+                continue
+            y0, y1 = max(int(y - radius) - 1, 0), min(int(y + radius) + 2, height)
+            x0, x1 = max(int(x - radius) - 1, 0), min(int(x + radius) + 2, width)
+            d = np.hypot(xs[y0:y1, x0:x1] - x, ys[y0:y1, x0:x1] - y)
+            closer = (d <= radius) & (d < best[k, y0:y1, x0:x1])
+            best[k, y0:y1, x0:x1][closer] = d[closer]
+            owner[k, y0:y1, x0:x1][closer] = j
+    disk = owner >= 0
+    safe = np.maximum(owner, 0)
+    heatmaps = np.moveaxis(disk, 0, -1).astype(np.float32)
+    short = np.zeros((height, width, num_kp, 2), np.float32)
+    for k in range(num_kp):
+        short[:, :, k] = np.where(disk[k, ..., None], people[safe[k], k, :2] - grid, 0)
+    mid = np.zeros((height, width, len(PERSONLAB_DIRECTED_EDGES), 2), np.float32)
+    for e, (k, l) in enumerate(PERSONLAB_DIRECTED_EDGES):
+        ok = disk[k] & (people[safe[k], l, 2] > 0)
+        mid[:, :, e] = np.where(ok[..., None], people[safe[k], l, :2] - grid, 0)
+    # person masks: an ellipse around each keypoint box (+8 px), overlaps belong to nobody
+    count = np.zeros((height, width), np.int32)
+    label = np.zeros((height, width), np.int32)
+    for j, person in enumerate(people):
+        lo, hi = person[:, :2].min(0), person[:, :2].max(0)
+        centre, half = (lo + hi) / 2, (hi - lo) / 2 + 8
+        y0, y1 = max(int(centre[1] - half[1]), 0), min(int(centre[1] + half[1]) + 2, height)
+        x0, x1 = max(int(centre[0] - half[0]), 0), min(int(centre[0] + half[0]) + 2, width)
+        inside = (((xs[y0:y1, x0:x1] - centre[0]) / half[0]) ** 2
+                  + ((ys[y0:y1, x0:x1] - centre[1]) / half[1]) ** 2) <= 1
+        count[y0:y1, x0:x1] += inside
+        label[y0:y1, x0:x1][inside] = j
+    mine = count == 1
+    long = np.zeros((height, width, num_kp, 2), np.float32)
+    long[mine] = people[label[mine], :, :2] - grid[mine][:, None, :]
+    segmentation = mine.astype(np.float32)
+    return heatmaps, short, mid, long, segmentation
+
+
+def noisy(outputs, rng):
+    heatmaps, short, mid, long, seg = outputs
+    return (np.clip(heatmaps + rng.uniform(0, 0.02, heatmaps.shape), 0, 1).astype(np.float32),
+            (short + rng.normal(0, 0.3, short.shape)).astype(np.float32),
+            (mid + rng.normal(0, 0.5, mid.shape)).astype(np.float32),
+            (long + rng.normal(0, 1.0, long.shape)).astype(np.float32),
+            np.clip(seg + rng.uniform(-0.2, 0.2, seg.shape), 0, 1).astype(np.float32))
+
+
+def worst_error(keypoints, valid, people):
+    """Worst keypoint error (px) over the true people, each matched to its closest decoded person."""
+    found = keypoints[valid][:, :, :2]
+    if not len(found):
+        return float("inf")
+    errors = np.abs(found[None] - people[:, None, :, :2]).max(-1).max(-1)  # (true, found)
+    return float(errors.min(1).max())
+
+
+def bench_case(name, repeats, reference_repeats, seed=0):
+    height, width, num, batch, half_height, options = CASES[name]
+    rng = np.random.default_rng(seed)
+    images, truth = [], []
+    t = time.perf_counter()
+    for _ in range(batch):
+        people = make_people(rng, num, height, width, half_height)
+        truth.append(people)
+        images.append(noisy(perfect_outputs(people, height, width, RADIUS), rng))
+    print(f"[{name}] inputs built in {time.perf_counter() - t:.1f} s", flush=True)
+    arrays = [jnp.asarray(np.stack(a) if batch > 1 else a[0]) for a in zip(*images)]
+    opts = {**options, "radius": RADIUS}
+
+    def run_jax():
+        return jax.device_get(personlab.decode(*arrays, **opts))
+
+    t = time.perf_counter()
+    out = run_jax()
+    compile_s = time.perf_counter() - t
+    times = time_calls(run_jax, repeats, warmup=1)
+    outs = [out] if batch == 1 else [{k: v[i] for k, v in out.items()} for i in range(batch)]
+    found = [int(o["num_people"]) for o in outs]
+    error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth))
+    jax_s = statistics.median(times)
+    rows = [{"case": name, "image": f"{height}x{width}", "people": num, "batch": batch, "impl": "jax",
+             "median_s": jax_s, "per_image_s": jax_s / batch, "min_s": min(times), "compile_s": compile_s,
+             "found": "/".join(map(str, found)), "max_err_px": error, "repeats": repeats,
+             "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch)}]
+    if reference_repeats > 0:
+        ref_times = []
+        for _ in range(reference_repeats):
+            t = time.perf_counter()
+            ref_outs = [personlab_reference.decode(*image, **opts) for image in images]
+            ref_times.append(time.perf_counter() - t)
+        ref_s = statistics.median(ref_times)
+        ref_error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth))
+        rows.append({"case": name, "image": f"{height}x{width}", "people": num, "batch": batch,
+                     "impl": "numpy reference", "median_s": ref_s, "per_image_s": ref_s / batch,
+                     "min_s": min(ref_times), "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
+                     "max_err_px": ref_error, "repeats": reference_repeats,
+                     "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch)})
+        rows[0]["speedup_vs_reference"] = ref_s / jax_s
+    for row in rows:
+        print(f"[{name}] {row['impl']}: {row['median_s']:.4f} s (median of {row['repeats']})", flush=True)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="401,401x4,1080p", help=f"comma-separated, of {sorted(CASES)}")
+    parser.add_argument("--repeats", type=int, default=10, help="timed jax calls per case (median reported)")
+    parser.add_argument("--reference_repeats", type=int, default=1, help="numpy reference calls (0: skip)")
+    parser.add_argument("--output", default=None, help="JSON path (default benchmarks/personlab_decode.json)")
+    parser.add_argument("--malloc", choices=("hugetlb", "default"), default="hugetlb",
+                        help="hugetlb: re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see the docstring)")
+    args = parser.parse_args(argv)
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if args.malloc == "hugetlb" and "glibc.malloc.hugetlb" not in tunables and argv is None:
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"])))
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    malloc = "hugetlb" if "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") else "default"
+    rows = []
+    for name in args.cases.split(","):
+        rows += bench_case(name.strip(), args.repeats, args.reference_repeats)
+    for row in rows:
+        row["malloc"] = malloc
+    report("personlab_decode", rows,
+           ["case", "image", "people", "batch", "impl", "malloc", "median_s", "per_image_s", "min_s", "compile_s",
+            "found", "max_err_px", "speedup_vs_reference", "speedup_vs_port"], args.output)
+
+
+if __name__ == "__main__":
+    main()

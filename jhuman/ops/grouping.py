@@ -1,0 +1,296 @@
+"""PersonLab greedy grouping, keypoint and person scores, instance masks (pure jax.numpy, static shapes).
+
+Papandreou et al., "PersonLab", ECCV 2018, Sec. 3.3-3.5 (shared/reference/personlab.md).
+
+Greedy decoding (Sec. 3.3). Candidates of all keypoint types sit in ONE queue in descending Hough score. A popped
+candidate of type k is rejected if it lies within r (nms_radius) of keypoint k of an already detected person;
+otherwise a new person starts there and the kinematic tree is followed outward from it (any type can be the
+seed): y_l = y_k + M_{k,l}(y_k), M the refined mid-range offsets sampled bilinearly, in breadth-first order from
+the seed (`TRAVERSAL_EDGES[t]`: the 16 directed edges in BFS order for seed type t, precomputed).
+
+How it is computed here (equivalent, and loop-free except for one short loop over accepted people):
+1. `traverse` follows the tree from EVERY candidate at once, (N, 17) points per step, 16 static steps. A
+   person's skeleton depends only on its seed and the offset fields, never on the other people, so computing it
+   before the greedy pass changes nothing (it only also computes skeletons for seeds that will be rejected).
+2. `greedy_select`: kill[c, i] = "candidate c lies within r of the type-of-c keypoint of candidate i's
+   skeleton" (N x N). Popping in score order and rejecting c when an earlier ACCEPTED i has kill[c, i] is the
+   paper's greedy loop. A lax.while_loop runs once per accepted person (at most max_people times): take the
+   first live candidate, kill its row of the matrix. `personlab_reference.group_people` runs the literal
+   candidate-by-candidate loop with per-person BFS; the tests check that both give the same people.
+
+Which keypoints count: a keypoint is REACHED if its tree parent was reached and lies inside the image (the seed
+is reached); an unreached keypoint keeps its parent's (clamped) position, never (0, 0). It is PRESENT if reached,
+inside the image and p_k(y) >= min_keypoint_score (the heatmap probability, bilinear). Only present keypoints
+block seeds, suppress other people's keypoints, define the person's box and carry a score; the others get score
+0 and keypoint_valid False.
+
+Scores (Sec. 3.4). Keypoint score = expected OKS,
+    s_{j,k} = p_k(y_{j,k}) * min(1, sum_x h_k(x) exp(-||x - y_{j,k}||^2 / (2 lambda_j^2 kappa_k^2))),
+h_k the (unsmoothed, already 1/(pi R^2)-normalised) Hough map, the sum over the integer pixels of the
+(2 * oks_radius + 1)^2 square around y_{j,k}, kappa_k = 2 * COCO sigma_k (pycocotools' k), lambda_j the person
+scale (below). For a perfect prediction the Hough mass at the keypoint is ~1, so s ~ p ~ 1; votes scattered
+away from the keypoint lower it. Person score = soft keypoint-level NMS: the sum of s_{j,k} over keypoints not
+within r of the same (present) keypoint of an EARLIER (higher-priority: its seed came first) person, / 17.
+
+Person scale lambda_j = sqrt(area of the bounding box of j's present keypoints), at least min_scale pixels
+(a person with one present keypoint has area 0). COCO's OKS uses the segment area; the keypoint box is what is
+known before the masks, and it is never inflated by missing keypoints (the ports' (0, 0) keypoints).
+
+Instance masks (Sec. 3.5): G_k(x) = x + L_k(x); distance of pixel x to person j
+    D_j(x) = sum_k s_{j,k} ||G_k(x) - y_{j,k}|| / (sum_k s_{j,k} * lambda_j),
+and a foreground pixel (segmentation > seg_threshold) joins argmin_j D_j if that minimum is < mask_threshold
+(0.25). Exact but pruned per tile by a lower bound (see `assign_instance_masks`): a pixel is only compared
+with the few people whose keypoints its tile's embeddings can reach, and padding people cost nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+from jhuman.ops import offsets as offsets_lib
+
+NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
+OKS_KAPPAS = (2.0 * COCO_OKS_SIGMAS).astype(np.float32)  # pycocotools: vars = (2 sigma)^2
+
+
+def traversal_orders(directed_edges=PERSONLAB_DIRECTED_EDGES, num_keypoints: int = NUM_KEYPOINTS):
+    """For each seed type t, the tree's directed edges in breadth-first order away from t (neighbours in
+    directed-edge index order): int32 arrays (T, K - 1) of edge index, source and target keypoint."""
+    adjacency = collections.defaultdict(list)
+    for index, (a, b) in enumerate(directed_edges):
+        adjacency[a].append((index, b))
+    edges, sources, targets = [], [], []
+    for seed in range(num_keypoints):
+        order, seen, queue = [], {seed}, collections.deque([seed])
+        while queue:
+            k = queue.popleft()
+            for index, l in adjacency[k]:
+                if l not in seen:
+                    seen.add(l)
+                    order.append((index, k, l))
+                    queue.append(l)
+        if len(order) != num_keypoints - 1:
+            raise ValueError("the directed edges must form a spanning tree of the keypoints, both directions")
+        edges.append([e for e, _, _ in order])
+        sources.append([s for _, s, _ in order])
+        targets.append([t for _, _, t in order])
+    return tuple(np.asarray(a, np.int32) for a in (edges, sources, targets))
+
+
+TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS = traversal_orders()  # (17, 16) each
+
+
+def inside_image(points, height: int, width: int):
+    """(..., 2) (x, y) -> (...) bool: inside [0, W - 1] x [0, H - 1]."""
+    x, y = points[..., 0], points[..., 1]
+    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+
+
+def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_steps: int = 2):
+    """Skeletons grown from seeds along the refined mid-range offsets (all seeds at once).
+
+    mid (H, W, 32, 2), short (H, W, 17, 2), seeds (N, 2) (x, y), seed_types (N,) int, seed_valid (N,) bool ->
+    points (N, 17, 2) float32 and reached (N, 17) bool. Step s of the 16 follows edge TRAVERSAL_EDGES[t, s] for
+    every seed of type t: y_l = y_k + M_{k,l}(y_k), M refined `refine_steps` times with the short-range
+    offsets at the 4 corner pixels only (`offsets.sample_refined_mid`).
+    """
+    mid = jnp.asarray(mid_offsets, jnp.float32)
+    short = jnp.asarray(short_offsets, jnp.float32)
+    height, width = mid.shape[:2]
+    seeds = jnp.asarray(seeds, jnp.float32)
+    seed_types = jnp.asarray(seed_types, jnp.int32)
+    rows = jnp.arange(seeds.shape[0])
+    keypoint_ids = jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32)
+    onehot = seed_types[:, None] == keypoint_ids  # (N, 17)
+    points = jnp.where(onehot[..., None], seeds[:, None, :], 0.0)
+    reached = onehot & jnp.asarray(seed_valid, bool)[:, None]
+    edge_table, source_table, target_table = (jnp.asarray(TRAVERSAL_EDGES), jnp.asarray(TRAVERSAL_SOURCES),
+                                              jnp.asarray(TRAVERSAL_TARGETS))
+    for step in range(NUM_KEYPOINTS - 1):  # the 16 edges of the fixed tree (static), not a loop over data
+        edge = edge_table[seed_types, step]  # (N,)
+        source = source_table[seed_types, step]
+        target = target_table[seed_types, step]
+        start = points[rows, source]  # (N, 2)
+        ok = reached[rows, source] & inside_image(start, height, width)
+        step_to = start + offsets_lib.sample_refined_mid(mid, short, start, edge, refine_steps)
+        new = jnp.where(ok[:, None], step_to, offsets_lib.clamp_points(start, height, width))
+        is_target = target[:, None] == keypoint_ids  # (N, 17)
+        points = jnp.where(is_target[..., None], new[:, None, :], points)
+        reached = jnp.where(is_target, ok[:, None], reached)
+    return points, reached
+
+
+def presence(heatmaps, points, reached, min_keypoint_score: float):
+    """heatmaps (H, W, 17), points (..., 17, 2), reached (..., 17) -> (present (..., 17) bool, p (..., 17)):
+    p_k(y) bilinear; present = reached & inside the image & p >= min_keypoint_score."""
+    heatmaps = jnp.asarray(heatmaps, jnp.float32)
+    height, width = heatmaps.shape[:2]
+    channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), points.shape[:-1])
+    p = offsets_lib.bilinear_sample(heatmaps, points, channels)
+    present = reached & inside_image(points, height, width) & (p >= min_keypoint_score)
+    return present, p
+
+
+def greedy_select(positions, types, valid, skeletons, present, nms_radius: float, max_people: int):
+    """The paper's greedy pass over candidates sorted by score (best first).
+
+    positions (N, 2), types (N,), valid (N,), skeletons (N, 17, 2) and present (N, 17) (the person each
+    candidate would seed) -> seeds (P,) int32 candidate indices in detection order (padding 0) and count ().
+    Candidate c is accepted iff it is valid and no previously accepted person i has a present keypoint of c's
+    type within nms_radius of c.
+    """
+    types = jnp.asarray(types, jnp.int32)
+    at = skeletons[:, types, :]  # (N_i, N_c, 2): keypoint type_c of candidate i's skeleton
+    at_present = present[:, types]  # (N_i, N_c)
+    close = jnp.sum(jnp.square(at - positions[None, :, :]), axis=-1) < nms_radius * nms_radius
+    kills = close & at_present  # kills[i, c]: accepting i rejects c
+
+    def cond(state):
+        alive, count, _ = state
+        return (count < max_people) & jnp.any(alive)
+
+    def body(state):
+        alive, count, seeds = state
+        first = jnp.argmax(alive).astype(jnp.int32)  # the best live candidate
+        alive = alive & ~kills[first]
+        alive = alive.at[first].set(False)
+        return alive, count + 1, seeds.at[count].set(first)
+
+    init = (jnp.asarray(valid, bool), jnp.int32(0), jnp.zeros(max_people, jnp.int32))
+    _, count, seeds = jax.lax.while_loop(cond, body, init)
+    return seeds, count
+
+
+def person_scales(points, present, min_scale: float):
+    """(P, 17, 2), (P, 17) -> (P,) lambda = max(sqrt(area of the box of the present keypoints), min_scale)."""
+    big = jnp.float32(1e9)
+    lo = jnp.min(jnp.where(present[..., None], points, big), axis=1)
+    hi = jnp.max(jnp.where(present[..., None], points, -big), axis=1)
+    extent = jnp.where(jnp.any(present, axis=1)[:, None], hi - lo, 0.0)
+    return jnp.maximum(jnp.sqrt(extent[:, 0] * extent[:, 1]), min_scale)
+
+
+def expected_oks(hough, heatmap_values, points, present, scales, oks_radius: int):
+    """Expected-OKS keypoint scores (Sec. 3.4): hough (H, W, 17) unsmoothed, heatmap_values (P, 17) = p_k(y),
+    points (P, 17, 2), present (P, 17), scales (P,) -> (P, 17) float32 (0 where not present)."""
+    hough = jnp.asarray(hough, jnp.float32)
+    height, width, num_keypoints = hough.shape
+    d = jnp.arange(-oks_radius, oks_radius + 1, dtype=jnp.int32)
+    dx, dy = jnp.meshgrid(d, d)  # (S, S)
+    centre = jnp.round(points).astype(jnp.int32)  # (P, 17, 2)
+    px = centre[..., 0, None, None] + dx  # (P, 17, S, S)
+    py = centre[..., 1, None, None] + dy
+    inside = (px >= 0) & (px < width) & (py >= 0) & (py < height)
+    channel = jnp.arange(num_keypoints, dtype=jnp.int32)[None, :, None, None]
+    values = hough.reshape(-1)[(jnp.clip(py, 0, height - 1) * width + jnp.clip(px, 0, width - 1))
+                               * num_keypoints + channel]
+    dist2 = jnp.square(px - points[..., 0, None, None]) + jnp.square(py - points[..., 1, None, None])
+    spread = 2.0 * jnp.square(scales[:, None] * jnp.asarray(OKS_KAPPAS))[..., None, None]  # (P, 17, 1, 1)
+    mass = jnp.sum(jnp.where(inside, values * jnp.exp(-dist2 / spread), 0.0), axis=(-2, -1))
+    return jnp.where(present, heatmap_values * jnp.minimum(mass, 1.0), 0.0)
+
+
+def soft_nms_scores(points, keypoint_scores, present, valid, nms_radius: float):
+    """Person scores by soft keypoint-level NMS: (P, 17, 2), (P, 17), (P, 17), (P,) in detection order ->
+    (P,) sum over k of s_{j,k} for keypoints not within r of keypoint k of an earlier valid person, / 17."""
+    num = points.shape[0]
+    dist2 = jnp.sum(jnp.square(points[:, None] - points[None, :]), axis=-1)  # (P_j, P_i, 17)
+    earlier = jnp.arange(num)[None, :] < jnp.arange(num)[:, None]  # [j, i]: i before j
+    blockers = (earlier & valid[None, :])[..., None] & present[None, :, :]
+    suppressed = jnp.any(blockers & (dist2 < nms_radius * nms_radius), axis=1)  # (P, 17)
+    return jnp.sum(jnp.where(suppressed, 0.0, keypoint_scores), axis=-1) / NUM_KEYPOINTS
+
+
+def _box_distance(points, lo, hi):
+    """Distance from points (..., 2) to the axis-aligned boxes [lo, hi] (..., 2) (0 inside)."""
+    gap = jnp.maximum(jnp.maximum(lo - points, points - hi), 0.0)
+    return jnp.sqrt(jnp.sum(jnp.square(gap), axis=-1))
+
+
+def assign_instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, valid,
+                          mask_threshold: float = 0.25, seg_threshold: float = 0.5, mask_chunk: int = 4,
+                          mask_tile: int = 64):
+    """Instance masks (Sec. 3.5): long-range offsets L (H, W, 17, 2) (the embedding is G(x) = x + L(x), formed
+    tile by tile), segmentation (H, W), people points (P, 17, 2), keypoint scores (P, 17), scales (P,), valid
+    (P,) -> masks (P, H, W) bool.
+
+    Exact, but pruned: the image is cut into mask_tile x mask_tile tiles (a lax.fori_loop); per tile and
+    keypoint k the box [lo_k, hi_k] of G_k over the tile's foreground pixels bounds every pixel's distance from
+    below, D_j(x) >= sum_k w_{j,k} dist(y_{j,k}, box_k) (w = s / (sum s * lambda)), so a person whose bound is
+    >= mask_threshold cannot own any pixel of the tile. Only the remaining candidates are evaluated, mask_chunk
+    people at a time (a while_loop over as many chunks as the tile needs; a lax.fori_loop over the 17
+    keypoints accumulates (chunk, tile, tile) distances). Tiles without foreground are skipped (lax.cond). Ties
+    go to the lower person index, as an argmin over all people would.
+    """
+    long_offsets = jnp.asarray(long_offsets, jnp.float32)
+    points = jnp.asarray(points, jnp.float32)
+    keypoint_scores = jnp.asarray(keypoint_scores, jnp.float32)
+    scales = jnp.asarray(scales, jnp.float32)
+    valid = jnp.asarray(valid, bool)
+    height, width = long_offsets.shape[:2]
+    num = points.shape[0]
+    chunk = max(1, min(int(mask_chunk), num))
+    th, tw = min(int(mask_tile), height), min(int(mask_tile), width)
+    tiles_y, tiles_x = -(-height // th), -(-width // tw)
+    weight_sum = jnp.sum(keypoint_scores, axis=-1)
+    usable = valid & (weight_sum > 0)
+    weights = jnp.where(usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0)
+    foreground = jnp.asarray(segmentation, jnp.float32) > seg_threshold  # (H, W)
+    bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: the bound must never prune a true owner
+    big = jnp.float32(1e9)
+
+    tile_grid = jnp.stack(jnp.meshgrid(jnp.arange(tw, dtype=jnp.float32), jnp.arange(th, dtype=jnp.float32)))
+
+    def tile_body(t, state):
+        y0 = jnp.minimum((t // tiles_x) * th, height - th)  # the last row/column of tiles is shifted inwards
+        x0 = jnp.minimum((t % tiles_x) * tw, width - tw)
+        fg = jax.lax.dynamic_slice(foreground, (y0, x0), (th, tw))
+        return jax.lax.cond(jnp.any(fg), process_tile, lambda *_: state, state, y0, x0, fg)
+
+    def process_tile(state, y0, x0, fg):
+        best, owner = state
+        g = jax.lax.dynamic_slice(long_offsets, (y0, x0, 0, 0), (th, tw, NUM_KEYPOINTS, 2))
+        origin = jnp.stack([x0, y0]).astype(jnp.float32)[:, None, None]
+        g = jnp.transpose(g, (2, 3, 0, 1)) + (tile_grid + origin)  # (17, 2, th, tw): G = x + L(x)
+        lo = jnp.min(jnp.where(fg, g, big), axis=(2, 3))  # (17, 2)
+        hi = jnp.max(jnp.where(fg, g, -big), axis=(2, 3))
+        bound = jnp.sum(weights * _box_distance(points, lo[None], hi[None]), axis=-1)  # (P,)
+        candidate = usable & (bound < bound_limit)
+        order = jnp.argsort(~candidate, stable=True).astype(jnp.int32)  # candidates first, index order
+        order = jnp.concatenate([order, jnp.zeros(chunk, jnp.int32)])
+        num_candidates = jnp.sum(candidate.astype(jnp.int32))
+
+        def chunk_body(state):
+            c, tile_best, tile_owner = state
+            rows = jax.lax.dynamic_slice(order, (c * chunk,), (chunk,))  # (C,)
+            live = c * chunk + jnp.arange(chunk) < num_candidates
+            py, px, w = points[rows, :, 1], points[rows, :, 0], weights[rows]  # (C, 17)
+
+            def keypoint_body(k, dist):
+                dx = g[k, 0][None] - px[:, k, None, None]
+                dy = g[k, 1][None] - py[:, k, None, None]
+                return dist + w[:, k, None, None] * jnp.sqrt(dx * dx + dy * dy)
+
+            dist = jax.lax.fori_loop(0, NUM_KEYPOINTS, keypoint_body, jnp.zeros((chunk, th, tw), jnp.float32))
+            dist = jnp.where(live[:, None, None], dist, jnp.inf)
+            local = jnp.argmin(dist, axis=0)
+            value = jnp.min(dist, axis=0)
+            better = value < tile_best
+            return c + 1, jnp.where(better, value, tile_best), jnp.where(better, rows[local], tile_owner)
+
+        needed = (num_candidates + chunk - 1) // chunk
+        init = (jnp.int32(0), jnp.full((th, tw), jnp.inf, jnp.float32), jnp.zeros((th, tw), jnp.int32))
+        _, tile_best, tile_owner = jax.lax.while_loop(lambda s: s[0] < needed, chunk_body, init)
+        best = jax.lax.dynamic_update_slice(best, tile_best, (y0, x0))
+        owner = jax.lax.dynamic_update_slice(owner, tile_owner, (y0, x0))
+        return best, owner
+
+    init = (jnp.full((height, width), jnp.inf, jnp.float32), jnp.zeros((height, width), jnp.int32))
+    best, owner = jax.lax.fori_loop(0, tiles_y * tiles_x, tile_body, init)
+    assigned = foreground & (best < mask_threshold)
+    return (owner[None] == jnp.arange(num)[:, None, None]) & assigned[None]

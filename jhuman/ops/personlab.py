@@ -1,0 +1,175 @@
+"""PersonLab decoding: network outputs -> people (keypoints, scores, instance masks), jit- and vmap-able.
+
+Papandreou et al., "PersonLab: Person Pose Estimation and Instance Segmentation with a Bottom-Up, Part-Based,
+Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps, each a pure jax.numpy function:
+
+1. `hough.hough_votes`  Eq. (1): bilinear Hough voting of the heatmaps along the short-range offsets;
+2. `hough.smooth`       Gaussian smoothing (sigma `hough_sigma`);
+3. `hough.find_peaks`   3x3 local maxima above `peak_threshold`, top `max_candidates` of ALL types in one queue,
+                        sub-pixel by the short-range offset at the peak (clipped to +-1 px);
+4. `grouping.traverse`  every candidate's skeleton along the mid-range offsets, refined `refine_steps` times by
+                        the short-range offsets at the sampled points only (`offsets.sample_refined_mid`);
+5. `grouping.greedy_select`  the paper's greedy pass (a seed within `nms_radius` of the same keypoint of an
+                        earlier person is rejected), at most `max_people` people;
+6. `grouping.expected_oks`, `grouping.soft_nms_scores`  keypoint and person scores;
+7. `grouping.assign_instance_masks`  with long-range offsets and segmentation: G_k(x) = x + L_k(x) (refined
+                        with themselves and the short-range offsets if `refine_long`), nearest person,
+                        exact but pruned per tile by a lower bound.
+See those modules for the exact definitions (presence of keypoints, person scale, window sizes).
+`jhuman.ops.personlab_reference` is the same pipeline in plain numpy/scipy (the tests compare the two).
+
+Public API (DESIGN.md): `KEYPOINTS`, `EDGES`, `DIRECTED_EDGES`, and
+
+    decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options)
+
+heatmaps (H, W, 17) probabilities, short (H, W, 17, 2), mid (H, W, 32, 2), long (H, W, 17, 2) offsets (x, y) in
+pixels, segmentation (H, W) probability, all at input resolution, optionally with one leading batch axis (then
+vmapped, or lax.map-ped: `batch_mode`). Returns a dict of jax arrays (with the batch axis if the inputs had one):
+  keypoints (P, 17, 3) float32 [x, y, score]: sub-pixel positions; a keypoint that was not reached / not present
+      keeps a real position (on its tree parent's, clamped into the image), never (0, 0), with score 0;
+  keypoint_valid (P, 17) bool: the keypoint is present (see `grouping`);
+  scores (P,) float32 person scores (soft keypoint NMS of expected-OKS scores);
+  valid (P,) bool; num_people () int32; people sorted by score, valid ones first; padding rows are all zero;
+  scales (P,) float32 the person scale lambda (sqrt of the present keypoints' box area, >= min_scale);
+  masks (P, H, W) bool, only when long offsets and segmentation are given.
+P = max_people is fixed (padding + `valid`), so decode jits (options are static) and vmaps.
+
+Options (keyword only; static: a new value compiles a new version, new array VALUES never do):
+  max_people=30, max_candidates=256, radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
+  peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
+  hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
+  min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
+  expected-OKS window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
+  seg_threshold=0.5, mask_chunk=4 (people per pass of the mask assignment), mask_tile=64 (tile size of the
+  pruned mask assignment), refine_long=False (also refine the long-range offsets, with themselves then the
+  short-range offsets, refine_steps rounds each: what raw network outputs need; jhuman.models.personlab
+  already does it inside the model; it costs 2 * refine_steps dense bilinear gathers of the (H, W, 17, 2)
+  field, ~0.4 s at 401 x 401 on 2 CPU cores), batch_mode='auto' (with a batch axis: 'vmap', or 'map' =
+  lax.map, one image after the other inside the same compiled call, which keeps the per-image early exits
+  and skipped tiles and is faster on CPU; 'auto' = 'map' on CPU, 'vmap' elsewhere; same results).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
+from jhuman.ops import grouping, hough
+from jhuman.ops import offsets as offsets_lib
+
+KEYPOINTS = COCO_KEYPOINTS
+EDGES = PERSONLAB_EDGES
+DIRECTED_EDGES = PERSONLAB_DIRECTED_EDGES
+
+DEFAULT_OPTIONS = {
+    "max_people": 30,
+    "max_candidates": 256,
+    "radius": 32.0,
+    "nms_radius": 10.0,
+    "peak_threshold": 0.01,
+    "hough_sigma": 2.0,
+    "refine_steps": 2,
+    "min_keypoint_score": 0.05,
+    "oks_radius": 8,
+    "min_scale": 16.0,
+    "mask_threshold": 0.25,
+    "seg_threshold": 0.5,
+    "mask_chunk": 4,
+    "mask_tile": 64,
+    "refine_long": False,
+    "batch_mode": "auto",
+}
+BATCH_MODES = ("auto", "vmap", "map")
+_INT_OPTIONS = ("max_people", "max_candidates", "refine_steps", "oks_radius", "mask_chunk", "mask_tile")
+
+
+def decode_options(**options) -> dict:
+    """Defaults updated by `options` (an unknown name is an error naming the valid ones), typed for jit."""
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown decode option(s) {unknown}; valid: {sorted(DEFAULT_OPTIONS)}")
+    merged = {**DEFAULT_OPTIONS, **options}
+    for name, value in merged.items():
+        if name in _INT_OPTIONS:
+            merged[name] = int(value)
+        elif name == "refine_long":
+            merged[name] = bool(value)
+        elif name == "batch_mode":
+            if value not in BATCH_MODES:
+                raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {value!r}")
+        else:
+            merged[name] = float(value)
+    return merged
+
+
+def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
+    """`decode` for one image (no batch axis), not jitted: (H, W, 17), (H, W, 17, 2), (H, W, 32, 2),
+    optional (H, W, 17, 2) and (H, W) -> the dict described in the module docstring."""
+    o = decode_options(**options)
+    heatmaps = jnp.asarray(heatmaps, jnp.float32)
+    short = jnp.asarray(short_offsets, jnp.float32)
+    mid = jnp.asarray(mid_offsets, jnp.float32)
+    num = o["max_people"]
+
+    # (H, W, 17); the barrier keeps XLA from re-deriving the map from the scatter's moments inside every
+    # smoothing tap (it would rather fuse that cheap arithmetic into each consumer than store the map once)
+    votes = jax.lax.optimization_barrier(hough.hough_votes(heatmaps, short, o["radius"]))
+    smoothed = hough.smooth(votes, o["hough_sigma"])
+    positions, types, _, cand_valid = hough.find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+    skeletons, reached = grouping.traverse(mid, short, positions, types, cand_valid, o["refine_steps"])
+    present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
+    seeds, count = grouping.greedy_select(positions, types, cand_valid, skeletons, present, o["nms_radius"], num)
+
+    valid = jnp.arange(num) < count  # (P,) detection order
+    points = skeletons[seeds]  # (P, 17, 2)
+    present = present[seeds] & valid[:, None]
+    scales = grouping.person_scales(points, present, o["min_scale"])
+    keypoint_scores = grouping.expected_oks(votes, heat[seeds], points, present, scales, o["oks_radius"])
+    scores = jnp.where(valid, grouping.soft_nms_scores(points, keypoint_scores, present, valid, o["nms_radius"]),
+                       0.0)
+
+    order = jnp.argsort(jnp.where(valid, -scores, jnp.inf), stable=True)  # best first, padding last
+    points, present, scales = points[order], present[order], scales[order]
+    keypoint_scores, scores = keypoint_scores[order], scores[order]
+    points = jnp.where(valid[:, None, None], points, 0.0)  # `valid` is order-invariant: the first `count` rows
+    out = {
+        "keypoints": jnp.concatenate([points, keypoint_scores[..., None]], axis=-1),
+        "keypoint_valid": present,
+        "scores": scores,
+        "valid": valid,
+        "num_people": count,
+        "scales": jnp.where(valid, scales, 0.0),
+    }
+    if long_offsets is not None and segmentation is not None:
+        long = jnp.asarray(long_offsets, jnp.float32)
+        if o["refine_steps"] > 0 and o["refine_long"]:
+            long = offsets_lib.refine_long_offsets(long, short, o["refine_steps"])
+        out["masks"] = grouping.assign_instance_masks(
+            long, segmentation, points, keypoint_scores, scales, valid, o["mask_threshold"],
+            o["seg_threshold"], o["mask_chunk"], o["mask_tile"])
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, options):
+    options = dict(options)
+    mode = options["batch_mode"]
+    fn = functools.partial(decode_single, **options)
+    inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
+    if heatmaps.ndim == 3:
+        return fn(*inputs)
+    if mode == "map" or (mode == "auto" and jax.default_backend() == "cpu"):
+        return jax.lax.map(lambda example: fn(*example), inputs)
+    return jax.vmap(fn)(*inputs)
+
+
+def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
+    """Decodes PersonLab outputs into people; see the module docstring for shapes, outputs and options."""
+    heatmaps = jnp.asarray(heatmaps)
+    if heatmaps.ndim not in (3, 4):
+        raise ValueError(f"heatmaps must be (H, W, 17) or (B, H, W, 17), got {heatmaps.shape}")
+    frozen = tuple(sorted(decode_options(**options).items()))
+    return _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, frozen)

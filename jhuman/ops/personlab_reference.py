@@ -1,0 +1,294 @@
+"""Plain numpy/scipy reference of `jhuman.ops.personlab.decode` (same steps, same options, same outputs).
+
+Written the way the popular numpy port (octiapp/KerasPersonLab) is, loops over candidates, people and tree
+edges, dense refinement of the whole offset fields, float64 inside, but without the port's known weaknesses:
+keypoints stay sub-pixel, a keypoint that is not reached keeps its parent's position with score 0 (never
+(0, 0)), people get a score (expected OKS + soft keypoint NMS), and the person scale comes from present
+keypoints only. tests/ops/test_personlab_decode.py checks the jax decoder against it and
+benchmarks/personlab_decode.py times both; do not use it in training or evaluation loops.
+
+Definitions are those of `jhuman.ops.grouping` and `jhuman.ops.hough` (see their docstrings); in short:
+- Hough: h_k(x) = 1/(pi R^2) sum_i p_k(x_i) B(x_i + S_k(x_i) - x), votes outside the image dropped;
+- smoothing: scipy.ndimage.gaussian_filter1d over rows and columns, mode='constant', truncate=3;
+- peaks: equal to the 3x3 maximum (constant -inf outside), above the threshold; sorted by score, ties by flat
+  (row, column, type) index; position = peak + clip(S_k(peak), -1, 1);
+- greedy: the literal loop over candidates; BFS over the tree from the seed along the refined mid offsets;
+- scores: expected OKS (Hough mass in a (2 oks_radius + 1)^2 window weighted by a Gaussian of std lambda kappa),
+  soft keypoint NMS against earlier people; masks: nearest person in the long-range embedding.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+import scipy.ndimage
+
+from jhuman.classes import COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+
+NUM_KEYPOINTS = 17
+EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES])
+DEFAULTS = {
+    "max_people": 30, "max_candidates": 256, "radius": 32.0, "nms_radius": 10.0, "peak_threshold": 0.01,
+    "hough_sigma": 2.0, "refine_steps": 2, "min_keypoint_score": 0.05, "oks_radius": 8, "min_scale": 16.0,
+    "mask_threshold": 0.25, "seg_threshold": 0.5, "mask_chunk": 4, "mask_tile": 64, "refine_long": False,
+    "batch_mode": "auto",  # (jax-only options, accepted and ignored: mask_chunk, mask_tile, batch_mode)
+}
+
+
+def bilinear_sample(field, points, channels=None):
+    """field (H, W, *T) at points (..., 2) (x, y) -> (..., *T); with channels (...) field (H, W, C, *T) is read at
+    channel channels[i] for point i. Points are clamped into the image first."""
+    field = np.asarray(field, np.float64)
+    height, width = field.shape[:2]
+    points = np.asarray(points, np.float64)
+    x = np.clip(points[..., 0], 0, width - 1)
+    y = np.clip(points[..., 1], 0, height - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = x - x0, y - y0
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    if channels is None:
+        def at(yy, xx):
+            return field[yy, xx]
+        trailing = field.ndim - 2
+    else:
+        channels = np.broadcast_to(np.asarray(channels), x0.shape)
+
+        def at(yy, xx):
+            return field[yy, xx, channels]
+        trailing = field.ndim - 3
+    expand = (...,) + (None,) * trailing
+    fx, fy = fx[expand], fy[expand]
+    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1))
+            + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+
+
+def _grid(height, width):
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    return np.stack([xs, ys], axis=-1)
+
+
+def _refine(offsets, field, channels):
+    height, width = offsets.shape[:2]
+    grid = _grid(height, width)[:, :, None, :]
+    landing = grid + offsets
+    landing[..., 0] = np.clip(landing[..., 0], 0, width - 1)
+    landing[..., 1] = np.clip(landing[..., 1], 0, height - 1)
+    return landing + bilinear_sample(field, landing, channels) - grid
+
+
+def refine_mid_offsets(mid_offsets, short_offsets, steps=2):
+    """M_{k,l}(x) <- p + S_l(p) - x, p = clamp(x + M_{k,l}(x)), over the whole (H, W, 32, 2) field."""
+    mid = np.asarray(mid_offsets, np.float64)
+    channels = np.broadcast_to(EDGE_TARGETS, mid.shape[:3])
+    for _ in range(steps):
+        mid = _refine(mid, short_offsets, channels)
+    return mid
+
+
+def refine_long_offsets(long_offsets, short_offsets, steps=1):
+    """`steps` rounds with the raw long offsets themselves, then `steps` rounds with the short offsets."""
+    raw = np.asarray(long_offsets, np.float64)
+    channels = np.broadcast_to(np.arange(raw.shape[2]), raw.shape[:3])
+    out = raw
+    for field in (raw, short_offsets):
+        for _ in range(steps):
+            out = _refine(out, field, channels)
+    return out
+
+
+def hough_votes(heatmaps, short_offsets, radius):
+    """Eq. (1), one keypoint channel at a time with np.bincount over the 4 bilinear neighbours."""
+    heatmaps = np.asarray(heatmaps, np.float64)
+    short = np.asarray(short_offsets, np.float64)
+    height, width, num_keypoints = heatmaps.shape
+    grid = _grid(height, width)
+    out = np.zeros((height, width, num_keypoints))
+    for k in range(num_keypoints):
+        landing = grid + short[:, :, k]
+        x0, y0 = np.floor(landing[..., 0]), np.floor(landing[..., 1])
+        fx, fy = landing[..., 0] - x0, landing[..., 1] - y0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                x, y = x0 + dx, y0 + dy
+                inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+                index = (y[inside] * width + x[inside]).astype(np.int64)
+                out[:, :, k] += np.bincount(index, (heatmaps[:, :, k] * wx * wy)[inside],
+                                            minlength=height * width).reshape(height, width)
+    return out / (math.pi * radius * radius)
+
+
+def smooth(h, sigma):
+    if sigma <= 0:
+        return np.asarray(h, np.float64)
+    h = scipy.ndimage.gaussian_filter1d(np.asarray(h, np.float64), sigma, axis=0, mode="constant", truncate=3.0)
+    return scipy.ndimage.gaussian_filter1d(h, sigma, axis=1, mode="constant", truncate=3.0)
+
+
+def find_peaks(h, threshold, max_candidates, short_offsets):
+    """-> positions (N, 2), types (N,), scores (N,) (only the valid ones, best first)."""
+    pooled = scipy.ndimage.maximum_filter(h, size=(3, 3, 1), mode="constant", cval=-np.inf)
+    ys, xs, ks = np.nonzero((h >= pooled) & (h > threshold))
+    scores = h[ys, xs, ks]
+    flat = (ys * h.shape[1] + xs) * h.shape[2] + ks
+    order = np.lexsort((flat, -scores))[:max_candidates]
+    ys, xs, ks, scores = ys[order], xs[order], ks[order], scores[order]
+    refine = np.clip(np.asarray(short_offsets, np.float64)[ys, xs, ks], -1.0, 1.0)
+    return np.stack([xs, ys], axis=-1) + refine, ks, scores
+
+
+def bfs_edges(seed):
+    """[(directed edge index, source, target)] breadth-first from the seed keypoint."""
+    adjacency = collections.defaultdict(list)
+    for index, (a, b) in enumerate(PERSONLAB_DIRECTED_EDGES):
+        adjacency[a].append((index, b))
+    order, seen, queue = [], {seed}, collections.deque([seed])
+    while queue:
+        k = queue.popleft()
+        for index, l in adjacency[k]:
+            if l not in seen:
+                seen.add(l)
+                order.append((index, k, l))
+                queue.append(l)
+    return order
+
+
+def _inside(point, height, width):
+    return 0 <= point[0] <= width - 1 and 0 <= point[1] <= height - 1
+
+
+def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score):
+    """The paper's greedy loop. -> list of (points (17, 2), reached (17,), present (17,), heat (17,))."""
+    height, width = heatmaps.shape[:2]
+    people = []
+    for position, k in zip(positions, types):
+        if len(people) == max_people:
+            break
+        if any(person[2][k] and np.hypot(*(person[0][k] - position)) < nms_radius for person in people):
+            continue
+        points = np.zeros((NUM_KEYPOINTS, 2))
+        reached = np.zeros(NUM_KEYPOINTS, bool)
+        points[k], reached[k] = position, True
+        for edge, source, target in bfs_edges(int(k)):
+            start = points[source]
+            if reached[source] and _inside(start, height, width):
+                points[target] = start + bilinear_sample(mid_refined[:, :, edge], start)
+                reached[target] = True
+            else:
+                points[target] = np.clip(start, 0, [width - 1, height - 1])
+        heat = np.array([bilinear_sample(heatmaps[:, :, j], points[j]) for j in range(NUM_KEYPOINTS)])
+        present = np.array([reached[j] and _inside(points[j], height, width) and heat[j] >= min_keypoint_score
+                            for j in range(NUM_KEYPOINTS)])
+        people.append((points, reached, present, heat))
+    return people
+
+
+def person_scale(points, present, min_scale):
+    if not present.any():
+        return float(min_scale)
+    extent = points[present].max(0) - points[present].min(0)
+    return max(math.sqrt(extent[0] * extent[1]), min_scale)
+
+
+def expected_oks(votes, heat, points, present, scale, oks_radius):
+    height, width = votes.shape[:2]
+    kappas = 2.0 * COCO_OKS_SIGMAS
+    scores = np.zeros(NUM_KEYPOINTS)
+    for k in range(NUM_KEYPOINTS):
+        if not present[k]:
+            continue
+        cx, cy = (int(v) for v in np.round(points[k]))
+        mass = 0.0
+        for y in range(max(cy - oks_radius, 0), min(cy + oks_radius, height - 1) + 1):
+            for x in range(max(cx - oks_radius, 0), min(cx + oks_radius, width - 1) + 1):
+                d2 = (x - points[k, 0]) ** 2 + (y - points[k, 1]) ** 2
+                mass += votes[y, x, k] * math.exp(-d2 / (2.0 * (scale * kappas[k]) ** 2))
+        scores[k] = heat[k] * min(mass, 1.0)
+    return scores
+
+
+def soft_nms_scores(points, keypoint_scores, present, nms_radius):
+    """points (P, 17, 2) in detection order -> (P,)."""
+    out = np.zeros(len(points))
+    for j in range(len(points)):
+        total = 0.0
+        for k in range(NUM_KEYPOINTS):
+            if any(present[i, k] and np.hypot(*(points[i, k] - points[j, k])) < nms_radius for i in range(j)):
+                continue
+            total += keypoint_scores[j, k]
+        out[j] = total / NUM_KEYPOINTS
+    return out
+
+
+def instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, mask_threshold, seg_threshold):
+    """Nearest person in the long-range embedding; every pixel against every person. -> (P, H, W) bool."""
+    height, width = segmentation.shape
+    embedding = _grid(height, width)[:, :, None, :] + long_offsets  # (H, W, 17, 2)
+    num = len(points)
+    distance = np.full((num, height, width), np.inf)
+    for j in range(num):
+        total = keypoint_scores[j].sum()
+        if total <= 0:
+            continue
+        d = np.zeros((height, width))
+        for k in range(NUM_KEYPOINTS):
+            if keypoint_scores[j, k] > 0:
+                d += keypoint_scores[j, k] * np.linalg.norm(embedding[:, :, k] - points[j, k], axis=-1)
+        distance[j] = d / (total * scales[j])
+    masks = np.zeros((num, height, width), bool)
+    if num:
+        owner = np.argmin(distance, axis=0)
+        assigned = (segmentation > seg_threshold) & (np.min(distance, axis=0) < mask_threshold)
+        masks = (owner[None] == np.arange(num)[:, None, None]) & assigned[None]
+    return masks
+
+
+def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
+    """One image, numpy in and out; the same outputs (and padding to max_people) as personlab.decode."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown options {sorted(unknown)}")
+    o = {**DEFAULTS, **options}
+    heatmaps = np.asarray(heatmaps, np.float64)
+    short = np.asarray(short_offsets, np.float64)
+    height, width = heatmaps.shape[:2]
+    votes = hough_votes(heatmaps, short, o["radius"])
+    smoothed = smooth(votes, o["hough_sigma"])
+    positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+    mid = refine_mid_offsets(mid_offsets, short, o["refine_steps"])
+    people = group_people(heatmaps, mid, positions, types, o["nms_radius"], o["max_people"],
+                          o["min_keypoint_score"])
+    num = len(people)
+    points = np.array([p[0] for p in people]).reshape(num, NUM_KEYPOINTS, 2)
+    present = np.array([p[2] for p in people]).reshape(num, NUM_KEYPOINTS)
+    scales = np.array([person_scale(p[0], p[2], o["min_scale"]) for p in people])
+    keypoint_scores = np.array([expected_oks(votes, p[3], p[0], p[2], s, o["oks_radius"])
+                                for p, s in zip(people, scales)]).reshape(num, NUM_KEYPOINTS)
+    scores = soft_nms_scores(points, keypoint_scores, present, o["nms_radius"])
+    order = np.argsort(-scores, kind="stable")
+    points, present, scales = points[order], present[order], scales[order]
+    keypoint_scores, scores = keypoint_scores[order], scores[order]
+    cap = o["max_people"]
+    out = {
+        "keypoints": np.zeros((cap, NUM_KEYPOINTS, 3), np.float32),
+        "keypoint_valid": np.zeros((cap, NUM_KEYPOINTS), bool),
+        "scores": np.zeros(cap, np.float32),
+        "valid": np.arange(cap) < num,
+        "num_people": np.int32(num),
+        "scales": np.zeros(cap, np.float32),
+    }
+    out["keypoints"][:num, :, :2] = points
+    out["keypoints"][:num, :, 2] = keypoint_scores
+    out["keypoint_valid"][:num] = present
+    out["scores"][:num] = scores
+    out["scales"][:num] = scales
+    if long_offsets is not None and segmentation is not None:
+        long = np.asarray(long_offsets, np.float64)
+        if o["refine_steps"] > 0 and o["refine_long"]:
+            long = refine_long_offsets(long, short, o["refine_steps"])
+        masks = np.zeros((cap, height, width), bool)
+        masks[:num] = instance_masks(long, np.asarray(segmentation, np.float64), points, keypoint_scores, scales,
+                                     o["mask_threshold"], o["seg_threshold"])
+        out["masks"] = masks
+    return out

@@ -1,0 +1,338 @@
+"""PersonLab decoding (jhuman.ops.personlab and its steps) on PERFECT network outputs built from hand-made people,
+and against the plain numpy reference (jhuman.ops.personlab_reference)."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
+from jhuman.ops import grouping, hough, offsets, personlab
+from jhuman.ops import personlab_reference as reference
+
+HEIGHT, WIDTH, RADIUS = 160, 224, 16.0
+OPTIONS = {"radius": RADIUS, "max_people": 8, "max_candidates": 160}
+
+# An upright person in units of its half height: (x, y) per COCO keypoint.
+TEMPLATE = np.array([
+    [0.0, -0.88], [-0.07, -0.93], [0.07, -0.93], [-0.16, -0.9], [0.16, -0.9], [-0.27, -0.66], [0.27, -0.66],
+    [-0.36, -0.3], [0.36, -0.3], [-0.42, 0.05], [0.42, 0.05], [-0.16, 0.02], [0.16, 0.02], [-0.18, 0.46],
+    [0.18, 0.46], [-0.19, 0.9], [0.19, 0.9]])
+
+
+def make_people(rng, num, height=HEIGHT, width=WIDTH, half_height=(30.0, 42.0), margin=3.0):
+    """`num` people (num, 17, 3) [x, y, v=2] at sub-pixel positions, bounding boxes 6 px apart."""
+    people, boxes = [], []
+    while len(people) < num:
+        s = rng.uniform(*half_height)
+        centre = rng.uniform([margin + 0.5 * s, margin + s], [width - margin - 0.5 * s, height - margin - s])
+        points = TEMPLATE * s + centre + rng.uniform(-0.05, 0.05, TEMPLATE.shape) * s
+        lo, hi = points.min(0) - 3, points.max(0) + 3
+        if any((lo < b[1]).all() and (hi > b[0]).all() for b in boxes):
+            continue
+        boxes.append((lo, hi))
+        people.append(np.concatenate([points, np.full((17, 1), 2.0)], axis=-1))
+    return np.asarray(people, np.float32)
+
+
+def person_masks(people, height=HEIGHT, width=WIDTH):
+    """One ellipse per person around its labelled keypoints' box (+3 px); pixels of two ellipses go to nobody."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    masks = []
+    for person in people:
+        labelled = person[person[:, 2] > 0, :2]
+        lo, hi = labelled.min(0), labelled.max(0)
+        centre, half = (lo + hi) / 2, (hi - lo) / 2 + 3
+        masks.append(((xs - centre[0]) / half[0]) ** 2 + ((ys - centre[1]) / half[1]) ** 2 <= 1)
+    masks = np.asarray(masks, bool).reshape(len(people), height, width)
+    return masks & (masks.sum(0) <= 1)
+
+
+def perfect_outputs(people, height=HEIGHT, width=WIDTH, radius=RADIUS, masks=None):
+    """Ideal network outputs for people (P, 17, 3) [x, y, v] (v > 0: labelled), as the PersonLab targets:
+    heatmap 1 on the disk of radius R around each labelled keypoint (a pixel belongs to the NEAREST person's
+    keypoint), short offsets to that keypoint, mid offsets of the 32 directed edges (k, l) on the k-disk to the
+    same person's keypoint l where both are labelled, long offsets on each person's mask to its labelled
+    keypoints, segmentation = union of the masks. Plain numpy."""
+    people = np.asarray(people, np.float64)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    grid = np.stack([xs, ys], axis=-1)
+    labelled = people[:, :, 2] > 0  # (P, 17)
+    dist = np.hypot(xs[None, None] - people[:, :, 0, None, None], ys[None, None] - people[:, :, 1, None, None])
+    dist = np.where(labelled[..., None, None], dist, np.inf)  # (P, 17, H, W)
+    owner = np.argmin(dist, axis=0)  # (17, H, W)
+    disk = np.min(dist, axis=0) <= radius
+    heatmaps = np.moveaxis(disk, 0, -1).astype(np.float32)
+    target = people[owner, np.arange(17)[:, None, None], :2]  # (17, H, W, 2)
+    short = np.where(disk[..., None], target - grid, 0.0)
+    short = np.moveaxis(short, 0, 2).astype(np.float32)
+    mid = np.zeros((height, width, len(PERSONLAB_DIRECTED_EDGES), 2), np.float32)
+    for e, (k, l) in enumerate(PERSONLAB_DIRECTED_EDGES):
+        ok = disk[k] & labelled[owner[k], l]
+        mid[:, :, e] = np.where(ok[..., None], people[owner[k], l, :2] - grid, 0.0)
+    long = np.zeros((height, width, 17, 2), np.float32)
+    segmentation = np.zeros((height, width), np.float32)
+    if masks is not None:
+        for j, mask in enumerate(masks):
+            segmentation[mask] = 1.0
+            for k in np.flatnonzero(labelled[j]):
+                long[mask, k] = people[j, k, :2] - grid[mask]
+    return heatmaps, short, mid, long, segmentation
+
+
+def match(found, people):
+    """For each true person the decoded person (index) with the smallest worst-keypoint error, and that error
+    over the labelled keypoints."""
+    errors = np.abs(found[None, :, :, :2] - people[:, None, :, :2]).max(-1)  # (P_true, P_found, 17)
+    errors = np.where(people[:, None, :, 2] > 0, errors, 0).max(-1)
+    return errors.argmin(1), errors.min(1)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(3)
+    people = make_people(rng, 4)
+    masks = person_masks(people)
+    return people, masks, perfect_outputs(people, masks=masks)
+
+
+@pytest.fixture(scope="module")
+def decoded(scene):
+    return jax.device_get(personlab.decode(*scene[2], **OPTIONS))
+
+
+def test_public_constants_and_traversal_orders():
+    assert personlab.KEYPOINTS == COCO_KEYPOINTS and len(personlab.KEYPOINTS) == 17
+    assert personlab.EDGES == PERSONLAB_EDGES and len(personlab.EDGES) == 16
+    assert personlab.DIRECTED_EDGES == PERSONLAB_DIRECTED_EDGES and len(personlab.DIRECTED_EDGES) == 32
+    assert grouping.TRAVERSAL_EDGES.shape == (17, 16)
+    for seed in range(17):
+        seen = {seed}
+        for e, s, t in zip(grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed],
+                           grouping.TRAVERSAL_TARGETS[seed]):
+            assert PERSONLAB_DIRECTED_EDGES[e] == (s, t) and s in seen and t not in seen
+            seen.add(t)
+        assert [(e, s, t) for e, s, t in zip(grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed],
+                                             grouping.TRAVERSAL_TARGETS[seed])] == reference.bfs_edges(seed)
+    with pytest.raises(TypeError, match="valid"):
+        personlab.decode(np.zeros((8, 8, 17)), np.zeros((8, 8, 17, 2)), np.zeros((8, 8, 32, 2)), radius_px=3)
+
+
+def test_sampling_and_refinement_match_numpy():
+    rng = np.random.default_rng(0)
+    h, w = 23, 31
+    mid = rng.normal(0, 6, (h, w, 32, 2)).astype(np.float32)
+    short = rng.normal(0, 2, (h, w, 17, 2)).astype(np.float32)
+    long = rng.normal(0, 8, (h, w, 17, 2)).astype(np.float32)
+    points = rng.uniform([-3, -3], [w + 2, h + 2], (50, 2)).astype(np.float32)  # some outside: clamped
+    edges = rng.integers(0, 32, 50)
+    refined = jax.jit(offsets.refine_mid_offsets, static_argnums=2)(mid, short, 2)
+    np.testing.assert_allclose(refined, reference.refine_mid_offsets(mid, short, 2), atol=1e-3)
+    # (random fields amplify float32 rounding at every refinement round: one round each here)
+    np.testing.assert_allclose(jax.jit(offsets.refine_long_offsets, static_argnums=2)(long, short, 1),
+                               reference.refine_long_offsets(long, short, 1), atol=1e-3)
+    sampled = offsets.bilinear_sample(mid, points, edges)
+    np.testing.assert_allclose(sampled, reference.bilinear_sample(mid, points, edges), atol=1e-4)
+    lazy = jax.jit(offsets.sample_refined_mid, static_argnums=4)(mid, short, points, edges, 2)
+    np.testing.assert_allclose(lazy, offsets.bilinear_sample(refined, points, edges), atol=1e-3)
+    np.testing.assert_allclose(offsets.bilinear_sample(short[..., 3, :], points),
+                               reference.bilinear_sample(short[..., 3, :], points), atol=1e-4)
+
+
+def test_hough_votes_peak_at_the_keypoints(scene):
+    people, _, (heatmaps, short, *_) = scene
+    votes = jax.jit(hough.hough_votes, static_argnums=2)(heatmaps, short, RADIUS)
+    np.testing.assert_allclose(votes, reference.hough_votes(heatmaps, short, RADIUS), atol=5e-5)  # peaks ~1
+    # On the raw votes the 3x3 centroid is exact for a bilinear splat; the mass there is ~1 per keypoint.
+    positions, types, scores, valid = jax.device_get(hough.find_peaks(votes, 0.05, 200))
+    far = ((people[..., 0] > RADIUS) & (people[..., 0] < WIDTH - 1 - RADIUS)
+           & (people[..., 1] > RADIUS) & (people[..., 1] < HEIGHT - 1 - RADIUS))
+    votes = np.asarray(votes)
+    checked = 0
+    for j, k in zip(*np.nonzero(far)):
+        same = valid & (types == k)
+        d = np.linalg.norm(positions[same] - people[j, k, :2], axis=-1)
+        assert d.min() < 0.5, (j, k, d.min())
+        x, y = np.round(positions[same][d.argmin()]).astype(int)
+        mass = votes[y - 1:y + 2, x - 1:x + 2, k].sum()
+        assert 0.85 < mass < 1.1, (j, k, mass)  # a disk of radius R has ~pi R^2 pixels
+        checked += 1
+    assert checked >= 20
+    # The decoder's candidates: smoothed map, short-offset refinement.
+    smoothed = hough.smooth(votes, 2.0)
+    np.testing.assert_allclose(smoothed, reference.smooth(votes, 2.0), rtol=1e-4, atol=1e-6)
+    positions, types, scores, valid = jax.device_get(hough.find_peaks(smoothed, 0.01, 200, short))
+    ref_positions, ref_types, ref_scores = reference.find_peaks(np.asarray(smoothed), 0.01, 200, short)
+    assert valid.sum() == len(ref_types)
+    np.testing.assert_array_equal(types[valid], ref_types)
+    np.testing.assert_allclose(positions[valid], ref_positions, atol=1e-4)
+    for j, k in zip(*np.nonzero(far)):
+        assert np.linalg.norm(positions[valid & (types == k)] - people[j, k, :2], axis=-1).min() < 0.5
+
+
+def test_two_stage_top_k_equals_full_top_k():
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 1, (150, 170, 17)).astype(np.float32)
+    masked = jnp.where(jnp.asarray(rng.uniform(0, 1, values.shape) < 0.05), values, -1.0)
+    for k in (5, 64):
+        got = jax.jit(hough.top_k_peaks, static_argnums=(1, 2))(masked, k, 4)
+        want = jax.lax.top_k(masked.reshape(-1), k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_decode_recovers_every_person(scene, decoded):
+    people = scene[0]
+    out = decoded
+    assert out["keypoints"].shape == (8, 17, 3) and out["scores"].shape == (8,) and out["valid"].shape == (8,)
+    assert out["masks"].shape == (8, HEIGHT, WIDTH) and out["masks"].dtype == bool
+    assert int(out["valid"].sum()) == len(people) == int(out["num_people"])
+    assert out["valid"][:len(people)].all()  # valid people first, sorted by score
+    assert np.all(np.diff(out["scores"][:len(people)]) <= 0)
+    index, error = match(out["keypoints"][out["valid"]], people)
+    assert len(set(index)) == len(people) and error.max() < 1.0, error
+    assert error.max() < 0.05  # perfect outputs: sub-pixel exact
+    assert out["keypoint_valid"][out["valid"]].all()
+    assert (out["keypoints"][out["valid"], :, 2] > 0.3).all() and (out["scores"][out["valid"]] > 0.3).all()
+    assert not out["keypoints"][~out["valid"]].any() and not out["masks"][~out["valid"]].any()
+
+
+def test_instance_masks_recover_the_given_masks(scene, decoded):
+    people, masks, _ = scene
+    index, _ = match(decoded["keypoints"][decoded["valid"]], people)
+    for j, i in enumerate(index):
+        got = decoded["masks"][i]
+        iou = (got & masks[j]).sum() / (got | masks[j]).sum()
+        assert iou > 0.9, (j, iou)
+
+
+def test_people_order_does_not_change_the_output(scene, decoded):
+    people, masks, _ = scene
+    perm = np.array([2, 0, 3, 1])
+    out = jax.device_get(personlab.decode(*perfect_outputs(people[perm], masks=masks[perm]), **OPTIONS))
+    n = len(people)
+    assert int(out["num_people"]) == n
+    index, error = match(out["keypoints"][:n], decoded["keypoints"][:n])
+    assert sorted(index) == list(range(n)) and error.max() < 1e-3
+    np.testing.assert_allclose(out["scores"][:n][index], decoded["scores"][:n], atol=1e-4)
+    np.testing.assert_array_equal(out["masks"][:n][index], decoded["masks"][:n])
+
+
+def test_batched_decode_equals_single_images(scene, decoded):
+    people, masks, outputs = scene
+    rng = np.random.default_rng(5)
+    other = make_people(rng, 2)
+    second = perfect_outputs(other, masks=person_masks(other))
+    batch = [np.stack([a, b]) for a, b in zip(outputs, second)]
+    single = jax.device_get(personlab.decode(*second, **OPTIONS))
+    for mode in ("vmap", "map"):  # (the default 'auto' is 'map' on CPU)
+        out = jax.device_get(personlab.decode(*batch, **OPTIONS, batch_mode=mode))
+        assert out["keypoints"].shape == (2, 8, 17, 3) and out["masks"].shape == (2, 8, HEIGHT, WIDTH)
+        for key in ("keypoints", "scores", "valid", "keypoint_valid", "num_people", "masks"):
+            np.testing.assert_allclose(out[key][0], decoded[key], atol=1e-5, err_msg=f"{mode} {key}")
+            np.testing.assert_allclose(out[key][1], single[key], atol=1e-5, err_msg=f"{mode} {key}")
+
+
+def test_missing_keypoints_are_flagged_never_at_the_origin():
+    rng = np.random.default_rng(7)
+    people = make_people(rng, 3)
+    missing = {0: [3, 4, 9], 1: [15, 16, 10], 2: [1, 3]}  # ears, wrists, ankles, an eye: leaves of the tree
+    for j, ks in missing.items():
+        people[j, ks, 2] = 0
+    # a person near the top-left corner, so that (0, 0) would be a plausible-looking wrong answer
+    corner = TEMPLATE * 30.0 + np.array([16.0, 31.5])
+    people = np.concatenate([people[:2], np.concatenate([corner, np.full((17, 1), 2.0)], -1)[None]])
+    people[2, [9, 15], 2] = 0
+    people = people.astype(np.float32)
+    masks = person_masks(people)
+    out = jax.device_get(personlab.decode(*perfect_outputs(people, masks=masks), **OPTIONS))
+    assert int(out["num_people"]) == 3
+    index, error = match(out["keypoints"][:3], people)
+    assert len(set(index)) == 3 and error.max() < 1.0
+    for j, i in enumerate(index):
+        kp, flags = out["keypoints"][i], out["keypoint_valid"][i]
+        gone = people[j, :, 2] == 0
+        np.testing.assert_array_equal(flags, ~gone)
+        assert (kp[gone, 2] == 0).all() and (kp[~gone, 2] > 0.3).all()
+        assert (np.linalg.norm(kp[:, :2], axis=-1) > 5).all()  # nothing parked at (0, 0)
+        assert ((kp[:, 0] >= 0) & (kp[:, 0] <= WIDTH - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= HEIGHT - 1)).all()
+        labelled = people[j, ~gone, :2]
+        extent = labelled.max(0) - labelled.min(0)  # the scale comes from present keypoints only
+        assert out["scales"][i] == pytest.approx(max(np.sqrt(extent[0] * extent[1]), 16.0), rel=1e-3)
+        iou = (out["masks"][i] & masks[j]).sum() / (out["masks"][i] | masks[j]).sum()
+        assert iou > 0.9
+
+
+def test_matches_the_numpy_reference_on_noisy_outputs():
+    rng = np.random.default_rng(11)
+    people = make_people(rng, 4)
+    people[1, [3, 10], 2] = 0
+    masks = person_masks(people)
+    heatmaps, short, mid, long, seg = perfect_outputs(people, masks=masks)
+    heatmaps = np.clip(heatmaps + rng.uniform(0, 0.03, heatmaps.shape), 0, 1).astype(np.float32)
+    short = short + rng.normal(0, 0.2, short.shape).astype(np.float32)
+    mid = mid + rng.normal(0, 0.4, mid.shape).astype(np.float32)
+    long = long + rng.normal(0, 0.5, long.shape).astype(np.float32)
+    seg = np.clip(seg + rng.uniform(-0.2, 0.2, seg.shape), 0, 1).astype(np.float32)
+    got = jax.device_get(personlab.decode(heatmaps, short, mid, long, seg, **OPTIONS))
+    want = reference.decode(heatmaps, short, mid, long, seg, **OPTIONS)
+    n = int(want["num_people"])
+    assert int(got["num_people"]) == n == 4
+    index, error = match(got["keypoints"][:n], want["keypoints"][:n].copy())
+    assert sorted(index) == list(range(n)) and error.max() < 0.5
+    assert error.max() < 1e-2  # same arithmetic up to float32 rounding
+    np.testing.assert_allclose(got["keypoints"][:n][index, :, 2], want["keypoints"][:n, :, 2], atol=2e-3)
+    np.testing.assert_allclose(got["scores"][:n][index], want["scores"][:n], atol=2e-3)
+    np.testing.assert_array_equal(got["keypoint_valid"][:n][index], want["keypoint_valid"][:n])
+    np.testing.assert_allclose(got["scales"][:n][index], want["scales"][:n], rtol=1e-4)
+    differ = (got["masks"][:n][index] != want["masks"][:n]).sum()
+    assert differ <= 0.001 * masks.sum(), differ
+    true_index, true_error = match(got["keypoints"][:n], people)
+    assert true_error.max() < 1.5
+
+
+def test_tiled_masks_equal_brute_force_nearest_person():
+    rng = np.random.default_rng(2)
+    h, w, num = 70, 90, 6
+    points = rng.uniform([0, 0], [w, h], (num, 17, 2)).astype(np.float32)
+    scores = rng.uniform(0, 1, (num, 17)).astype(np.float32) * (rng.uniform(0, 1, (num, 17)) > 0.2)
+    scores[4] = 0  # a person without any scored keypoint owns nothing
+    scales = rng.uniform(20, 60, num).astype(np.float32)
+    valid = np.arange(num) < 5
+    owner = rng.integers(0, num, (h, w))
+    long = points[owner] - offsets.pixel_grid(h, w)[:, :, None, :] + rng.normal(0, 6, (h, w, 17, 2))
+    seg = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    for tile, chunk in ((16, 2), (32, 4), (64, 8)):
+        got = grouping.assign_instance_masks(long, seg, points, scores, scales, valid, 0.25, 0.5, chunk, tile)
+        want = reference.instance_masks(np.asarray(long), seg, points[:5], scores[:5], scales[:5], 0.25, 0.5)
+        np.testing.assert_array_equal(np.asarray(got)[:5], want)
+        assert not np.asarray(got)[5:].any()
+    assert want.any(axis=(1, 2)).sum() >= 3
+
+
+def test_new_values_do_not_recompile(scene, caplog):
+    heatmaps, short, mid, long, seg = scene[2]
+    jax.block_until_ready(personlab.decode(*(jnp.asarray(a) for a in scene[2]), **OPTIONS))
+    size = personlab._decode_jit._cache_size()
+    variants = [[jnp.asarray(a) for a in (heatmaps * s, short + s, mid, long * s, seg * s)] for s in (0.5, 0.9)]
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            for arrays in variants:
+                out = personlab.decode(*arrays, **OPTIONS)
+            jax.block_until_ready(out)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()] == []
+    assert personlab._decode_jit._cache_size() == size
+
+
+def test_an_empty_image_decodes_to_padding(scene):
+    zeros = [np.zeros_like(a) for a in scene[2]]
+    out = jax.device_get(personlab.decode(*zeros, **OPTIONS))
+    assert int(out["num_people"]) == 0 and not out["valid"].any() and not out["masks"].any()
+    assert not out["keypoints"].any() and not out["scores"].any()
+    no_masks = jax.device_get(personlab.decode(*zeros[:3], **OPTIONS))
+    assert "masks" not in no_masks and int(no_masks["num_people"]) == 0
