@@ -63,6 +63,11 @@ def data_root(config, task: str, real_name: str) -> str:
     raise ValueError(f"data.name={data.name!r} is not one of [{real_name!r}, 'synthetic']")
 
 
+def source_kwargs(config, stats) -> dict:
+    """The reader arguments every task's streams take: data.source, data.tfds_data_dir, and the stats."""
+    return {"source": config.data.source, "tfds_data_dir": config.data.tfds_data_dir or None, "stats": stats}
+
+
 def pretrained_variables(config, variables, arch: str, prefix: tuple):
     """`init.backbone_weights` (torchvision layout) imported into the trunk at `prefix`, or None when unset."""
     path = config.init.backbone_weights

@@ -170,8 +170,7 @@ class ParsingTask:
         return common.data_root(self.config, "parsing", "lip")
 
     def _source_kwargs(self):
-        data = self.config.data
-        return {"source": data.source, "tfds_data_dir": data.tfds_data_dir or None, "stats": self.data_stats}
+        return common.source_kwargs(self.config, self.data_stats)
 
     def train_batches(self, start_index, per_host_batch, process_index, process_count):
         from input_pipeline import lip

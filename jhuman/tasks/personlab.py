@@ -128,8 +128,8 @@ class PersonLabTask:
 
     def _data_kwargs(self):
         data = self.config.data
-        return {"crop_size": int(data.crop_size), "max_persons": int(data.max_persons), "source": data.source,
-                "tfds_data_dir": data.tfds_data_dir or None, "stats": self.data_stats}
+        return {"crop_size": int(data.crop_size), "max_persons": int(data.max_persons),
+                **common.source_kwargs(self.config, self.data_stats)}
 
     def train_batches(self, start_index, per_host_batch, process_index, process_count):
         from input_pipeline import coco
