@@ -15,8 +15,9 @@ x = c, y = r, as COCO keypoints are):
   'image'        float32 (S, S, 3) RGB 0..255 (S = crop_size, 401), padded with the Caffe mean (CAFFE_MEAN_RGB)
   'keypoints'    float32 (P, 17, 3) [x, y, v], P = max_persons (30), v in {0, 1, 2}; unlabelled and padded = 0
   'instance_ids' int32 (S, S): 0 background, j + 1 person j (= keypoints[j]: the persons with >= 1 labelled
-                 keypoint, in annotation order, the first P of them), -1 where two or more annotations overlap
-                 (any kind: with or without keypoints, beyond P, crowd)
+                 keypoint, in annotation order, the first P of them), -1 where two or more person annotations overlap
+                 (with or without keypoints, beyond P; crowd regions do not count: they are 'ignore', so a
+                 person pixel inside one keeps its id, which only the decoder's oracle sees)
   'segmentation' uint8 (S, S): union of all non-crowd person masks (persons without keypoints included)
   'ignore'       uint8 (S, S): 1 on crowd regions, persons without labelled keypoints and persons beyond P
                  (masks of the keypoint and offset losses; they still count for segmentation)
@@ -236,8 +237,9 @@ def _label_maps_t(persons, height, width, max_persons, path=""):
     x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))  # the mask's box: all work stays inside it
     box = (slice(x, x + w), slice(y, y + h))
     mask = mask_utils.decode(rle).T[box].view(bool)  # (w, h) of the transposed mask
-    np.logical_or(multi[box], covered[box] & mask, out=multi[box])
-    np.logical_or(covered[box], mask, out=covered[box])
+    if not crowd:  # a crowd region is not a person: its pixels are ignored, they create no overlap
+      np.logical_or(multi[box], covered[box] & mask, out=multi[box])
+      np.logical_or(covered[box], mask, out=covered[box])
     if i in slot_of:
       np.copyto(code[box], slot_of[i] + 1, where=mask)
     else:

@@ -33,19 +33,26 @@ def keypoint_results(image_id: int, keypoints: np.ndarray, scores: np.ndarray, v
 
 def mask_results(image_id: int, masks: np.ndarray, scores: np.ndarray, valid: np.ndarray, height: int,
                  width: int, scale: float = 1.0) -> list[dict]:
-    """One image's instance masks (P, S, S) at network-input resolution (the image occupies the top-left
-    round(h*scale) x round(w*scale)) -> COCO segm results with RLE at the original (height, width)."""
+    """One image's instance masks (P, S, S) at network-input resolution -> COCO segm results with RLE at the
+    original (height, width). The input is the original scaled by `scale` in pixel-index coordinates
+    (x_in = scale * x_orig, input_pipeline.coco.eval_example), so original pixel (x, y) reads the mask at
+    (scale x, scale y), bilinearly, kept where >= 0.5: the exact inverse of that warp (cv2.resize's half-pixel
+    convention would shift every mask by up to half an input pixel, which costs thin limbs several IoU
+    points)."""
     from pycocotools import mask as mask_utils
 
     out = []
-    h_in, w_in = max(1, round(height * scale)), max(1, round(width * scale))
+    inverse = np.asarray([[scale, 0.0, 0.0], [0.0, scale, 0.0]], np.float64)  # original -> input
     for person in np.flatnonzero(np.asarray(valid)):
-        crop = np.asarray(masks[person][:h_in, :w_in], np.uint8)
-        full = cv2.resize(crop, (width, height), interpolation=cv2.INTER_NEAREST) if (h_in, w_in) != (
-            height, width) else crop
+        mask = np.asarray(masks[person], np.float32)
+        if scale == 1.0 and mask.shape[:2] == (height, width):
+            full = mask >= 0.5
+        else:
+            full = cv2.warpAffine(mask, inverse, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.5
         if not full.any():
             continue
-        rle = mask_utils.encode(np.asfortranarray(full))
+        rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         out.append({"image_id": int(image_id), "category_id": 1, "segmentation": rle,
                     "score": float(scores[person])})

@@ -9,6 +9,10 @@ Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps
                         sub-pixel by the short-range offset at the peak (clipped to +-1 px);
 4. `grouping.traverse`  every candidate's skeleton along the mid-range offsets, refined `refine_steps` times by
                         the short-range offsets at the sampled points only (`offsets.sample_refined_mid`);
+4b. `grouping.complete_from_long` (with long-range offsets; not in the paper): keypoints the tree walk could
+                        not reach because an inner keypoint is missing (an unlabelled nose cuts a person into
+                        its two sides and its head) are read from the long-range offsets at the person's own
+                        best-fitting keypoint and snapped by the short-range offsets (`complete_from_long`);
 5. `grouping.greedy_select`  the paper's greedy pass (a seed within `nms_radius` of the same keypoint of an
                         earlier person is rejected), at most `max_people` people;
 6. `grouping.expected_oks`, `grouping.soft_nms_scores`  keypoint and person scores;
@@ -44,7 +48,9 @@ Options (keyword only; static: a new value compiles a new version, new array VAL
   pruned mask assignment), refine_long=False (also refine the long-range offsets, with themselves then the
   short-range offsets, refine_steps rounds each: what raw network outputs need; jhuman.models.personlab
   already does it inside the model; it costs 2 * refine_steps dense bilinear gathers of the (H, W, 17, 2)
-  field, ~0.4 s at 401 x 401 on 2 CPU cores), batch_mode='auto' (with a batch axis: 'vmap', or 'map' =
+  field, ~0.4 s at 401 x 401 on 2 CPU cores), complete_from_long=True (step 4b; False = the paper's decoder, which returns such a
+  person in pieces: with ground-truth outputs on synthetic COCO scenes keypoint AP 0.938 instead of 0.998),
+  batch_mode='auto' (with a batch axis: 'vmap', or 'map' =
   lax.map, one image after the other inside the same compiled call, which keeps the per-image early exits
   and skipped tiles and is faster on CPU; 'auto' = 'map' on CPU, 'vmap' elsewhere; same results).
 """
@@ -80,6 +86,7 @@ DEFAULT_OPTIONS = {
     "mask_chunk": 4,
     "mask_tile": 64,
     "refine_long": False,
+    "complete_from_long": True,
     "batch_mode": "auto",
 }
 BATCH_MODES = ("auto", "vmap", "map")
@@ -95,7 +102,7 @@ def decode_options(**options) -> dict:
     for name, value in merged.items():
         if name in _INT_OPTIONS:
             merged[name] = int(value)
-        elif name == "refine_long":
+        elif name in ("refine_long", "complete_from_long"):
             merged[name] = bool(value)
         elif name == "batch_mode":
             if value not in BATCH_MODES:
@@ -121,6 +128,11 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     positions, types, _, cand_valid = hough.find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
     skeletons, reached = grouping.traverse(mid, short, positions, types, cand_valid, o["refine_steps"])
     present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
+    if long_offsets is not None and o["complete_from_long"]:
+        skeletons, present, heat = grouping.complete_from_long(
+            skeletons, present, heat, long_offsets, short, heatmaps, min_scale=o["min_scale"],
+            mask_threshold=o["mask_threshold"], min_keypoint_score=o["min_keypoint_score"],
+            refine_steps=max(o["refine_steps"], 1))
     seeds, count = grouping.greedy_select(positions, types, cand_valid, skeletons, present, o["nms_radius"], num)
 
     valid = jnp.arange(num) < count  # (P,) detection order

@@ -12,7 +12,9 @@ Definitions are those of `jhuman.ops.grouping` and `jhuman.ops.hough` (see their
 - smoothing: scipy.ndimage.gaussian_filter1d over rows and columns, mode='constant', truncate=3;
 - peaks: equal to the 3x3 maximum (constant -inf outside), above the threshold; sorted by score, ties by flat
   (row, column, type) index; position = peak + clip(S_k(peak), -1, 1);
-- greedy: the literal loop over candidates; BFS over the tree from the seed along the refined mid offsets;
+- greedy: the literal loop over candidates; BFS over the tree from the seed along the refined mid offsets,
+  then (with long offsets) the keypoints not present read from the long-range offsets at the best-fitting
+  present keypoint;
 - scores: expected OKS (Hough mass in a (2 oks_radius + 1)^2 window weighted by a Gaussian of std lambda kappa),
   soft keypoint NMS against earlier people; masks: nearest person in the long-range embedding.
 """
@@ -33,6 +35,7 @@ DEFAULTS = {
     "max_people": 30, "max_candidates": 256, "radius": 32.0, "nms_radius": 10.0, "peak_threshold": 0.01,
     "hough_sigma": 2.0, "refine_steps": 2, "min_keypoint_score": 0.05, "oks_radius": 8, "min_scale": 16.0,
     "mask_threshold": 0.25, "seg_threshold": 0.5, "mask_chunk": 4, "mask_tile": 64, "refine_long": False,
+    "complete_from_long": True,
     "batch_mode": "auto",  # (jax-only options, accepted and ignored: mask_chunk, mask_tile, batch_mode)
 }
 
@@ -158,8 +161,41 @@ def _inside(point, height, width):
     return 0 <= point[0] <= width - 1 and 0 <= point[1] <= height - 1
 
 
-def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score):
-    """The paper's greedy loop. -> list of (points (17, 2), reached (17,), present (17,), heat (17,))."""
+def complete_from_long(points, present, heat, heatmaps, long_offsets, short_offsets, min_scale, mask_threshold,
+                       min_keypoint_score, refine_steps):
+    """One person: fill the keypoints that are not present from the long-range offsets at the present keypoint
+    whose pixel fits the person best (see grouping.complete_from_long). Returns new (points, present, heat)."""
+    height, width = heatmaps.shape[:2]
+    points, present, heat = points.copy(), present.copy(), heat.copy()
+    scale = person_scale(points, present, min_scale)
+    best, source = np.inf, None
+    for k in np.flatnonzero(present):
+        others = [l for l in np.flatnonzero(present) if l != k]
+        if not others:
+            continue
+        error = sum(np.hypot(*(points[k] + bilinear_sample(long_offsets[:, :, l], points[k]) - points[l]))
+                    for l in others)
+        distance = error / (len(others) * scale)
+        if distance < best:
+            best, source = distance, k
+    if source is None or not best < mask_threshold:
+        return points, present, heat
+    for m in np.flatnonzero(~present):
+        proposal = points[source] + bilinear_sample(long_offsets[:, :, m], points[source])
+        for _ in range(refine_steps):
+            proposal = np.clip(proposal, 0, [width - 1, height - 1])
+            proposal = proposal + bilinear_sample(short_offsets[:, :, m], proposal)
+        p = bilinear_sample(heatmaps[:, :, m], proposal)
+        if _inside(proposal, height, width) and p >= min_keypoint_score:
+            points[m], present[m], heat[m] = proposal, True, p
+    return points, present, heat
+
+
+def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score,
+                 complete=None):
+    """The paper's greedy loop. -> list of (points (17, 2), reached (17,), present (17,), heat (17,)).
+    complete: None, or a function (points, present, heat) -> (points, present, heat) applied to each new
+    person before it joins the list (the long-range completion)."""
     height, width = heatmaps.shape[:2]
     people = []
     for position, k in zip(positions, types):
@@ -180,6 +216,8 @@ def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people
         heat = np.array([bilinear_sample(heatmaps[:, :, j], points[j]) for j in range(NUM_KEYPOINTS)])
         present = np.array([reached[j] and _inside(points[j], height, width) and heat[j] >= min_keypoint_score
                             for j in range(NUM_KEYPOINTS)])
+        if complete is not None:
+            points, present, heat = complete(points, present, heat)
         people.append((points, reached, present, heat))
     return people
 
@@ -257,8 +295,14 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     smoothed = smooth(votes, o["hough_sigma"])
     positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
     mid = refine_mid_offsets(mid_offsets, short, o["refine_steps"])
+    complete = None
+    if long_offsets is not None and o["complete_from_long"]:
+        def complete(points, present, heat):
+            return complete_from_long(points, present, heat, heatmaps, np.asarray(long_offsets, np.float64), short,
+                                      o["min_scale"], o["mask_threshold"], o["min_keypoint_score"],
+                                      max(o["refine_steps"], 1))
     people = group_people(heatmaps, mid, positions, types, o["nms_radius"], o["max_people"],
-                          o["min_keypoint_score"])
+                          o["min_keypoint_score"], complete)
     num = len(people)
     points = np.array([p[0] for p in people]).reshape(num, NUM_KEYPOINTS, 2)
     present = np.array([p[2] for p in people]).reshape(num, NUM_KEYPOINTS)

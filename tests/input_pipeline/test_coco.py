@@ -164,8 +164,9 @@ def test_instance_ids_overlaps_ignore_and_segmentation():
   c = _rect(h, w, 30, 38, 0, 10)    # crowd, overlaps nothing ...
   d = _rect(h, w, 0, 10, 30, 40)    # keypoints -> slot 1
   e = _rect(h, w, 34, 40, 8, 12)    # keypoints, beyond max_persons = 2; overlaps the crowd
+  f = _rect(h, w, 0, 4, 0, 4)       # crowd over a corner of a: a keeps its id there, ignored
   persons = [_person(a, {0: (5, 5), 9: (10, 12)}), _person(b), _person(c, crowd=True), _person(d, {5: (35, 4)}),
-             _person(e, {16: (9, 36)})]
+             _person(e, {16: (9, 36)}), _person(f, crowd=True)]
   stats = coco.CocoStats()
   ex = coco.eval_example(7, np.zeros((h, w, 3), np.uint8), persons, crop_size=40, max_persons=2, stats=stats)
   assert ex["scale"] == 1 and ex["num_persons"] == 2 and stats.dropped_persons == 1
@@ -174,10 +175,11 @@ def test_instance_ids_overlaps_ignore_and_segmentation():
   expected = np.zeros((h, w), np.int32)
   expected[a] = 1
   expected[d] = 2
-  expected[(a.astype(int) + b + c + d + e) >= 2] = -1
+  expected[(a.astype(int) + b + d + e) >= 2] = -1  # crowd regions make no overlaps
   np.testing.assert_array_equal(ids, expected)
-  assert (ids[a & b] == -1).all() and (ids[c & e] == -1).all() and (ids[b & ~a] == 0).all()
-  np.testing.assert_array_equal(ign.astype(bool), b | c | e)
+  assert (ids[a & b] == -1).all() and (ids[c & e] == 0).all() and (ids[b & ~a] == 0).all()
+  assert (ids[a & f] == 1).all() and (a & f).any()
+  np.testing.assert_array_equal(ign.astype(bool), b | c | e | f)
   np.testing.assert_array_equal(seg.astype(bool), a | b | d | e)
   assert ign.dtype == seg.dtype == np.uint8 and ids.dtype == np.int32
   np.testing.assert_array_equal(ex["keypoints"][0, [0, 9]], [[5, 5, 2], [10, 12, 2]])

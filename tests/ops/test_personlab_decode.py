@@ -265,10 +265,41 @@ def test_missing_keypoints_are_flagged_never_at_the_origin():
         assert iou > 0.9
 
 
+def test_keypoints_cut_off_from_the_tree_are_completed_from_long_offsets():
+    """An unlabelled inner keypoint (a nose, a shoulder) has no mid-range offsets, so the tree walk stops there
+    and the paper's decoder returns the person in pieces; the long-range completion returns it whole."""
+    rng = np.random.default_rng(13)
+    # Disks of radius 8 on people this tall keep every head disk off the shoulders: a walk that goes on past a
+    # missing nose from the shoulder's position (as the paper's does) then finds no eye or ear disk there
+    # (on smaller people it would snap onto the rim of one, a few pixels off).
+    people = make_people(rng, 3, half_height=(40.0, 50.0))
+    radius, options = 8.0, {**OPTIONS, "radius": 8.0}
+    people[0, 0, 2] = 0  # nose: eyes/ears, left side and right side are cut apart
+    people[1, 5, 2] = 0  # left shoulder: the left arm and the left leg are cut off
+    people[2, [6, 12], 2] = 0  # right shoulder and hip: the right knee and ankle are cut off
+    masks = person_masks(people)
+    outputs = perfect_outputs(people, radius=radius, masks=masks)
+    out = jax.device_get(personlab.decode(*outputs, **options))
+    assert int(out["num_people"]) == 3
+    index, error = match(out["keypoints"][:3], people)
+    assert sorted(index) == [0, 1, 2] and error.max() < 0.05, error
+    for j, i in enumerate(index):
+        np.testing.assert_array_equal(out["keypoint_valid"][i], people[j, :, 2] > 0)
+        iou = (out["masks"][i] & masks[j]).sum() / (out["masks"][i] | masks[j]).sum()
+        assert iou > 0.9, (j, iou)
+    pieces = jax.device_get(personlab.decode(*outputs, **options, complete_from_long=False))
+    assert int(pieces["num_people"]) >= 3 + 3 + 2  # 4 + 3 + 2 pieces, up to the NMS of shared keypoints
+    no_long = jax.device_get(personlab.decode(*outputs[:3], **options))  # nothing to complete from
+    assert int(no_long["num_people"]) == int(pieces["num_people"])
+    want = reference.decode(*outputs, **options)
+    np.testing.assert_allclose(np.sort(want["scores"]), np.sort(out["scores"]), atol=1e-4)
+
+
 def test_matches_the_numpy_reference_on_noisy_outputs():
     rng = np.random.default_rng(11)
     people = make_people(rng, 4)
     people[1, [3, 10], 2] = 0
+    people[2, 5, 2] = 0  # an inner keypoint: the long-range completion runs
     masks = person_masks(people)
     heatmaps, short, mid, long, seg = perfect_outputs(people, masks=masks)
     heatmaps = np.clip(heatmaps + rng.uniform(0, 0.03, heatmaps.shape), 0, 1).astype(np.float32)

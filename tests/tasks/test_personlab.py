@@ -57,18 +57,18 @@ def oracle(config, radius):
 
 
 def test_oracle_targets_decode_to_the_ground_truth(synthetic_cache):
-    """Perfect network outputs, decoded and scored by pycocotools.
+    """Perfect network outputs, decoded and scored by pycocotools: keypoint AP >= 0.99, segm AP >= 0.9.
 
-    The goal is keypoint AP >= 0.99 and segm AP >= 0.9. Measured now: keypoint AP 0.938, segm AP 0.72: the
-    greedy grouping splits some people into two halves (see the README's PersonLab status). These floors
-    guard what the decoder reaches today; raise them to the goal when the grouping is fixed.
-    """
+    Measured: keypoint AP 0.998, segm AP 0.95 (the tiny people without keypoints cannot be found by a keypoint
+    based method; each costs segm recall). Guards three things the paper's plain decoder gets wrong here:
+    unlabelled inner keypoints cut the tree (the long-range completion), masks mapped back to the original size
+    half a pixel off, and crowd regions counted as overlaps."""
     config = tiny_config(synthetic_cache, "data.crop_size=192")
     keypoints, segm, count = oracle(config, radius=10.0)
     print(f"oracle on {count} images: keypoint AP {keypoints['AP']:.4f}, segm AP {segm['AP']:.4f}")
     assert count == 30
-    assert keypoints["AP"] >= 0.93 and keypoints["AP50"] >= 0.97, keypoints
-    assert segm["AP"] >= 0.7, segm
+    assert keypoints["AP"] >= 0.99 and keypoints["AP50"] >= 0.99, keypoints
+    assert segm["AP"] >= 0.9, segm
 
 
 def test_decode_is_batched_and_ignores_the_order_of_people(synthetic_cache):
