@@ -31,25 +31,30 @@ def keypoint_results(image_id: int, keypoints: np.ndarray, scores: np.ndarray, v
     return out
 
 
+def mask_to_original(mask: np.ndarray, height: int, width: int, scale: float = 1.0) -> np.ndarray:
+    """A mask (S, S) at network-input resolution -> bool (height, width) at the original size.
+
+    The input is the original scaled by `scale` in pixel-index coordinates (x_in = scale * x_orig,
+    input_pipeline.coco.eval_example), so original pixel (x, y) reads the mask at (scale x, scale y),
+    bilinearly, kept where >= 0.5: the exact inverse of that warp (cv2.resize's half-pixel convention would
+    shift every mask by up to half an input pixel, which costs thin limbs several IoU points)."""
+    mask = np.asarray(mask, np.float32)
+    if scale == 1.0 and mask.shape[:2] == (height, width):
+        return mask >= 0.5
+    inverse = np.asarray([[scale, 0.0, 0.0], [0.0, scale, 0.0]], np.float64)  # original -> input
+    return cv2.warpAffine(mask, inverse, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.5
+
+
 def mask_results(image_id: int, masks: np.ndarray, scores: np.ndarray, valid: np.ndarray, height: int,
                  width: int, scale: float = 1.0) -> list[dict]:
     """One image's instance masks (P, S, S) at network-input resolution -> COCO segm results with RLE at the
-    original (height, width). The input is the original scaled by `scale` in pixel-index coordinates
-    (x_in = scale * x_orig, input_pipeline.coco.eval_example), so original pixel (x, y) reads the mask at
-    (scale x, scale y), bilinearly, kept where >= 0.5: the exact inverse of that warp (cv2.resize's half-pixel
-    convention would shift every mask by up to half an input pixel, which costs thin limbs several IoU
-    points)."""
+    original (height, width) (`mask_to_original`); people whose mask is empty there are left out."""
     from pycocotools import mask as mask_utils
 
     out = []
-    inverse = np.asarray([[scale, 0.0, 0.0], [0.0, scale, 0.0]], np.float64)  # original -> input
     for person in np.flatnonzero(np.asarray(valid)):
-        mask = np.asarray(masks[person], np.float32)
-        if scale == 1.0 and mask.shape[:2] == (height, width):
-            full = mask >= 0.5
-        else:
-            full = cv2.warpAffine(mask, inverse, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.5
+        full = mask_to_original(masks[person], height, width, scale)
         if not full.any():
             continue
         rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))

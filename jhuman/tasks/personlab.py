@@ -168,12 +168,10 @@ class PersonLabTask:
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Skeleton + mask overlays and one COCO-style results JSON for a folder of images.
 
-        Each image is resized so its longer side is data.crop_size and padded, as in evaluation; keypoints
-        and masks are mapped back to the original size. Writes `<out_dir>/results.json` (COCO keypoint results
+        Each image is scaled so its longer side is data.crop_size and padded, with the evaluation's warp
+        (x_in = scale * x); keypoints and masks are mapped back to the original size by its exact inverse. Writes `<out_dir>/results.json` (COCO keypoint results
         with 'file_name' instead of 'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
         """
-        import cv2
-
         from jhuman import viz
 
         size = int(self.config.data.crop_size)
@@ -182,13 +180,12 @@ class PersonLabTask:
         results, skipped = [], []
         for name in names:
             path = os.path.join(image_dir, name)
-            loaded = common.read_padded(path, size, upscale=True)
+            loaded = common.read_padded(path, size, upscale=True, pixel_index=True)
             if loaded is None:
                 skipped.append(path)
                 continue
             image, padded, scale = loaded
             h, w = image.shape[:2]
-            small = (max(1, round(h * scale)), max(1, round(w * scale)))
             out = jax.device_get(self._predict_jit(variables, padded[None]))
             out = {k: v[0] for k, v in out.items()}
             for p in np.flatnonzero(out["valid"]):
@@ -200,8 +197,7 @@ class PersonLabTask:
                                                                else {})})
             keypoints = out["keypoints"].copy()
             keypoints[..., :2] /= scale
-            full_masks = [cv2.resize(m[: small[0], : small[1]].astype(np.uint8), (w, h),
-                                     interpolation=cv2.INTER_NEAREST) for m in out["masks"]]
+            full_masks = [coco_metrics.mask_to_original(m, h, w, scale) for m in out["masks"]]
             picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
             viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
         summary = {"results": results, "skipped": skipped, "num_skipped": len(skipped),
