@@ -103,8 +103,11 @@ class PersonLabTask:
         return total, ({f"loss_{k}": v for k, v in terms.items()}, dict(new_state))
 
     def decode_options(self) -> dict:
+        """The config's decode options; the decoder refines the offsets itself (mid-range lazily at the
+        points it reads, long-range densely) only when the model does not (model.refine_steps = 0)."""
+        model_refines = int(self.config.model.refine_steps) > 0
         return {**self.config.personlab.decode.to_dict(), "radius": float(self.config.personlab.radius),
-                "refine_steps": 0}  # the model already refined its mid-range offsets
+                "refine_steps": 0 if model_refines else 2, "refine_long": not model_refines}
 
     def predict(self, variables, images):
         """Raw RGB (B, S, S, 3) -> {'keypoints' (B, P, 17, 3) [x, y, score], 'scores' (B, P), 'valid' (B, P),

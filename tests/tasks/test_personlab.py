@@ -119,3 +119,24 @@ def test_predict_folder_writes_people_pictures_and_coco_results(synthetic_cache,
     for person in written["results"]:
         assert person["file_name"] == "wide.jpg" and len(person["keypoints"]) == 51
 
+
+
+@pytest.mark.slow
+def test_tiny_personlab_learns(synthetic_cache, tmp_path):
+    """A tiny PersonLab trained for a few hundred CPU steps on synthetic people finds some of them: keypoint and
+    mask AP clearly above the untrained model's (which finds nobody: its heatmaps are ~0.5 everywhere and its
+    offsets ~0, so every pixel votes for itself and no Hough peak reaches the threshold)."""
+    config = tiny_config(synthetic_cache, "data.synthetic_num=400", "data.crop_size=96", "train.steps=500",
+                         "train.checkpoint_every=500", "train.log_every=100", "eval.limit=48",
+                         "optim.learning_rate=4e-3")  # measured: kp AP 0.014, AP50 0.054, segm AP50 0.135
+    setup = train.build(config)
+    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
+        jax.random.key(0)))
+    summary = train.run(config, str(tmp_path / "run"))
+    trained = summary["eval"]
+    print("untrained -> trained: " + ", ".join(
+        f"{k} {untrained[k]:.4f} -> {trained[k]:.4f}" for k in ("keypoints/AP", "keypoints/AP50", "segm/AP50")))
+    assert trained["keypoints/AP50"] >= untrained["keypoints/AP50"] + 0.02, (untrained, trained)
+    assert trained["keypoints/AP"] >= untrained["keypoints/AP"] + 0.005
+    assert trained["segm/AP50"] >= untrained["segm/AP50"] + 0.04
+    assert trained["num_images"] == untrained["num_images"] == 48
