@@ -77,7 +77,7 @@ def cmd_predict(args, overrides):
 
     _, setup, state, step = _restore(args.workdir, overrides)
     summary = setup.task.predict_folder(train.eval_variables(state), args.images, args.out)
-    print(f"step {step}: wrote predictions for {len(summary['images'])} images to {args.out} "
+    print(f"step {step}: wrote predictions for {summary['num_images']} images to {args.out} "
           f"({summary['num_skipped']} skipped)")
 
 

@@ -18,9 +18,10 @@ y_{j,k} keypoint k of person j:
 Offsets are zero wherever their mask is zero. Everything is float32.
 
 Inputs (the COCO pipeline's compact form, crop pixels):
-  keypoints (P, 17, 3) [x, y, v], v = 0 unlabelled, padded persons all zero; instance_ids (H, W) int32 with
-  0 background, j + 1 for person j = keypoints[j] (persons with >= 1 labelled keypoint), -1 for pixels covered
-  by two or more persons (crowd regions excluded: they are in `ignore`); segmentation (H, W) uint8 (nonzero = person); ignore (H, W) uint8 (nonzero = ignore).
+  keypoints (P, 17, 3) [x, y, v], v = 0 unlabelled, padded persons all zero; instance_ids (H, W) int32 with 0
+  background, j + 1 for person j = keypoints[j] (persons with >= 1 labelled keypoint), -1 for pixels covered by two
+  or more persons (crowd regions excluded: they are in `ignore`); segmentation (H, W) uint8 (nonzero = person);
+  ignore (H, W) uint8 (nonzero = ignore).
 
 Why on device: the dense targets of one 401 x 401 example hold 217 float32 channels (17 heatmaps, 34 short,
 64 mid, 34 long offsets, 17 + 32 + 17 masks, segmentation, keypoint weight) = 401 * 401 * 217 * 4 B = 139.6 MB

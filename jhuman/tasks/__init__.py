@@ -10,6 +10,8 @@ A task is a class built from the config with:
   eval_batches(split, per_host_batch, process_index, process_count) -> finite iterator of numpy dicts
   predict(variables, images) -> dict of arrays         raw images in, the task's outputs out
   visualize(batch, outputs) -> dict name -> uint8 RGB image
+  predict_folder(variables, image_dir, out_dir) -> summary dict with at least 'num_images' and 'num_skipped'
+                                                      (`jhuman predict`: pictures + a results file per folder)
   data_stats                                           counts of skipped (corrupt) examples
 Paper-specific pieces (targets, decoders, metrics) live in jhuman.ops and jhuman.metrics.
 """

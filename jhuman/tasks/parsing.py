@@ -241,7 +241,7 @@ class ParsingTask:
                             "height": h, "width": w,
                             "class_fractions": {classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6)
                                                 for c in np.flatnonzero(counts)}})
-        summary = {"images": results, "skipped": skipped, "num_skipped": len(skipped)}
+        summary = {"images": results, "skipped": skipped, "num_skipped": len(skipped), "num_images": len(results)}
         with open(os.path.join(out_dir, "predictions.json"), "w") as f:
             json.dump(summary, f, indent=2)
         return summary

@@ -171,9 +171,10 @@ class PersonLabTask:
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Skeleton + mask overlays and one COCO-style results JSON for a folder of images.
 
-        Each image is scaled so its longer side is data.crop_size and padded, with the evaluation's warp
-        (x_in = scale * x); keypoints and masks are mapped back to the original size by its exact inverse. Writes `<out_dir>/results.json` (COCO keypoint results
-        with 'file_name' instead of 'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
+        Each image is scaled so its longer side is data.crop_size and padded, with the evaluation's warp (x_in =
+        scale * x); keypoints and masks are mapped back to the original size by its exact inverse. Writes
+        `<out_dir>/results.json` (COCO keypoint results with 'file_name' instead of 'image_id', plus 'segmentation'
+        RLE) and `<name>_people.png`.
         """
         from jhuman import viz
 
