@@ -19,7 +19,7 @@ Pretrained trunks: --config.init.backbone_weights=resnet101.safetensors (torchvi
 
 import ml_collections
 
-from jhuman.config import DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
+from jhuman.config import DATA, DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "deeplab_resnet", "ssl": "off", "data": "synthetic", "size": "tiny"}
 MODELS = {  # arg -> (model.name, backbone); "attention" is the paper's Attention (VGG-16 trunk)
@@ -72,17 +72,8 @@ def get_config(arg=None):
     # A torchvision-layout ResNet/VGG-16 file (.safetensors, .npz, or .pth with the [torch] extra).
     c.init.backbone_weights = ""
 
-    c.data = ml_collections.ConfigDict()
-    c.data.name = data_name
-    c.data.root = ""
-    c.data.source = "folders"  # or 'tfds' (the project's LIP builder, manual_dir = data.root)
-    c.data.tfds_data_dir = ""
-    c.data.cache_dir = "~/.cache/jhuman"
-    c.data.synthetic_num = 1200 if tiny else 6000
-    c.data.synthetic_seed = 0
-    c.data.synthetic_size = (96, 128) if tiny else (192, 256)
-    c.data.synthetic_val_fraction = 0.1
-    c.data.crop_size = 96 if tiny else 321
+    c.data = section(DATA, name=data_name, synthetic_num=1200 if tiny else 6000,
+                     synthetic_size=(96, 128) if tiny else (192, 256), crop_size=96 if tiny else 321)
     c.data.scales = (0.6, 0.8, 1.0) if tiny else (0.6, 0.8, 1.0, 1.2, 1.4)
 
     # The paper: 30 epochs (batch 10), plus about 20 epochs of SSL fine-tuning when SSL is on.

@@ -16,7 +16,7 @@ decoder, not the model, refine the offsets.
 
 import ml_collections
 
-from jhuman.config import DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
+from jhuman.config import DATA, DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "resnet101", "data": "synthetic", "size": "tiny"}
 
@@ -60,17 +60,8 @@ def get_config(arg=None):
     c.init = ml_collections.ConfigDict()
     c.init.backbone_weights = ""
 
-    c.data = ml_collections.ConfigDict()
-    c.data.name = data_name
-    c.data.root = ""
-    c.data.source = "folders"
-    c.data.tfds_data_dir = ""
-    c.data.cache_dir = "~/.cache/jhuman"
-    c.data.synthetic_num = 1000 if tiny else 6000
-    c.data.synthetic_seed = 0
-    c.data.synthetic_size = (128, 192) if tiny else (256, 400)
-    c.data.synthetic_val_fraction = 0.1
-    c.data.crop_size = 128 if tiny else 401
+    c.data = section(DATA, name=data_name, synthetic_num=1000 if tiny else 6000,
+                     synthetic_size=(128, 192) if tiny else (256, 400), crop_size=128 if tiny else 401)
     c.data.max_persons = 10 if tiny else 30
     c.data.scale_range = (0.7, 1.3)
     c.data.max_rotation = 25.0

@@ -15,9 +15,9 @@ x = c, y = r, as COCO keypoints are):
   'image'        float32 (S, S, 3) RGB 0..255 (S = crop_size, 401), padded with the Caffe mean (CAFFE_MEAN_RGB)
   'keypoints'    float32 (P, 17, 3) [x, y, v], P = max_persons (30), v in {0, 1, 2}; unlabelled and padded = 0
   'instance_ids' int32 (S, S): 0 background, j + 1 person j (= keypoints[j]: the persons with >= 1 labelled
-                 keypoint, in annotation order, the first P of them), -1 where two or more person annotations overlap
-                 (with or without keypoints, beyond P; crowd regions do not count: they are 'ignore', so a
-                 person pixel inside one keeps its id, which only the decoder's oracle sees)
+                 keypoint, in annotation order, the first P of them), -1 where two or more person
+                 annotations overlap (with or without keypoints, beyond P; crowd regions do not count: they
+                 are 'ignore', so a person pixel inside one keeps its id, which only the decoder's oracle sees)
   'segmentation' uint8 (S, S): union of all non-crowd person masks (persons without keypoints included)
   'ignore'       uint8 (S, S): 1 on crowd regions, persons without labelled keypoints and persons beyond P
                  (masks of the keypoint and offset losses; they still count for segmentation)
@@ -448,13 +448,7 @@ def prepare_tfds(root, data_dir=None, stats=None):
   annotations, unannotated training images) are counted in `stats`. Multi-host: prepare once (one process),
   then let every host pass root=None."""
   builder = CocoPersonKeypoints(data_dir=data_dir, file_format="array_record", stats=stats)
-  if root is not None:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser())))
-  elif not builder.is_prepared():
-    raise FileNotFoundError(f"the CocoPersonKeypoints TFDS dataset is not prepared under {builder.data_dir}; "
-                            "pass root (the COCO folders) to generate it")
-  return builder
+  return pipeline.prepare_tfds_builder(builder, root, "COCO folders")
 
 
 def num_examples(root, split, *, source="folders", tfds_data_dir=None):

@@ -277,14 +277,8 @@ def prepare_tfds(root, data_dir=None, stats=None):
   """The `Lip` builder in ArrayRecord format under data_dir, generated from the folders at root if needed
   (root may be None when it is already prepared). Generation-time skips are counted in `stats`.
   Multi-host: prepare once (one process), then let every host pass root=None."""
-  builder = Lip(data_dir=data_dir, file_format="array_record", stats=stats)
-  if root is not None:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser())))
-  elif not builder.is_prepared():
-    raise FileNotFoundError(f"the Lip TFDS dataset is not prepared under {builder.data_dir}; pass root (the "
-                            "LIP folders) to generate it")
-  return builder
+  return pipeline.prepare_tfds_builder(Lip(data_dir=data_dir, file_format="array_record", stats=stats), root,
+                                       "LIP folders")
 
 
 def num_examples(root, split, *, source="folders", tfds_data_dir=None):

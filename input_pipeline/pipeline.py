@@ -30,13 +30,16 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import threading
 import weakref
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,19 @@ class Feature:
 
 
 Spec = Mapping[str, Feature]
+
+
+def prepare_tfds_builder(builder, root, what: str):
+  """Generates a project TFDS builder (ArrayRecord, manual_dir = root) if root is given; else checks that it is
+  already prepared (FileNotFoundError naming `what`, the folders it is made from). Returns the builder.
+  Multi-host: prepare once (one process), then let every host pass root=None."""
+  if root is not None:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser())))
+  elif not builder.is_prepared():
+    raise FileNotFoundError(f"the {type(builder).__name__} TFDS dataset is not prepared under {builder.data_dir}; "
+                            f"pass root (the {what}) to generate it")
+  return builder
 
 
 def host_shard(examples: Sequence, process_index: int, process_count: int) -> list:

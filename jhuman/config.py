@@ -144,6 +144,12 @@ TRAIN = {"steps": 1000, "batch_size": 8, "grad_accum_steps": 1, "compute_dtype":
 OPTIM = {"name": "adam", "learning_rate": 1e-3, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
          "decay_biases": False, "schedule": "poly", "poly_power": 0.9, "step_boundaries": (0.5, 0.75),
          "step_factor": 0.1, "warmup_steps": 0, "lr_multipliers": (), "grad_clip_norm": 0.0}
+# The data keys every task reads through jhuman.tasks.common (data_root, source_kwargs, the synthetic cache);
+# source 'folders' (the official layout under root) or 'tfds' (the project's builder, manual_dir = root).
+# A task's own data keys are set after: `c.data = section(DATA, ...); c.data.scales = ...`.
+DATA = {"name": "synthetic", "root": "", "source": "folders", "tfds_data_dir": "", "cache_dir": "~/.cache/jhuman",
+        "synthetic_num": 1000, "synthetic_seed": 0, "synthetic_size": (128, 128), "synthetic_val_fraction": 0.1,
+        "crop_size": 128}
 MESH = {"data": -1, "fsdp": 1, "fsdp_min_size": 2**14}
 DISTRIBUTED = {"coordinator_address": "", "num_processes": 1, "process_id": 0}
 

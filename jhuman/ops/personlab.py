@@ -42,17 +42,17 @@ Options (keyword only; static: a new value compiles a new version, new array VAL
   max_people=30, max_candidates=256, radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
   peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
   hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
-  min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
-  expected-OKS window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
-  seg_threshold=0.5, mask_chunk=4 (people per pass of the mask assignment), mask_tile=64 (tile size of the
-  pruned mask assignment), refine_long=False (also refine the long-range offsets, with themselves then the short-
-  range offsets, refine_steps rounds each: what raw network outputs need; jhuman.models.personlab already does it
-  inside the model; it costs 2 * refine_steps dense bilinear gathers of the (H, W, 17, 2) field, ~0.4 s at 401 x 401
-  on 2 CPU cores), complete_from_long=True (step 4b; False = the paper's decoder, which returns such a person in
-  pieces: with ground-truth outputs on synthetic COCO scenes keypoint AP 0.938 instead of 0.998), batch_mode='auto'
-  (with a batch axis: 'vmap', or 'map' = lax.map, one image after the other inside the same compiled call, which
-  keeps the per-image early exits and skipped tiles and is faster on CPU; 'auto' = 'map' on CPU, 'vmap' elsewhere;
-  same results).
+  min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the expected-OKS
+  window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
+  seg_threshold=0.5, mask_chunk=4 (people per pass of the mask assignment), mask_tile=64 (tile size of the pruned
+  mask assignment), refine_long=False (also refine the long-range offsets, with themselves then the short-range
+  offsets, refine_steps rounds each: what raw network outputs need; jhuman.models.personlab does it inside the model
+  when its refine_steps > 0, and the task turns this on otherwise; it costs 2 * refine_steps dense bilinear gathers
+  of the (H, W, 17, 2) field, ~0.4 s at 401 x 401 on 2 CPU cores), complete_from_long=True (step 4b; False = the
+  paper's decoder, which returns such a person in pieces: with ground-truth outputs on synthetic COCO scenes
+  keypoint AP 0.938 instead of 0.998), batch_mode='auto' (with a batch axis: 'vmap', or 'map' = lax.map, one image
+  after the other inside the same compiled call, which keeps the per-image early exits and skipped tiles and is
+  faster on CPU; 'auto' = 'map' on CPU, 'vmap' elsewhere; same results).
 """
 
 from __future__ import annotations

@@ -87,29 +87,30 @@ def image_files(folder: str) -> list[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
 
 
-def read_padded(path: str, size: int, upscale: bool, pixel_index: bool = False):
-    """(image RGB uint8 (h, w, 3), padded float32 (size, size, 3), scale), or None when the file cannot be
-    decoded (the caller counts it). The image is resized by scale = size / max(h, w) (never above 1 unless
-    `upscale`), then padded bottom/right with the Caffe mean, as the evaluation pipelines do: with cv2.resize
-    (half-pixel centres, the LIP pipeline's convention) or, if `pixel_index`, with the scale-only warp
-    x_in = scale * x of the COCO pipeline (coordinates map back by dividing by scale)."""
+def read_rgb(path: str):
+    """RGB uint8 (h, w, 3), or None (with a warning) when the file cannot be decoded (the caller counts it)."""
     import cv2
 
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
         print(f"warning: cannot decode {path}; skipped")
         return None
-    image = np.ascontiguousarray(bgr[..., ::-1])
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def read_padded(path: str, size: int, upscale: bool):
+    """(image RGB uint8 (h, w, 3), padded float32 (size, size, 3), scale), or None when the file cannot be
+    decoded (`read_rgb`). The image is resized by scale = size / max(h, w) (never above 1 unless `upscale`),
+    then padded bottom/right with the Caffe mean, as the LIP evaluation pipeline does."""
+    import cv2
+
+    image = read_rgb(path)
+    if image is None:
+        return None
     h, w = image.shape[:2]
     scale = size / max(h, w) if upscale else min(1.0, size / max(h, w))
-    small_size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if scale == 1.0:
-        small = image
-    elif pixel_index:
-        small = cv2.warpAffine(image.astype(np.float32), np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]),
-                               small_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    else:
-        small = cv2.resize(image, small_size, interpolation=cv2.INTER_LINEAR)
+    small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                  interpolation=cv2.INTER_LINEAR)
     padded = np.empty((size, size, 3), np.float32)
     padded[:] = classes.CAFFE_MEAN_RGB
     padded[: small.shape[0], : small.shape[1]] = small

@@ -171,11 +171,12 @@ class PersonLabTask:
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Skeleton + mask overlays and one COCO-style results JSON for a folder of images.
 
-        Each image is scaled so its longer side is data.crop_size and padded, with the evaluation's warp (x_in =
-        scale * x); keypoints and masks are mapped back to the original size by its exact inverse. Writes
-        `<out_dir>/results.json` (COCO keypoint results with 'file_name' instead of 'image_id', plus 'segmentation'
-        RLE) and `<name>_people.png`.
+        Each image goes through the evaluation's own warp (input_pipeline.coco.eval_example: scaled so its longer
+        side is data.crop_size, x_in = scale * x, padded); keypoints and masks are mapped back to the original size
+        by its exact inverse. Writes `<out_dir>/results.json` (COCO keypoint results with 'file_name' instead of
+        'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
         """
+        from input_pipeline import coco
         from jhuman import viz
 
         size = int(self.config.data.crop_size)
@@ -184,11 +185,12 @@ class PersonLabTask:
         results, skipped = [], []
         for name in names:
             path = os.path.join(image_dir, name)
-            loaded = common.read_padded(path, size, upscale=True, pixel_index=True)
-            if loaded is None:
+            image = common.read_rgb(path)
+            if image is None:
                 skipped.append(path)
                 continue
-            image, padded, scale = loaded
+            example = coco.eval_example(0, image, [], crop_size=size, max_persons=1, path=path)  # eval's warp
+            padded, scale = example["image"], float(example["scale"])
             h, w = image.shape[:2]
             out = jax.device_get(self._predict_jit(variables, padded[None]))
             out = {k: v[0] for k, v in out.items()}
