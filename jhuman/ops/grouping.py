@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+from jhuman.ops import hough
 from jhuman.ops import offsets as offsets_lib
 
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
@@ -118,7 +119,8 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
     reached = onehot & jnp.asarray(seed_valid, bool)[:, None]
     edge_table, source_table, target_table = (jnp.asarray(TRAVERSAL_EDGES), jnp.asarray(TRAVERSAL_SOURCES),
                                               jnp.asarray(TRAVERSAL_TARGETS))
-    for step in range(NUM_KEYPOINTS - 1):  # the 16 edges of the fixed tree (static), not a loop over data
+    def step_body(step, state):  # the 16 edges of the fixed tree, in order (a loop over steps, not over data)
+        points, reached = state
         edge = edge_table[seed_types, step]  # (N,)
         source = source_table[seed_types, step]
         target = target_table[seed_types, step]
@@ -127,8 +129,12 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
         step_to = start + offsets_lib.sample_refined_mid(mid, short, start, edge, refine_steps)
         new = jnp.where(ok[:, None], step_to, offsets_lib.clamp_points(start, height, width))
         is_target = target[:, None] == keypoint_ids  # (N, 17)
-        points = jnp.where(is_target[..., None], new[:, None, :], points)
-        reached = jnp.where(is_target, ok[:, None], reached)
+        return (jnp.where(is_target[..., None], new[:, None, :], points),
+                jnp.where(is_target, ok[:, None], reached))
+
+    # a lax loop, not a Python one: its result is stored once (unrolled, XLA fused the whole walk into every
+    # consumer's gather and recomputed it per element: 9 ms of the greedy pass at 256 candidates)
+    points, reached = jax.lax.fori_loop(0, NUM_KEYPOINTS - 1, step_body, (points, reached))
     return points, reached
 
 
@@ -189,8 +195,12 @@ def greedy_select(positions, types, valid, skeletons, present, nms_radius: float
     type within nms_radius of c.
     """
     types = jnp.asarray(types, jnp.int32)
-    at = skeletons[:, types, :]  # (N_i, N_c, 2): keypoint type_c of candidate i's skeleton
-    at_present = present[:, types]  # (N_i, N_c)
+    # keypoint type_c of candidate i's skeleton, (N_i, N_c, 2) and (N_i, N_c), as products with a one-hot
+    # matrix: a dot makes XLA store the skeletons once (as a gather it fused the whole tree walk and completion
+    # into this N x N computation and redid them for every entry); exact (one 1 per row, the rest 0)
+    onehot = (types[:, None] == jnp.arange(skeletons.shape[1])).astype(jnp.float32)  # (N_c, 17)
+    at = jnp.einsum("ikd,ck->icd", skeletons, onehot, precision=jax.lax.Precision.HIGHEST)
+    at_present = jnp.einsum("ik,ck->ic", present.astype(jnp.float32), onehot) > 0.5
     close = jnp.sum(jnp.square(at - positions[None, :, :]), axis=-1) < nms_radius * nms_radius
     kills = close & at_present  # kills[i, c]: accepting i rejects c
 
@@ -250,26 +260,80 @@ def soft_nms_scores(points, keypoint_scores, present, valid, nms_radius: float):
     return jnp.sum(jnp.where(suppressed, 0.0, keypoint_scores), axis=-1) / NUM_KEYPOINTS
 
 
+def expected_oks_grid(moments, stride: int, heatmap_values, points, present, scales, oks_radius: int):
+    """`expected_oks` on a coarse Hough grid (`hough.hough_grid` moments (3, Ny, Nx, K)): each node's vote mass
+    counts at the centroid of its votes, and the nodes whose centroid lies in the (2 oks_radius + 1)^2 square
+    around the rounded keypoint are summed, as the pixels of that square are at stride 1."""
+    s, o = int(stride), hough.grid_offset(stride)
+    _, ny, nx, num_keypoints = moments.shape
+    reach = -(-int(oks_radius) // s) + 1  # nodes holding votes that may land in the square
+    d = jnp.arange(-reach, reach + 1, dtype=jnp.int32)
+    dx, dy = jnp.meshgrid(d, d)
+    node = jnp.round((points - o) / s).astype(jnp.int32) + 1  # (P, 17, 2) nearest node (with the outer ring)
+    ax = jnp.clip(node[..., 0, None, None] + dx, 0, nx - 1)
+    ay = jnp.clip(node[..., 1, None, None] + dy, 0, ny - 1)
+    channel = jnp.arange(num_keypoints, dtype=jnp.int32)[None, :, None, None]
+    at = moments.reshape(3, -1)[:, (ay * nx + ax) * num_keypoints + channel]  # (3, P, 17, S, S)
+    mass = at[0]
+    safe = jnp.maximum(mass, 1e-30)
+    cx, cy = at[1] / safe, at[2] / safe
+    centre = jnp.round(points)
+    within = ((jnp.abs(cx - centre[..., 0, None, None]) <= oks_radius)
+              & (jnp.abs(cy - centre[..., 1, None, None]) <= oks_radius) & (mass > 0))
+    unique = (ax == node[..., 0, None, None] + dx) & (ay == node[..., 1, None, None] + dy)  # not a clipped copy
+    dist2 = jnp.square(cx - points[..., 0, None, None]) + jnp.square(cy - points[..., 1, None, None])
+    spread = 2.0 * jnp.square(scales[:, None] * jnp.asarray(OKS_KAPPAS))[..., None, None]
+    total = jnp.sum(jnp.where(within & unique, mass * jnp.exp(-dist2 / spread), 0.0), axis=(-2, -1))
+    return jnp.where(present, heatmap_values * jnp.minimum(total, 1.0), 0.0)
+
+
+def mask_grid(size: int, stride: int):
+    """The pixels where `assign_instance_masks` evaluates the embedding along a side of `size` pixels: one per
+    block of `stride` pixels (block i = [s i, s i + s)), at its centre s i + s // 2 (clipped into the image)."""
+    s = int(stride)
+    return np.minimum(np.arange(-(-size // s)) * s + s // 2, size - 1).astype(np.int32)
+
+
 def _box_distance(points, lo, hi):
     """Distance from points (..., 2) to the axis-aligned boxes [lo, hi] (..., 2) (0 inside)."""
     gap = jnp.maximum(jnp.maximum(lo - points, points - hi), 0.0)
     return jnp.sqrt(jnp.sum(jnp.square(gap), axis=-1))
 
 
-def assign_instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, valid,
-                          mask_threshold: float = 0.25, seg_threshold: float = 0.5, mask_chunk: int = 4,
-                          mask_tile: int = 64):
-    """Instance masks (Sec. 3.5): long-range offsets L (H, W, 17, 2) (the embedding is G(x) = x + L(x), formed
-    tile by tile), segmentation (H, W), people points (P, 17, 2), keypoint scores (P, 17), scales (P,), valid
-    (P,) -> masks (P, H, W) bool.
+def _adopt_from_neighbours(best, owner, mask_threshold: float):
+    """A block whose own grid pixel joins nobody takes the decision of the 3 x 3 neighbouring block with the
+    smallest distance (first in row-major order on ties), so the foreground pixels of a block on a person's
+    border whose centre lies just off the person are not lost; blocks with an owner keep theirs."""
+    height, width = best.shape
+    padded_best = jnp.pad(best, 1, constant_values=jnp.inf)
+    padded_owner = jnp.pad(owner, 1)
+    shifts = [(dy, dx) for dy in range(3) for dx in range(3)]
+    near_best = jnp.stack([padded_best[dy:dy + height, dx:dx + width] for dy, dx in shifts])  # (9, gh, gw)
+    near_owner = jnp.stack([padded_owner[dy:dy + height, dx:dx + width] for dy, dx in shifts])
+    pick = jnp.argmin(near_best, axis=0)
+    adopted_best = jnp.take_along_axis(near_best, pick[None], axis=0)[0]
+    adopted_owner = jnp.take_along_axis(near_owner, pick[None], axis=0)[0]
+    keep = best < mask_threshold
+    return jnp.where(keep, best, adopted_best), jnp.where(keep, owner, adopted_owner)
 
-    Exact, but pruned: the image is cut into mask_tile x mask_tile tiles (a lax.fori_loop); per tile and
-    keypoint k the box [lo_k, hi_k] of G_k over the tile's foreground pixels bounds every pixel's distance from
-    below, D_j(x) >= sum_k w_{j,k} dist(y_{j,k}, box_k) (w = s / (sum s * lambda)), so a person whose bound is
-    >= mask_threshold cannot own any pixel of the tile. Only the remaining candidates are evaluated, mask_chunk
-    people at a time (a while_loop over as many chunks as the tile needs; a lax.fori_loop over the 17
-    keypoints accumulates (chunk, tile, tile) distances). Tiles without foreground are skipped (lax.cond). Ties
-    go to the lower person index, as an argmin over all people would.
+
+def assign_instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, valid,
+                          mask_threshold: float = 0.25, seg_threshold: float = 0.5, stride: int = 1,
+                          tile: int = 16, candidates: int = 8):
+    """Instance masks (Sec. 3.5): long-range offsets L (H, W, 17, 2), segmentation (H, W), people points
+    (P, 17, 2), keypoint scores (P, 17), scales (P,), valid (P,) -> masks (P, H, W) bool.
+
+    Which person owns a pixel (argmin_j D_j, if < mask_threshold) is decided at the pixels of
+    `mask_grid(., stride)` (stride 1: every pixel, the paper; stride s: one pixel per s x s block, whose
+    decision the block takes); the foreground test (segmentation > seg_threshold) is always per pixel.
+
+    Fully vectorised and pruned: the grid is cut into tile x tile tiles; per tile and keypoint k the box
+    [lo_k, hi_k] of the embeddings G_k of the tile's foreground grid pixels bounds their distances from below,
+    D_j(x) >= sum_k w_{j,k} dist(y_{j,k}, box_k) (w = s / (sum s * lambda)); the `candidates` people with the
+    lowest bounds under mask_threshold are the only ones evaluated for that tile (all tiles at once:
+    tiles x candidates x tile^2 distances). Exact (equal to comparing every pixel with every person) whenever no
+    tile has more than `candidates` people under the bound, which needs that many people's keypoint-weighted
+    boxes within 0.25 lambda of one tile's embeddings. Ties go to the lower person index, as an argmin would.
     """
     long_offsets = jnp.asarray(long_offsets, jnp.float32)
     points = jnp.asarray(points, jnp.float32)
@@ -278,63 +342,50 @@ def assign_instance_masks(long_offsets, segmentation, points, keypoint_scores, s
     valid = jnp.asarray(valid, bool)
     height, width = long_offsets.shape[:2]
     num = points.shape[0]
-    chunk = max(1, min(int(mask_chunk), num))
-    th, tw = min(int(mask_tile), height), min(int(mask_tile), width)
-    tiles_y, tiles_x = -(-height // th), -(-width // tw)
+    rows, cols = mask_grid(height, stride), mask_grid(width, stride)
+    gh, gw = len(rows), len(cols)
+    t = max(1, min(int(tile), max(gh, gw)))
+    ty, tx = -(-gh // t), -(-gw // t)
+    num_candidates = max(1, min(int(candidates), num))
     weight_sum = jnp.sum(keypoint_scores, axis=-1)
     usable = valid & (weight_sum > 0)
     weights = jnp.where(usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0)
     foreground = jnp.asarray(segmentation, jnp.float32) > seg_threshold  # (H, W)
-    bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: the bound must never prune a true owner
+    # a grid pixel counts as foreground if any pixel of its block is
+    blocks = jax.lax.reduce_window(foreground.astype(jnp.int8), jnp.int8(0), jax.lax.max, (stride, stride),
+                                   (stride, stride), ((0, gh * stride - height), (0, gw * stride - width))) > 0
+    grid = jnp.stack(jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1)
+    g = long_offsets[rows][:, cols] + grid[:, :, None, :]  # (gh, gw, 17, 2): G = x + L(x)
+    pad = ((0, ty * t - gh), (0, tx * t - gw))
+    g = jnp.pad(g, pad + ((0, 0), (0, 0)))
+    fg = jnp.pad(blocks, pad)
+    g = g.reshape(ty, t, tx, t, NUM_KEYPOINTS, 2).transpose(0, 2, 1, 3, 4, 5).reshape(ty * tx, t * t, NUM_KEYPOINTS, 2)
+    fg = fg.reshape(ty, t, tx, t).transpose(0, 2, 1, 3).reshape(ty * tx, t * t)
     big = jnp.float32(1e9)
-
-    tile_grid = jnp.stack(jnp.meshgrid(jnp.arange(tw, dtype=jnp.float32), jnp.arange(th, dtype=jnp.float32)))
-
-    def tile_body(t, state):
-        y0 = jnp.minimum((t // tiles_x) * th, height - th)  # the last row/column of tiles is shifted inwards
-        x0 = jnp.minimum((t % tiles_x) * tw, width - tw)
-        fg = jax.lax.dynamic_slice(foreground, (y0, x0), (th, tw))
-        return jax.lax.cond(jnp.any(fg), process_tile, lambda *_: state, state, y0, x0, fg)
-
-    def process_tile(state, y0, x0, fg):
-        best, owner = state
-        g = jax.lax.dynamic_slice(long_offsets, (y0, x0, 0, 0), (th, tw, NUM_KEYPOINTS, 2))
-        origin = jnp.stack([x0, y0]).astype(jnp.float32)[:, None, None]
-        g = jnp.transpose(g, (2, 3, 0, 1)) + (tile_grid + origin)  # (17, 2, th, tw): G = x + L(x)
-        lo = jnp.min(jnp.where(fg, g, big), axis=(2, 3))  # (17, 2)
-        hi = jnp.max(jnp.where(fg, g, -big), axis=(2, 3))
-        bound = jnp.sum(weights * _box_distance(points, lo[None], hi[None]), axis=-1)  # (P,)
-        candidate = usable & (bound < bound_limit)
-        order = jnp.argsort(~candidate, stable=True).astype(jnp.int32)  # candidates first, index order
-        order = jnp.concatenate([order, jnp.zeros(chunk, jnp.int32)])
-        num_candidates = jnp.sum(candidate.astype(jnp.int32))
-
-        def chunk_body(state):
-            c, tile_best, tile_owner = state
-            rows = jax.lax.dynamic_slice(order, (c * chunk,), (chunk,))  # (C,)
-            live = c * chunk + jnp.arange(chunk) < num_candidates
-            py, px, w = points[rows, :, 1], points[rows, :, 0], weights[rows]  # (C, 17)
-
-            def keypoint_body(k, dist):
-                dx = g[k, 0][None] - px[:, k, None, None]
-                dy = g[k, 1][None] - py[:, k, None, None]
-                return dist + w[:, k, None, None] * jnp.sqrt(dx * dx + dy * dy)
-
-            dist = jax.lax.fori_loop(0, NUM_KEYPOINTS, keypoint_body, jnp.zeros((chunk, th, tw), jnp.float32))
-            dist = jnp.where(live[:, None, None], dist, jnp.inf)
-            local = jnp.argmin(dist, axis=0)
-            value = jnp.min(dist, axis=0)
-            better = value < tile_best
-            return c + 1, jnp.where(better, value, tile_best), jnp.where(better, rows[local], tile_owner)
-
-        needed = (num_candidates + chunk - 1) // chunk
-        init = (jnp.int32(0), jnp.full((th, tw), jnp.inf, jnp.float32), jnp.zeros((th, tw), jnp.int32))
-        _, tile_best, tile_owner = jax.lax.while_loop(lambda s: s[0] < needed, chunk_body, init)
-        best = jax.lax.dynamic_update_slice(best, tile_best, (y0, x0))
-        owner = jax.lax.dynamic_update_slice(owner, tile_owner, (y0, x0))
-        return best, owner
-
-    init = (jnp.full((height, width), jnp.inf, jnp.float32), jnp.zeros((height, width), jnp.int32))
-    best, owner = jax.lax.fori_loop(0, tiles_y * tiles_x, tile_body, init)
-    assigned = foreground & (best < mask_threshold)
-    return (owner[None] == jnp.arange(num)[:, None, None]) & assigned[None]
+    lo = jnp.min(jnp.where(fg[..., None, None], g, big), axis=1)  # (T, 17, 2)
+    hi = jnp.max(jnp.where(fg[..., None, None], g, -big), axis=1)
+    bound = jnp.sum(weights[None] * _box_distance(points[None], lo[:, None], hi[:, None]), axis=-1)  # (T, P)
+    bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: the bound must never prune a true owner
+    key = jnp.where(usable[None] & (bound < bound_limit), bound, jnp.inf)
+    neg, chosen = jax.lax.top_k(-key, num_candidates)  # (T, C) the lowest bounds
+    chosen = jnp.sort(jnp.where(jnp.isfinite(neg), chosen, num), axis=-1)  # by person index; num = none
+    live = chosen < num
+    chosen = jnp.minimum(chosen, num - 1)
+    y, w = points[chosen], weights[chosen]  # (T, C, 17, 2), (T, C, 17)
+    gx, gy = jnp.swapaxes(g[..., 0], 1, 2)[:, None], jnp.swapaxes(g[..., 1], 1, 2)[:, None]  # (T, 1, 17, t*t)
+    # (T, C, 17, t*t) summed over the keypoints: pixels on the minor axis (vectorised), the 17 terms outside
+    dist = jnp.sqrt(jnp.square(gx - y[..., 0, None]) + jnp.square(gy - y[..., 1, None]))
+    dist = jnp.sum(w[..., None] * dist, axis=2)  # (T, C, t*t)
+    dist = jnp.where(live[..., None], dist, jnp.inf)
+    best = jnp.min(dist, axis=1)  # (T, t*t)
+    owner = jnp.take_along_axis(chosen, jnp.argmin(dist, axis=1), axis=1)
+    best = best.reshape(ty, tx, t, t).transpose(0, 2, 1, 3).reshape(ty * t, tx * t)[:gh, :gw]
+    owner = owner.reshape(ty, tx, t, t).transpose(0, 2, 1, 3).reshape(ty * t, tx * t)[:gh, :gw]
+    if stride > 1:
+        best, owner = _adopt_from_neighbours(best, owner, mask_threshold)
+    owner = jnp.where(best < mask_threshold, owner, -1).astype(jnp.int8 if num < 127 else jnp.int32)
+    if stride > 1:  # each block's decision to its pixels: broadcast + reshape (cheaper than gathers)
+        owner = jnp.broadcast_to(owner[:, None, :, None], (gh, stride, gw, stride))
+        owner = owner.reshape(gh * stride, gw * stride)[:height, :width]
+    owner = jnp.where(foreground, owner, -1)  # (H, W): the person of each pixel, -1 for none
+    return owner[None] == jnp.arange(num, dtype=owner.dtype)[:, None, None]

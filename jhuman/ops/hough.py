@@ -64,6 +64,90 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     return jnp.maximum(h, 0.0) / (math.pi * radius * radius)  # (float rounding of the differences: >= 0)
 
 
+def grid_offset(stride: int) -> int:
+    """Pixel of the first node of the coarse Hough grid (stride // 2): node i sits at pixel offset + stride * i."""
+    return int(stride) // 2
+
+
+def grid_size(size: int, stride: int) -> int:
+    """Nodes along an image side of `size` pixels at `stride` (the voters; the grid adds one node each side)."""
+    return (size - 1 - grid_offset(stride)) // int(stride) + 1
+
+
+def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
+    """Eq. (1) on a coarse grid (stride > 1): (H, W, K), (H, W, K, 2) -> moments (3, Ny, Nx, K) float32:
+    the vote mass and its first moments in x and y at the nodes, Ny = grid_size(H, stride) + 2 (likewise Nx).
+
+    Voters: the pixels (o + s i, o + s j), o = grid_offset(s), each standing for the s x s pixels around it
+    (weight s^2). Nodes: the same positions plus one ring outside, node (a, b) at pixel (o + s (b - 1),
+    o + s (a - 1)). A vote of mass m = s^2 p / (pi R^2) landing at z (inside the image; outside it is dropped,
+    as in Eq. (1)) is split bilinearly in units of s onto the 4 nodes around z, and each node also receives
+    m w z (the first moments), so moments[1:] / moments[0] is the centroid of the votes a node holds. Mass is
+    on the scale of Eq. (1) (a perfect keypoint: ~1 in total); one scalar scatter-add of 12 values per vote
+    (a windowed scatter is ~4x slower per value on CPU), over s^2 fewer votes than Eq. (1) on every pixel.
+    """
+    s, o = int(stride), grid_offset(stride)
+    height, width, num_keypoints = heatmaps.shape
+    p = jnp.asarray(heatmaps, jnp.float32)[o::s, o::s]  # (hv, wv, K) voters
+    short = jnp.asarray(short_offsets, jnp.float32)[o::s, o::s]
+    hv, wv = p.shape[:2]
+    ny, nx = hv + 2, wv + 2
+    ys = (o + s * jnp.arange(hv, dtype=jnp.float32))[:, None, None]
+    xs = (o + s * jnp.arange(wv, dtype=jnp.float32))[None, :, None]
+    zx, zy = xs + short[..., 0], ys + short[..., 1]  # (hv, wv, K) landing points
+    inside = (zx >= 0) & (zx <= width - 1) & (zy >= 0) & (zy <= height - 1)
+    mass = jnp.where(inside, p, 0.0) * (s * s / (math.pi * radius * radius))
+    ux = jnp.clip((zx - o) / s + 1.0, 0.0, nx - 1.001)  # node coordinates; inside the image: in [0, n - 1)
+    uy = jnp.clip((zy - o) / s + 1.0, 0.0, ny - 1.001)
+    bx, by = jnp.floor(ux), jnp.floor(uy)
+    fx, fy = ux - bx, uy - by
+    corner = (by.astype(jnp.int32) * nx + bx.astype(jnp.int32)) * num_keypoints + jnp.arange(num_keypoints)
+    plane = ny * nx * num_keypoints
+    shifts = (0, num_keypoints, nx * num_keypoints, (nx + 1) * num_keypoints)
+    weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+    values = (mass, mass * zx, mass * zy)
+    index = jnp.stack([corner + shift + v * plane for v in range(3) for shift in shifts])
+    update = jnp.stack([value * weight for value in values for weight in weights])
+    acc = jnp.zeros(3 * plane, jnp.float32).at[index.reshape(-1)].add(update.reshape(-1), mode="promise_in_bounds")
+    return acc.reshape(3, ny, nx, num_keypoints)
+
+
+def box3(x):
+    """Sum over the 3 x 3 neighbourhood of the first two axes (zero outside): (Ny, Nx, ...) -> same shape."""
+    padded = jnp.pad(x, [(1, 1), (1, 1)] + [(0, 0)] * (x.ndim - 2))
+    rows = padded[:-2] + padded[1:-1] + padded[2:]
+    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+
+
+def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigma: float, short_offsets=None):
+    """Keypoint candidates of all types in one queue from `hough_grid` moments (3, Ny, Nx, K), best first: the
+    same outputs as `find_peaks` (positions (N, 2), types, scores, valid).
+
+    Score of a node: the vote mass of its 3 x 3 nodes (all of a point's bilinear share lies there), divided by
+    2 pi sigma^2: the value a Gaussian of std sigma gives to that mass at its centre, i.e. the scale of the
+    full-resolution smoothed map, so `peak_threshold` means the same at every stride (sigma <= 0: the mass).
+    Peaks: 3 x 3 local maxima of the score above the threshold. Position: the centroid of the votes held by
+    the 3 x 3 nodes (their summed first moments / mass): sub-pixel, from all the votes, not from one pixel.
+    """
+    summed = box3(jnp.moveaxis(moments, 0, -1))  # (Ny, Nx, K, 3)
+    mass = summed[..., 0]
+    score = mass / (2.0 * math.pi * sigma * sigma) if sigma > 0 else mass
+    ny, nx, num_keypoints = score.shape
+    pooled = lax.reduce_window(moments[0], -jnp.inf, lax.max, (3, 3, 1), (1, 1, 1), "SAME")
+    masked = jnp.where((moments[0] >= pooled) & (score > threshold), score, -1.0)
+    k = min(int(max_candidates), ny * nx * num_keypoints)
+    scores, flat = top_k_peaks(masked, k)
+    valid = scores > threshold
+    at = summed.reshape(-1, 3)[flat]  # (k, 3)
+    positions = at[:, 1:] / jnp.maximum(at[:, :1], 1e-30)
+    types = (flat % num_keypoints).astype(jnp.int32)
+    if short_offsets is not None:
+        short = jnp.asarray(short_offsets, jnp.float32)
+        snap = offsets_lib.bilinear_sample(short, positions, types)
+        positions = positions + jnp.clip(snap, -float(stride), float(stride))
+    return _pad_candidates(positions, types, scores, valid, max_candidates)
+
+
 def gaussian_kernel(sigma: float, truncate: float = 3.0):
     """Normalised 1-D Gaussian taps, radius int(truncate * sigma + 0.5) (scipy.ndimage's choice)."""
     half = int(truncate * sigma + 0.5)
@@ -165,10 +249,15 @@ def find_peaks(h, threshold: float, max_candidates: int, short_offsets=None):
         cx = (mass * nx).sum((1, 2)) / total
         cy = (mass * ny).sum((1, 2)) / total
         positions = jnp.stack([cx, cy], axis=-1)
+    return _pad_candidates(positions, types, scores, valid, max_candidates)
+
+
+def _pad_candidates(positions, types, scores, valid, max_candidates: int):
+    """Zeroes the invalid rows and pads the k found rows to max_candidates (valid False)."""
     positions = jnp.where(valid[:, None], positions, 0.0)
     scores = jnp.where(valid, scores, 0.0)
     types = jnp.where(valid, types, 0)
-    pad = int(max_candidates) - k
+    pad = int(max_candidates) - positions.shape[0]
     if pad:
         positions = jnp.pad(positions, ((0, pad), (0, 0)))
         types, scores, valid = jnp.pad(types, (0, pad)), jnp.pad(scores, (0, pad)), jnp.pad(valid, (0, pad))

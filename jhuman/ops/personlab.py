@@ -83,14 +83,17 @@ DEFAULT_OPTIONS = {
     "min_scale": 16.0,
     "mask_threshold": 0.25,
     "seg_threshold": 0.5,
-    "mask_chunk": 4,
-    "mask_tile": 64,
+    "hough_stride": 0,
+    "mask_stride": 0,
+    "mask_tile": 8,
+    "mask_candidates": 8,
     "refine_long": False,
     "complete_from_long": True,
     "batch_mode": "auto",
 }
 BATCH_MODES = ("auto", "vmap", "map")
-_INT_OPTIONS = ("max_people", "max_candidates", "refine_steps", "oks_radius", "mask_chunk", "mask_tile")
+_INT_OPTIONS = ("max_people", "max_candidates", "refine_steps", "oks_radius", "hough_stride", "mask_stride",
+                "mask_tile", "mask_candidates")
 
 
 def decode_options(**options) -> dict:
@@ -109,6 +112,13 @@ def decode_options(**options) -> dict:
                 raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {value!r}")
         else:
             merged[name] = float(value)
+    for name in ("hough_stride", "mask_stride"):
+        if merged[name] < 0:
+            raise ValueError(f"{name} must be >= 1 (or 0: automatic), got {merged[name]}")
+    if merged["hough_stride"] == 0:  # automatic: R / 4 pixels, 8 for the paper's R = 32
+        merged["hough_stride"] = int(min(max(merged["radius"] // 4, 1), 8))
+    if merged["mask_stride"] == 0:  # automatic: half the Hough stride, 4 for R = 32
+        merged["mask_stride"] = max(merged["hough_stride"] // 2, 1)
     return merged
 
 
@@ -121,11 +131,16 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     mid = jnp.asarray(mid_offsets, jnp.float32)
     num = o["max_people"]
 
-    # (H, W, 17); the barrier keeps XLA from re-deriving the map from the scatter's moments inside every
-    # smoothing tap (it would rather fuse that cheap arithmetic into each consumer than store the map once)
-    votes = jax.lax.optimization_barrier(hough.hough_votes(heatmaps, short, o["radius"]))
-    smoothed = hough.smooth(votes, o["hough_sigma"])
-    positions, types, _, cand_valid = hough.find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+    stride = o["hough_stride"]
+    if stride == 1:  # Eq. (1) at every pixel, smoothed, peaks on the full-resolution map
+        votes = hough.hough_votes(heatmaps, short, o["radius"])  # (H, W, 17)
+        smoothed = hough.smooth(votes, o["hough_sigma"])
+        positions, types, _, cand_valid = hough.find_peaks(smoothed, o["peak_threshold"], o["max_candidates"],
+                                                           short)
+    else:  # Eq. (1) sampled every `stride` pixels onto a grid of that spacing (see hough.hough_grid)
+        moments = hough.hough_grid(heatmaps, short, o["radius"], stride)
+        positions, types, _, cand_valid = hough.grid_peaks(moments, stride, o["peak_threshold"],
+                                                           o["max_candidates"], o["hough_sigma"], short)
     skeletons, reached = grouping.traverse(mid, short, positions, types, cand_valid, o["refine_steps"])
     present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
     if long_offsets is not None and o["complete_from_long"]:
@@ -139,7 +154,11 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     points = skeletons[seeds]  # (P, 17, 2)
     present = present[seeds] & valid[:, None]
     scales = grouping.person_scales(points, present, o["min_scale"])
-    keypoint_scores = grouping.expected_oks(votes, heat[seeds], points, present, scales, o["oks_radius"])
+    if stride == 1:
+        keypoint_scores = grouping.expected_oks(votes, heat[seeds], points, present, scales, o["oks_radius"])
+    else:
+        keypoint_scores = grouping.expected_oks_grid(moments, stride, heat[seeds], points, present, scales,
+                                                     o["oks_radius"])
     scores = jnp.where(valid, grouping.soft_nms_scores(points, keypoint_scores, present, valid, o["nms_radius"]),
                        0.0)
 
@@ -161,7 +180,7 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
             long = offsets_lib.refine_long_offsets(long, short, o["refine_steps"])
         out["masks"] = grouping.assign_instance_masks(
             long, segmentation, points, keypoint_scores, scales, valid, o["mask_threshold"],
-            o["seg_threshold"], o["mask_chunk"], o["mask_tile"])
+            o["seg_threshold"], o["mask_stride"], o["mask_tile"], o["mask_candidates"])
     return out
 
 

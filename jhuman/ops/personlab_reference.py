@@ -28,16 +28,12 @@ import numpy as np
 import scipy.ndimage
 
 from jhuman.classes import COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+# the options, their defaults and the automatic strides: one definition (jax-only options are accepted and
+# ignored here: mask_tile, mask_candidates, batch_mode)
+from jhuman.ops.personlab import decode_options
 
 NUM_KEYPOINTS = 17
 EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES])
-DEFAULTS = {
-    "max_people": 30, "max_candidates": 256, "radius": 32.0, "nms_radius": 10.0, "peak_threshold": 0.01,
-    "hough_sigma": 2.0, "refine_steps": 2, "min_keypoint_score": 0.05, "oks_radius": 8, "min_scale": 16.0,
-    "mask_threshold": 0.25, "seg_threshold": 0.5, "mask_chunk": 4, "mask_tile": 64, "refine_long": False,
-    "complete_from_long": True,
-    "batch_mode": "auto",  # (jax-only options, accepted and ignored: mask_chunk, mask_tile, batch_mode)
-}
 
 
 def bilinear_sample(field, points, channels=None):
@@ -139,6 +135,49 @@ def find_peaks(h, threshold, max_candidates, short_offsets):
     ys, xs, ks, scores = ys[order], xs[order], ks[order], scores[order]
     refine = np.clip(np.asarray(short_offsets, np.float64)[ys, xs, ks], -1.0, 1.0)
     return np.stack([xs, ys], axis=-1) + refine, ks, scores
+
+
+def hough_grid(heatmaps, short_offsets, radius, stride):
+    """Eq. (1) sampled every `stride` pixels onto a grid of that spacing (hough.hough_grid): -> (3, Ny, Nx, K)
+    mass and first moments, the nodes at pixel o + s (i - 1), o = s // 2, voters at o + s i."""
+    heatmaps = np.asarray(heatmaps, np.float64)
+    short = np.asarray(short_offsets, np.float64)
+    height, width, num_keypoints = heatmaps.shape
+    s, o = stride, stride // 2
+    ys, xs = np.arange(o, height, s), np.arange(o, width, s)
+    ny, nx = len(ys) + 2, len(xs) + 2
+    out = np.zeros((3, ny, nx, num_keypoints))
+    for k in range(num_keypoints):
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                zx, zy = x + short[y, x, k, 0], y + short[y, x, k, 1]
+                if not (0 <= zx <= width - 1 and 0 <= zy <= height - 1):
+                    continue
+                mass = heatmaps[y, x, k] * s * s / (math.pi * radius * radius)
+                ux, uy = (zx - o) / s + 1, (zy - o) / s + 1
+                bx, by = int(np.floor(ux)), int(np.floor(uy))
+                fx, fy = ux - bx, uy - by
+                for dy, wy in ((0, 1 - fy), (1, fy)):
+                    for dx, wx in ((0, 1 - fx), (1, fx)):
+                        out[:, by + dy, bx + dx, k] += mass * wx * wy * np.array([1.0, zx, zy])
+    return out
+
+
+def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets):
+    """Nodes holding the most mass of their 3 x 3 nodes, scored by that 3 x 3 mass / (2 pi sigma^2), placed at
+    the 3 x 3 vote centroid, then moved by the short-range offset there (clipped to +-stride)."""
+    summed = np.stack([scipy.ndimage.correlate(m, np.ones((3, 3, 1)), mode="constant") for m in moments])
+    score = summed[0] / (2 * math.pi * sigma * sigma) if sigma > 0 else summed[0]
+    pooled = scipy.ndimage.maximum_filter(moments[0], size=(3, 3, 1), mode="constant", cval=-np.inf)
+    ys, xs, ks = np.nonzero((moments[0] >= pooled) & (score > threshold))
+    scores = score[ys, xs, ks]
+    flat = (ys * score.shape[1] + xs) * score.shape[2] + ks
+    order = np.lexsort((flat, -scores))[:max_candidates]
+    ys, xs, ks, scores = ys[order], xs[order], ks[order], scores[order]
+    at = summed[:, ys, xs, ks]  # (3, N)
+    positions = np.stack([at[1] / at[0], at[2] / at[0]], axis=-1).reshape(-1, 2)
+    snap = np.array([bilinear_sample(short_offsets[:, :, k], p) for p, k in zip(positions, ks)]).reshape(-1, 2)
+    return positions + np.clip(snap, -stride, stride), ks, scores
 
 
 def bfs_edges(seed):
@@ -246,6 +285,26 @@ def expected_oks(votes, heat, points, present, scale, oks_radius):
     return scores
 
 
+def expected_oks_grid(moments, stride, heat, points, present, scale, oks_radius):
+    """expected_oks on the grid: every node's mass at its vote centroid, the nodes whose centroid lies in the
+    (2 oks_radius + 1)^2 square around the rounded keypoint."""
+    kappas = 2.0 * COCO_OKS_SIGMAS
+    mass = moments[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx, cy = moments[1] / mass, moments[2] / mass
+    scores = np.zeros(NUM_KEYPOINTS)
+    for k in range(NUM_KEYPOINTS):
+        if not present[k]:
+            continue
+        centre = np.round(points[k])
+        near = ((mass[..., k] > 0) & (np.abs(cx[..., k] - centre[0]) <= oks_radius)
+                & (np.abs(cy[..., k] - centre[1]) <= oks_radius))
+        d2 = (cx[..., k][near] - points[k, 0]) ** 2 + (cy[..., k][near] - points[k, 1]) ** 2
+        total = np.sum(mass[..., k][near] * np.exp(-d2 / (2.0 * (scale * kappas[k]) ** 2)))
+        scores[k] = heat[k] * min(total, 1.0)
+    return scores
+
+
 def soft_nms_scores(points, keypoint_scores, present, nms_radius):
     """points (P, 17, 2) in detection order -> (P,)."""
     out = np.zeros(len(points))
@@ -259,41 +318,65 @@ def soft_nms_scores(points, keypoint_scores, present, nms_radius):
     return out
 
 
-def instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, mask_threshold, seg_threshold):
-    """Nearest person in the long-range embedding; every pixel against every person. -> (P, H, W) bool."""
+def instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, mask_threshold, seg_threshold,
+                   stride=1):
+    """Nearest person in the long-range embedding; every pixel against every person. -> (P, H, W) bool. With
+    stride s the owner is decided at one pixel per s x s block (min(s i + s // 2, size - 1)) for the block."""
     height, width = segmentation.shape
-    embedding = _grid(height, width)[:, :, None, :] + long_offsets  # (H, W, 17, 2)
+    rows = np.minimum(np.arange(-(-height // stride)) * stride + stride // 2, height - 1)
+    cols = np.minimum(np.arange(-(-width // stride)) * stride + stride // 2, width - 1)
+    grid = _grid(height, width)[rows][:, cols]
+    embedding = grid[:, :, None, :] + long_offsets[rows][:, cols]  # (gh, gw, 17, 2)
     num = len(points)
-    distance = np.full((num, height, width), np.inf)
+    distance = np.full((num, len(rows), len(cols)), np.inf)
     for j in range(num):
         total = keypoint_scores[j].sum()
         if total <= 0:
             continue
-        d = np.zeros((height, width))
+        d = np.zeros((len(rows), len(cols)))
         for k in range(NUM_KEYPOINTS):
             if keypoint_scores[j, k] > 0:
                 d += keypoint_scores[j, k] * np.linalg.norm(embedding[:, :, k] - points[j, k], axis=-1)
         distance[j] = d / (total * scales[j])
     masks = np.zeros((num, height, width), bool)
     if num:
-        owner = np.argmin(distance, axis=0)
-        assigned = (segmentation > seg_threshold) & (np.min(distance, axis=0) < mask_threshold)
+        owner, best = np.argmin(distance, axis=0), np.min(distance, axis=0)
+        if stride > 1:  # a block without an owner takes its best 3 x 3 neighbour's decision
+            new_owner, new_best = owner.copy(), best.copy()
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    if best[i, j] < mask_threshold:
+                        continue
+                    new_best[i, j] = np.inf  # the first minimum in row-major order, itself included
+                    for di in (-1, 0, 1):
+                        for dj in (-1, 0, 1):
+                            a, b = i + di, j + dj
+                            if 0 <= a < len(rows) and 0 <= b < len(cols) and best[a, b] < new_best[i, j]:
+                                new_owner[i, j], new_best[i, j] = owner[a, b], best[a, b]
+            owner, best = new_owner, new_best
+        block_y, block_x = np.arange(height) // stride, np.arange(width) // stride
+        owner = owner[block_y][:, block_x]
+        close = (best < mask_threshold)[block_y][:, block_x]
+        assigned = (segmentation > seg_threshold) & close
         masks = (owner[None] == np.arange(num)[:, None, None]) & assigned[None]
     return masks
 
 
 def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
     """One image, numpy in and out; the same outputs (and padding to max_people) as personlab.decode."""
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown options {sorted(unknown)}")
-    o = {**DEFAULTS, **options}
+    o = decode_options(**options)
     heatmaps = np.asarray(heatmaps, np.float64)
     short = np.asarray(short_offsets, np.float64)
     height, width = heatmaps.shape[:2]
-    votes = hough_votes(heatmaps, short, o["radius"])
-    smoothed = smooth(votes, o["hough_sigma"])
-    positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+    stride = int(o["hough_stride"])
+    if stride == 1:
+        votes = hough_votes(heatmaps, short, o["radius"])
+        smoothed = smooth(votes, o["hough_sigma"])
+        positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+    else:
+        moments = hough_grid(heatmaps, short, o["radius"], stride)
+        positions, types, _ = grid_peaks(moments, o["peak_threshold"], o["max_candidates"], o["hough_sigma"],
+                                         stride, short)
     mid = refine_mid_offsets(mid_offsets, short, o["refine_steps"])
     complete = None
     if long_offsets is not None and o["complete_from_long"]:
@@ -307,8 +390,12 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     points = np.array([p[0] for p in people]).reshape(num, NUM_KEYPOINTS, 2)
     present = np.array([p[2] for p in people]).reshape(num, NUM_KEYPOINTS)
     scales = np.array([person_scale(p[0], p[2], o["min_scale"]) for p in people])
-    keypoint_scores = np.array([expected_oks(votes, p[3], p[0], p[2], s, o["oks_radius"])
-                                for p, s in zip(people, scales)]).reshape(num, NUM_KEYPOINTS)
+    if stride == 1:
+        keypoint_scores = [expected_oks(votes, p[3], p[0], p[2], s, o["oks_radius"]) for p, s in zip(people, scales)]
+    else:
+        keypoint_scores = [expected_oks_grid(moments, stride, p[3], p[0], p[2], s, o["oks_radius"])
+                           for p, s in zip(people, scales)]
+    keypoint_scores = np.array(keypoint_scores).reshape(num, NUM_KEYPOINTS)
     scores = soft_nms_scores(points, keypoint_scores, present, o["nms_radius"])
     order = np.argsort(-scores, kind="stable")
     points, present, scales = points[order], present[order], scales[order]
@@ -333,6 +420,6 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
             long = refine_long_offsets(long, short, o["refine_steps"])
         masks = np.zeros((cap, height, width), bool)
         masks[:num] = instance_masks(long, np.asarray(segmentation, np.float64), points, keypoint_scores, scales,
-                                     o["mask_threshold"], o["seg_threshold"])
+                                     o["mask_threshold"], o["seg_threshold"], int(o["mask_stride"]))
         out["masks"] = masks
     return out
