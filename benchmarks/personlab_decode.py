@@ -2,7 +2,7 @@
 (jhuman.ops.personlab_reference) on the same inputs, in the same run.
 
   python benchmarks/personlab_decode.py                        # all cases, medians of several calls
-  python benchmarks/personlab_decode.py --cases 401 --repeats 20 --reference_repeats 3
+  python benchmarks/personlab_decode.py --cases 401 --repeats 20 --reference_repeats 3 --modes grid
 
 Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images (vmapped decode); '1080p' one
 1080x1920 image with 40 people. Inputs are PERFECT network outputs of hand-made people (heatmap disks of radius
@@ -12,6 +12,13 @@ is decoded: Hough voting, smoothing, peaks, greedy grouping, expected-OKS and pe
 Times exclude compilation (one warm-up call) and include the device -> host copy of the results; the median
 of `repeats` calls is reported. The decoder's own check: people found and the worst keypoint error against
 the truth.
+
+Modes: 'grid' = the decoder's defaults (Hough votes sampled every hough_stride = R / 4 = 8 px onto an 8 px grid,
+masks decided per 4 x 4 block; see jhuman.ops.hough.hough_grid and grouping.assign_instance_masks); 'exact' =
+hough_stride = mask_stride = 1 (Eq. (1) at every pixel, every pixel's mask decision, as the port computes).
+The numpy reference runs with the same options as the jax row above it. Both decode the outputs of a model
+that refines its offsets itself (refine_steps=0: the paper's network, the port's model and jhuman's full
+config do the recurrent refinement inside the network, so it is not post-processing).
 
 Memory: XLA on CPU allocates its big buffers fresh on every call, and in a VM first-touch page faults of
 4 kB pages cost as much as the arithmetic (a 1080p Hough map is 141 MB; about 0.45 ms per MB here). By
@@ -59,6 +66,7 @@ CASES = {
     "401x4": (401, 401, 5, 4, (55.0, 80.0), {"max_people": 30, "max_candidates": 256}),
     "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {"max_people": 64, "max_candidates": 1024}),
 }
+MODES = {"grid": {}, "exact": {"hough_stride": 1, "mask_stride": 1}}
 TEMPLATE = np.array([
     [0.0, -0.88], [-0.07, -0.93], [0.07, -0.93], [-0.16, -0.9], [0.16, -0.9], [-0.27, -0.66], [0.27, -0.66],
     [-0.36, -0.3], [0.36, -0.3], [-0.42, 0.05], [0.42, 0.05], [-0.16, 0.02], [0.16, 0.02], [-0.18, 0.46],
@@ -146,7 +154,7 @@ def worst_error(keypoints, valid, people):
     return float(errors.min(1).max())
 
 
-def bench_case(name, repeats, reference_repeats, seed=0):
+def bench_case(name, repeats, reference_repeats, modes, seed=0):
     height, width, num, batch, half_height, options = CASES[name]
     rng = np.random.default_rng(seed)
     images, truth = [], []
@@ -157,39 +165,44 @@ def bench_case(name, repeats, reference_repeats, seed=0):
         images.append(noisy(perfect_outputs(people, height, width, RADIUS), rng))
     print(f"[{name}] inputs built in {time.perf_counter() - t:.1f} s", flush=True)
     arrays = [jnp.asarray(np.stack(a) if batch > 1 else a[0]) for a in zip(*images)]
-    opts = {**options, "radius": RADIUS}
+    rows = []
+    for mode in modes:
+        opts = {**options, "radius": RADIUS, "refine_steps": 0, **MODES[mode]}
+        resolved = personlab.decode_options(**opts)
+        strides = f"{resolved['hough_stride']}/{resolved['mask_stride']}"
 
-    def run_jax():
-        return jax.device_get(personlab.decode(*arrays, **opts))
+        def run_jax():
+            return jax.device_get(personlab.decode(*arrays, **opts))
 
-    t = time.perf_counter()
-    out = run_jax()
-    compile_s = time.perf_counter() - t
-    times = time_calls(run_jax, repeats, warmup=1)
-    outs = [out] if batch == 1 else [{k: v[i] for k, v in out.items()} for i in range(batch)]
-    found = [int(o["num_people"]) for o in outs]
-    error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth))
-    jax_s = statistics.median(times)
-    rows = [{"case": name, "image": f"{height}x{width}", "people": num, "batch": batch, "impl": "jax",
-             "median_s": jax_s, "per_image_s": jax_s / batch, "min_s": min(times), "compile_s": compile_s,
-             "found": "/".join(map(str, found)), "max_err_px": error, "repeats": repeats,
-             "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch)}]
-    if reference_repeats > 0:
-        ref_times = []
-        for _ in range(reference_repeats):
-            t = time.perf_counter()
-            ref_outs = [personlab_reference.decode(*image, **opts) for image in images]
-            ref_times.append(time.perf_counter() - t)
-        ref_s = statistics.median(ref_times)
-        ref_error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth))
-        rows.append({"case": name, "image": f"{height}x{width}", "people": num, "batch": batch,
-                     "impl": "numpy reference", "median_s": ref_s, "per_image_s": ref_s / batch,
-                     "min_s": min(ref_times), "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
-                     "max_err_px": ref_error, "repeats": reference_repeats,
-                     "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch)})
-        rows[0]["speedup_vs_reference"] = ref_s / jax_s
-    for row in rows:
-        print(f"[{name}] {row['impl']}: {row['median_s']:.4f} s (median of {row['repeats']})", flush=True)
+        t = time.perf_counter()
+        out = run_jax()
+        compile_s = time.perf_counter() - t
+        times = time_calls(run_jax, repeats, warmup=1)
+        outs = [out] if batch == 1 else [{k: v[i] for k, v in out.items()} for i in range(batch)]
+        found = [int(o["num_people"]) for o in outs]
+        error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth))
+        jax_s = statistics.median(times)
+        common = {"case": name, "image": f"{height}x{width}", "people": num, "batch": batch, "mode": mode,
+                  "strides": strides}
+        row = {**common, "impl": "jax", "median_s": jax_s, "per_image_s": jax_s / batch, "min_s": min(times),
+               "compile_s": compile_s, "found": "/".join(map(str, found)), "max_err_px": error,
+               "repeats": repeats, "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch)}
+        rows.append(row)
+        print(f"[{name}] jax {mode}: {jax_s:.4f} s (median of {repeats})", flush=True)
+        if reference_repeats > 0:
+            ref_times = []
+            for _ in range(reference_repeats):
+                t = time.perf_counter()
+                ref_outs = [personlab_reference.decode(*image, **opts) for image in images]
+                ref_times.append(time.perf_counter() - t)
+            ref_s = statistics.median(ref_times)
+            ref_error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth))
+            rows.append({**common, "impl": "numpy reference", "median_s": ref_s, "per_image_s": ref_s / batch,
+                         "min_s": min(ref_times), "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
+                         "max_err_px": ref_error, "repeats": reference_repeats,
+                         "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch)})
+            row["speedup_vs_reference"] = ref_s / jax_s
+            print(f"[{name}] numpy reference {mode}: {ref_s:.4f} s (median of {reference_repeats})", flush=True)
     return rows
 
 
@@ -198,6 +211,7 @@ def main(argv=None):
     parser.add_argument("--cases", default="401,401x4,1080p", help=f"comma-separated, of {sorted(CASES)}")
     parser.add_argument("--repeats", type=int, default=10, help="timed jax calls per case (median reported)")
     parser.add_argument("--reference_repeats", type=int, default=1, help="numpy reference calls (0: skip)")
+    parser.add_argument("--modes", default="grid,exact", help=f"comma-separated, of {sorted(MODES)}")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/personlab_decode.json)")
     parser.add_argument("--malloc", choices=("hugetlb", "default"), default="hugetlb",
                         help="hugetlb: re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see the docstring)")
@@ -209,12 +223,13 @@ def main(argv=None):
     malloc = "hugetlb" if "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") else "default"
     rows = []
     for name in args.cases.split(","):
-        rows += bench_case(name.strip(), args.repeats, args.reference_repeats)
+        rows += bench_case(name.strip(), args.repeats, args.reference_repeats,
+                           [m.strip() for m in args.modes.split(",")])
     for row in rows:
         row["malloc"] = malloc
     report("personlab_decode", rows,
-           ["case", "image", "people", "batch", "impl", "malloc", "median_s", "per_image_s", "min_s", "compile_s",
-            "found", "max_err_px", "speedup_vs_reference", "speedup_vs_port"], args.output)
+           ["case", "image", "people", "batch", "mode", "strides", "impl", "malloc", "median_s", "per_image_s",
+            "min_s", "compile_s", "found", "max_err_px", "speedup_vs_reference", "speedup_vs_port"], args.output)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,14 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     """`decode` for one image (no batch axis), not jitted: (H, W, 17), (H, W, 17, 2), (H, W, 32, 2),
     optional (H, W, 17, 2) and (H, W) -> the dict described in the module docstring."""
     o = decode_options(**options)
+    out = _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, **o)
+    return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
+
+
+def _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
+    """`decode_single` up to the masks: with long offsets and segmentation the dict holds 'mask_owners'
+    (gh, gw), the person of each mask_stride block (`grouping.block_owners`), instead of 'masks'."""
+    o = decode_options(**options)
     heatmaps = jnp.asarray(heatmaps, jnp.float32)
     short = jnp.asarray(short_offsets, jnp.float32)
     mid = jnp.asarray(mid_offsets, jnp.float32)
@@ -178,23 +186,36 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
         long = jnp.asarray(long_offsets, jnp.float32)
         if o["refine_steps"] > 0 and o["refine_long"]:
             long = offsets_lib.refine_long_offsets(long, short, o["refine_steps"])
-        out["masks"] = grouping.assign_instance_masks(
+        out["mask_owners"] = grouping.block_owners(
             long, segmentation, points, keypoint_scores, scales, valid, o["mask_threshold"],
             o["seg_threshold"], o["mask_stride"], o["mask_tile"], o["mask_candidates"])
     return out
 
 
+def _expand_masks(out, segmentation, o):
+    """Replaces out['mask_owners'] (the per-block owners, [B,] gh, gw) by out['masks'] ([B,] P, H, W). The owners
+    are `grouping.stored` first (a cond on the whole batch: under vmap a per-image predicate would become a
+    select, and XLA would recompute the owners for every mask pixel)."""
+    out = dict(out)
+    owners = grouping.stored(out.pop("mask_owners"), jnp.any(out["valid"]))
+    expand = functools.partial(grouping.owners_to_masks, num_people=o["max_people"],
+                               seg_threshold=o["seg_threshold"], stride=o["mask_stride"])
+    out["masks"] = expand(owners, segmentation) if owners.ndim == 2 else jax.vmap(expand)(owners, segmentation)
+    return out
+
+
 @functools.partial(jax.jit, static_argnames=("options",))
 def _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, options):
-    options = dict(options)
-    mode = options["batch_mode"]
-    fn = functools.partial(decode_single, **options)
+    o = dict(options)
+    fn = functools.partial(_decode_people, **o)
     inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
     if heatmaps.ndim == 3:
-        return fn(*inputs)
-    if mode == "map" or (mode == "auto" and jax.default_backend() == "cpu"):
-        return jax.lax.map(lambda example: fn(*example), inputs)
-    return jax.vmap(fn)(*inputs)
+        out = fn(*inputs)
+    elif o["batch_mode"] == "map":
+        out = jax.lax.map(lambda example: fn(*example), inputs)
+    else:
+        out = jax.vmap(fn)(*inputs)
+    return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 
 def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):

@@ -147,19 +147,19 @@ def hough_grid(heatmaps, short_offsets, radius, stride):
     ys, xs = np.arange(o, height, s), np.arange(o, width, s)
     ny, nx = len(ys) + 2, len(xs) + 2
     out = np.zeros((3, ny, nx, num_keypoints))
+    vy, vx = np.meshgrid(ys, xs, indexing="ij")
     for k in range(num_keypoints):
-        for i, y in enumerate(ys):
-            for j, x in enumerate(xs):
-                zx, zy = x + short[y, x, k, 0], y + short[y, x, k, 1]
-                if not (0 <= zx <= width - 1 and 0 <= zy <= height - 1):
-                    continue
-                mass = heatmaps[y, x, k] * s * s / (math.pi * radius * radius)
-                ux, uy = (zx - o) / s + 1, (zy - o) / s + 1
-                bx, by = int(np.floor(ux)), int(np.floor(uy))
-                fx, fy = ux - bx, uy - by
-                for dy, wy in ((0, 1 - fy), (1, fy)):
-                    for dx, wx in ((0, 1 - fx), (1, fx)):
-                        out[:, by + dy, bx + dx, k] += mass * wx * wy * np.array([1.0, zx, zy])
+        zx, zy = vx + short[vy, vx, k, 0], vy + short[vy, vx, k, 1]
+        inside = (zx >= 0) & (zx <= width - 1) & (zy >= 0) & (zy <= height - 1)
+        zx, zy = zx[inside], zy[inside]
+        mass = heatmaps[vy, vx, k][inside] * s * s / (math.pi * radius * radius)
+        ux, uy = (zx - o) / s + 1, (zy - o) / s + 1
+        bx, by = np.floor(ux).astype(np.int64), np.floor(uy).astype(np.int64)
+        fx, fy = ux - bx, uy - by
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                for v, value in enumerate((mass, mass * zx, mass * zy)):
+                    np.add.at(out[v, :, :, k], (by + dy, bx + dx), value * wx * wy)
     return out
 
 

@@ -172,6 +172,29 @@ def test_hough_votes_peak_at_the_keypoints(scene):
         assert np.linalg.norm(positions[valid & (types == k)] - people[j, k, :2], axis=-1).min() < 0.5
 
 
+@pytest.mark.parametrize("stride", [2, 4, 5])
+def test_hough_grid_keeps_the_vote_mass_and_places_peaks_at_the_keypoints(scene, stride):
+    people, _, (heatmaps, short, *_) = scene
+    moments = np.asarray(jax.jit(hough.hough_grid, static_argnums=(2, 3))(heatmaps, short, RADIUS, stride))
+    want = reference.hough_grid(heatmaps, short, RADIUS, stride)
+    np.testing.assert_allclose(moments, want, rtol=1e-4, atol=1e-3)
+    # every vote landing inside the image is kept, with weight stride^2 (each voter stands for its block)
+    o = stride // 2
+    p, s = heatmaps[o::stride, o::stride], short[o::stride, o::stride]
+    ys, xs = np.mgrid[o:HEIGHT:stride, o:WIDTH:stride]
+    zx, zy = xs[..., None] + s[..., 0], ys[..., None] + s[..., 1]
+    inside = (zx >= 0) & (zx <= WIDTH - 1) & (zy >= 0) & (zy <= HEIGHT - 1)
+    total = (p * inside).sum((0, 1)) * stride ** 2 / (np.pi * RADIUS ** 2)
+    np.testing.assert_allclose(moments[0].sum((0, 1)), total, rtol=1e-4)
+    # a perfect keypoint: ~1 of mass, its votes' centroid is the keypoint, the candidate sits on it
+    positions, types, scores, valid = jax.device_get(hough.grid_peaks(moments, stride, 0.01, 200, 2.0, short))
+    for j, k in zip(*np.nonzero(people[..., 2] > 0)):
+        d = np.linalg.norm(positions[valid & (types == k)] - people[j, k, :2], axis=-1)
+        assert d.min() < 1e-3, (j, k, d.min())
+    ref_positions, ref_types, _ = reference.grid_peaks(want, 0.01, 200, 2.0, stride, short)
+    assert valid.sum() == len(ref_types)
+
+
 def test_two_stage_top_k_equals_full_top_k():
     rng = np.random.default_rng(1)
     values = rng.uniform(0, 1, (150, 170, 17)).astype(np.float32)
