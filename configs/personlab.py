@@ -53,6 +53,8 @@ def get_config(arg=None):
         "nms_radius": 4.0 if tiny else 10.0,
         "peak_threshold": 0.01,
         "hough_sigma": 1.0 if tiny else 2.0,
+        "hough_stride": 0,  # 0: automatic (radius // 4: 2 tiny, 8 full); 1: the paper's every-pixel voting
+        "mask_stride": 0,  # 0: automatic (hough_stride // 2); 1: every pixel's own mask decision
         "mask_threshold": 0.25,
         "seg_threshold": 0.5,
     })

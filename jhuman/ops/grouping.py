@@ -46,8 +46,9 @@ known before the masks, and it is never inflated by missing keypoints (the ports
 Instance masks (Sec. 3.5): G_k(x) = x + L_k(x); distance of pixel x to person j
     D_j(x) = sum_k s_{j,k} ||G_k(x) - y_{j,k}|| / (sum_k s_{j,k} * lambda_j),
 and a foreground pixel (segmentation > seg_threshold) joins argmin_j D_j if that minimum is < mask_threshold
-(0.25). Exact but pruned per tile by a lower bound (see `assign_instance_masks`): a pixel is only compared
-with the few people whose keypoints its tile's embeddings can reach, and padding people cost nothing.
+(0.25). Decided per mask_stride x mask_stride block at its centre (stride 1: per pixel), each tile of blocks
+compared only with the few people whose keypoints its embeddings can reach (a lower bound picks them; see
+`block_owners`), all tiles at once.
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ split by the bilinear weights, which sum to 1). Peaks are then found on the
 Gaussian-smoothed map (the public ports use sigma = 2) as 3x3 local maxima above a threshold, and ALL keypoint
 types go into one candidate queue in descending score.
 
-Shapes: heatmaps (H, W, K), short offsets (H, W, K, 2) (x, y) pixels, one image (vmap for a batch).
+The coarse grid (`hough_grid`, `grid_peaks`; the decoder's default for R >= 8): the same votes sampled every
+`stride` pixels (weight stride^2) and splatted bilinearly onto nodes `stride` pixels apart, each node also
+summing its votes' first moments, so a candidate sits at the centroid of the votes around it instead of on an
+integer pixel; s^2 fewer votes (the scatter-add dominated the decoder). See jhuman.ops.personlab for why and
+what it costs in accuracy (measured).
+
+Shapes: heatmaps (H, W, K), short offsets (H, W, K, 2) (x, y) pixels, one image (vmap for a batch;
+`hough_grid` also takes leading batch axes).
 """
 
 from __future__ import annotations
@@ -75,8 +82,8 @@ def grid_size(size: int, stride: int) -> int:
 
 
 def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
-    """Eq. (1) on a coarse grid (stride > 1): (H, W, K), (H, W, K, 2) -> moments (3, Ny, Nx, K) float32:
-    the vote mass and its first moments in x and y at the nodes, Ny = grid_size(H, stride) + 2 (likewise Nx).
+    """Eq. (1) on a coarse grid (stride > 1): ([B,] H, W, K), ([B,] H, W, K, 2) -> moments ([B,] 3, Ny, Nx, K)
+    float32: the vote mass and its first moments in x and y at the nodes, Ny = grid_size(H, stride) + 2.
 
     Voters: the pixels (o + s i, o + s j), o = grid_offset(s), each standing for the s x s pixels around it
     (weight s^2). Nodes: the same positions plus one ring outside, node (a, b) at pixel (o + s (b - 1),
@@ -87,10 +94,12 @@ def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
     (a windowed scatter is ~4x slower per value on CPU), over s^2 fewer votes than Eq. (1) on every pixel.
     """
     s, o = int(stride), grid_offset(stride)
-    height, width, num_keypoints = heatmaps.shape
-    p = jnp.asarray(heatmaps, jnp.float32)[o::s, o::s]  # (hv, wv, K) voters
-    short = jnp.asarray(short_offsets, jnp.float32)[o::s, o::s]
-    hv, wv = p.shape[:2]
+    *batch, height, width, num_keypoints = heatmaps.shape
+    images = math.prod(batch)  # leading batch axes: one scatter for all (vmap would add an index column)
+    p = jnp.asarray(heatmaps, jnp.float32).reshape(images, height, width, num_keypoints)[:, o::s, o::s]
+    short = jnp.asarray(short_offsets, jnp.float32).reshape(images, height, width, num_keypoints, 2)
+    short = short[:, o::s, o::s]  # (B, hv, wv, K, 2) the voters
+    hv, wv = p.shape[1:3]
     ny, nx = hv + 2, wv + 2
     ys = (o + s * jnp.arange(hv, dtype=jnp.float32))[:, None, None]
     xs = (o + s * jnp.arange(wv, dtype=jnp.float32))[None, :, None]
@@ -106,10 +115,12 @@ def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
     shifts = (0, num_keypoints, nx * num_keypoints, (nx + 1) * num_keypoints)
     weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
     values = (mass, mass * zx, mass * zy)
+    corner = corner + (3 * plane) * jnp.arange(images, dtype=jnp.int32)[:, None, None, None]
     index = jnp.stack([corner + shift + v * plane for v in range(3) for shift in shifts])
     update = jnp.stack([value * weight for value in values for weight in weights])
-    acc = jnp.zeros(3 * plane, jnp.float32).at[index.reshape(-1)].add(update.reshape(-1), mode="promise_in_bounds")
-    return acc.reshape(3, ny, nx, num_keypoints)
+    acc = jnp.zeros(images * 3 * plane, jnp.float32)
+    acc = acc.at[index.reshape(-1)].add(update.reshape(-1), mode="promise_in_bounds")
+    return acc.reshape(*batch, 3, ny, nx, num_keypoints)
 
 
 def box3(x):
@@ -123,24 +134,44 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
     """Keypoint candidates of all types in one queue from `hough_grid` moments (3, Ny, Nx, K), best first: the
     same outputs as `find_peaks` (positions (N, 2), types, scores, valid).
 
-    Score of a node: the vote mass of its 3 x 3 nodes (all of a point's bilinear share lies there), divided by
-    2 pi sigma^2: the value a Gaussian of std sigma gives to that mass at its centre, i.e. the scale of the
-    full-resolution smoothed map, so `peak_threshold` means the same at every stride (sigma <= 0: the mass).
-    Peaks: 3 x 3 local maxima of the score above the threshold. Position: the centroid of the votes held by
-    the 3 x 3 nodes (their summed first moments / mass): sub-pixel, from all the votes, not from one pixel.
+    Peaks: nodes holding the most mass of their 3 x 3 nodes. Position: the centroid y of the votes held by
+    those 3 x 3 nodes (their summed first moments / mass), then moved by the short-range offset there (clipped
+    to +-stride): sub-pixel, from all the votes. Score: what the full-resolution map smoothed with a Gaussian of
+    std sigma holds at y, each of the 3 x 3 nodes' mass counted at its own votes' centroid c,
+    sum m exp(-|c - y|^2 / 2 sigma^2) / (2 pi sigma^2), so `peak_threshold` means the same at every stride
+    and diffuse votes score low as they do there (sigma <= 0: the 3 x 3 mass). Computed for the
+    max_candidates peaks with the largest upper bound (3 x 3 mass / (2 pi sigma^2) > threshold), which are then
+    thresholded and ordered by the score (ties by index).
     """
     summed = box3(jnp.moveaxis(moments, 0, -1))  # (Ny, Nx, K, 3)
     mass = summed[..., 0]
-    score = mass / (2.0 * math.pi * sigma * sigma) if sigma > 0 else mass
-    ny, nx, num_keypoints = score.shape
+    norm = 2.0 * math.pi * sigma * sigma if sigma > 0 else 1.0
+    ny, nx, num_keypoints = mass.shape
     pooled = lax.reduce_window(moments[0], -jnp.inf, lax.max, (3, 3, 1), (1, 1, 1), "SAME")
-    masked = jnp.where((moments[0] >= pooled) & (score > threshold), score, -1.0)
+    masked = jnp.where((moments[0] >= pooled) & (mass / norm > threshold), mass / norm, -1.0)
     k = min(int(max_candidates), ny * nx * num_keypoints)
-    scores, flat = top_k_peaks(masked, k)
-    valid = scores > threshold
+    bounds, flat = top_k_peaks(masked, k)
     at = summed.reshape(-1, 3)[flat]  # (k, 3)
-    positions = at[:, 1:] / jnp.maximum(at[:, :1], 1e-30)
+    positions = at[:, 1:] / jnp.maximum(at[:, :1], 1e-30)  # the 3 x 3 centroid
     types = (flat % num_keypoints).astype(jnp.int32)
+    if sigma > 0:
+        node = flat // num_keypoints
+        d = jnp.arange(-1, 2, dtype=jnp.int32)
+        ay = (node // nx)[:, None, None] + d[None, :, None]  # (k, 3, 1)
+        ax = (node % nx)[:, None, None] + d[None, None, :]  # (k, 1, 3)
+        inside = (ay >= 0) & (ay < ny) & (ax >= 0) & (ax < nx)
+        index = (jnp.clip(ay, 0, ny - 1) * nx + jnp.clip(ax, 0, nx - 1)) * num_keypoints + types[:, None, None]
+        near = moments.reshape(3, -1)[:, index]  # (3, k, 3, 3)
+        m = jnp.where(inside, near[0], 0.0)
+        own = near[1:] / jnp.maximum(near[0], 1e-30)  # (2, k, 3, 3) each node's centroid
+        d2 = jnp.sum(jnp.square(own - positions.T[:, :, None, None]), axis=0)
+        scores = jnp.sum(m * jnp.exp(-d2 / (2.0 * sigma * sigma)), axis=(1, 2)) / norm
+        scores = jnp.where(bounds > threshold, scores, -1.0)
+        order = jnp.lexsort((flat, -scores))  # by score, ties by flat index
+        scores, positions, types = scores[order], positions[order], types[order]
+    else:
+        scores = bounds
+    valid = scores > threshold
     if short_offsets is not None:
         short = jnp.asarray(short_offsets, jnp.float32)
         snap = offsets_lib.bilinear_sample(short, positions, types)

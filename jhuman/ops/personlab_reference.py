@@ -164,18 +164,34 @@ def hough_grid(heatmaps, short_offsets, radius, stride):
 
 
 def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets):
-    """Nodes holding the most mass of their 3 x 3 nodes, scored by that 3 x 3 mass / (2 pi sigma^2), placed at
-    the 3 x 3 vote centroid, then moved by the short-range offset there (clipped to +-stride)."""
+    """Nodes holding the most mass of their 3 x 3 nodes whose 3 x 3 mass / (2 pi sigma^2) > threshold, the
+    max_candidates largest; placed at the 3 x 3 vote centroid y and scored by sum m exp(-|c - y|^2 / 2 sigma^2)
+    / (2 pi sigma^2) over those nodes (c: each node's own centroid), kept if above the threshold, ordered by it;
+    then moved by the short-range offset at y (clipped to +-stride)."""
     summed = np.stack([scipy.ndimage.correlate(m, np.ones((3, 3, 1)), mode="constant") for m in moments])
-    score = summed[0] / (2 * math.pi * sigma * sigma) if sigma > 0 else summed[0]
+    norm = 2 * math.pi * sigma * sigma if sigma > 0 else 1.0
     pooled = scipy.ndimage.maximum_filter(moments[0], size=(3, 3, 1), mode="constant", cval=-np.inf)
-    ys, xs, ks = np.nonzero((moments[0] >= pooled) & (score > threshold))
-    scores = score[ys, xs, ks]
-    flat = (ys * score.shape[1] + xs) * score.shape[2] + ks
-    order = np.lexsort((flat, -scores))[:max_candidates]
-    ys, xs, ks, scores = ys[order], xs[order], ks[order], scores[order]
-    at = summed[:, ys, xs, ks]  # (3, N)
-    positions = np.stack([at[1] / at[0], at[2] / at[0]], axis=-1).reshape(-1, 2)
+    ny, nx, num_keypoints = moments[0].shape
+    ys, xs, ks = np.nonzero((moments[0] >= pooled) & (summed[0] / norm > threshold))
+    bounds = summed[0, ys, xs, ks] / norm
+    flat = (ys * nx + xs) * num_keypoints + ks
+    order = np.lexsort((flat, -bounds))[:max_candidates]
+    ys, xs, ks, flat, scores = ys[order], xs[order], ks[order], flat[order], bounds[order]
+    positions = np.stack([summed[1, ys, xs, ks] / summed[0, ys, xs, ks],
+                          summed[2, ys, xs, ks] / summed[0, ys, xs, ks]], axis=-1).reshape(-1, 2)
+    if sigma > 0:
+        scores = np.zeros(len(ys))
+        for n, (y, x, k) in enumerate(zip(ys, xs, ks)):
+            for a in range(max(y - 1, 0), min(y + 2, ny)):
+                for b in range(max(x - 1, 0), min(x + 2, nx)):
+                    m = moments[0, a, b, k]
+                    if m > 0:
+                        d2 = np.sum((moments[1:, a, b, k] / m - positions[n]) ** 2)
+                        scores[n] += m * math.exp(-d2 / (2 * sigma * sigma))
+        scores /= norm
+        keep = np.lexsort((flat, -scores))
+        keep = keep[scores[keep] > threshold]
+        positions, ks, scores = positions[keep], ks[keep], scores[keep]
     snap = np.array([bilinear_sample(short_offsets[:, :, k], p) for p, k in zip(positions, ks)]).reshape(-1, 2)
     return positions + np.clip(snap, -stride, stride), ks, scores
 
