@@ -250,12 +250,15 @@ def test_batched_decode_equals_single_images(scene, decoded):
     second = perfect_outputs(other, masks=person_masks(other))
     batch = [np.stack([a, b]) for a, b in zip(outputs, second)]
     single = jax.device_get(personlab.decode(*second, **OPTIONS))
-    for mode in ("vmap", "map"):  # (the default 'auto' is 'map' on CPU)
-        out = jax.device_get(personlab.decode(*batch, **OPTIONS, batch_mode=mode))
+    exact = {"hough_stride": 1, "mask_stride": 1}
+    first_exact, second_exact = (jax.device_get(personlab.decode(*o, **OPTIONS, **exact)) for o in (outputs, second))
+    for mode, strides, want in (("auto", {}, (decoded, single)), ("map", {}, (decoded, single)),
+                                ("auto", exact, (first_exact, second_exact))):  # auto = vmap
+        out = jax.device_get(personlab.decode(*batch, **OPTIONS, **strides, batch_mode=mode))
         assert out["keypoints"].shape == (2, 8, 17, 3) and out["masks"].shape == (2, 8, HEIGHT, WIDTH)
         for key in ("keypoints", "scores", "valid", "keypoint_valid", "num_people", "masks"):
-            np.testing.assert_allclose(out[key][0], decoded[key], atol=1e-5, err_msg=f"{mode} {key}")
-            np.testing.assert_allclose(out[key][1], single[key], atol=1e-5, err_msg=f"{mode} {key}")
+            for i in range(2):
+                np.testing.assert_allclose(out[key][i], want[i][key], atol=1e-5, err_msg=f"{mode} {strides} {key}")
 
 
 def test_missing_keypoints_are_flagged_never_at_the_origin():
