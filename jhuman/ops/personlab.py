@@ -33,9 +33,9 @@ the two at strides 1/1, 4/2 and 8/4).
 
 Why a grid (where we differ from the paper's decoder, and why): Eq. (1) at every pixel of a 401x401 image is
 2.7 M bilinear votes, and at 1080p 35 M; on 2 CPU cores that alone measured ~20 ms / ~0.5 s (scatter and its
-inputs), 3x / 2x the whole budget of a decoder 50x faster than the port (7 ms / 0.26 s). The network predicts its maps at output stride 8 and
-upsamples them bilinearly, so neighbouring pixels vote almost alike: sampling every s-th pixel (weight s^2)
-keeps the vote mass, and the votes' centroid + one short-range snap keeps positions sub-pixel. Decided per 4x4
+inputs), 3x / 2x the whole budget of a decoder 50x faster than the port (7 ms / 0.26 s). The network
+predicts its maps at output stride 8 and upsamples them bilinearly, so neighbouring pixels vote almost alike:
+sampling every s-th pixel (weight s^2) keeps the vote mass, and the votes' centroid + one short-range snap keeps positions sub-pixel. Decided per 4x4
 block, the masks keep per-pixel foreground. Measured on ground-truth outputs of synthetic COCO scenes (384 px
 crops, R = 32; tests/tasks/test_personlab.py's oracle): keypoint AP 0.9979 at strides 8/4 and 1/1 alike, segm AP
 0.917 vs 0.943 (the blocks' edges between touching people); R = 10, 192 px: 0.9979 / 0.9505 at 2/1 and 1/1
@@ -48,7 +48,8 @@ Public API (DESIGN.md): `KEYPOINTS`, `EDGES`, `DIRECTED_EDGES`, and
 
 heatmaps (H, W, 17) probabilities, short (H, W, 17, 2), mid (H, W, 32, 2), long (H, W, 17, 2) offsets (x, y) in
 pixels, segmentation (H, W) probability, all at input resolution, optionally with one leading batch axis (then
-vmapped, the grid's Hough scatter done once for the whole batch; or lax.map-ped: `batch_mode`). Returns a dict of jax arrays (with the batch axis if the inputs had one):
+vmapped, the grid's Hough scatter done once for the whole batch; or lax.map-ped: `batch_mode`). Returns a dict
+of jax arrays (with the batch axis if the inputs had one):
   keypoints (P, 17, 3) float32 [x, y, score]: sub-pixel positions; a keypoint that was not reached / not present
       keeps a real position (on its tree parent's, clamped into the image), never (0, 0), with score 0;
   keypoint_valid (P, 17) bool: the keypoint is present (see `grouping`);
