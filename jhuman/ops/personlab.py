@@ -31,16 +31,16 @@ See those modules for the exact definitions (presence of keypoints, person scale
 `jhuman.ops.personlab_reference` is the same pipeline in plain numpy/scipy, strides included (the tests compare
 the two at strides 1/1, 4/2 and 8/4).
 
-Why a grid (where we differ from the paper's decoder, and why): Eq. (1) at every pixel of a 401x401 image is
-2.7 M bilinear votes, and at 1080p 35 M; on 2 CPU cores that alone measured ~20 ms / ~0.5 s (scatter and its
-inputs), 3x / 2x the whole budget of a decoder 50x faster than the port (7 ms / 0.26 s). The network
-predicts its maps at output stride 8 and upsamples them bilinearly, so neighbouring pixels vote almost alike:
-sampling every s-th pixel (weight s^2) keeps the vote mass, and the votes' centroid + one short-range snap
-keeps positions sub-pixel. Decided per 4x4 block, the masks keep per-pixel foreground. Measured on ground-truth outputs of synthetic COCO scenes (384 px
-crops, R = 32; tests/tasks/test_personlab.py's oracle): keypoint AP 0.9979 at strides 8/4 and 1/1 alike, segm AP
-0.917 vs 0.943 (the blocks' edges between touching people); R = 10, 192 px: 0.9979 / 0.9505 at 2/1 and 1/1
-alike; a tiny model trained 500 steps (R = 10): keypoint AP 0.0147 at 2/1 vs 0.0144 at 1/1, segm AP50 0.128 vs
-0.135. `hough_stride=1, mask_stride=1` is the paper's computation exactly.
+Why a grid (where we differ from the paper's decoder, and why): Eq. (1) at every pixel of a 401x401 image is 2.7 M
+bilinear votes, and at 1080p 35 M; on 2 CPU cores that alone measured ~20 ms / ~0.5 s (scatter and its inputs), 3x
+/ 2x the whole budget of a decoder 50x faster than the port (7 ms / 0.26 s). The network predicts its maps at
+output stride 8 and upsamples them bilinearly, so neighbouring pixels vote almost alike: sampling every s-th pixel
+(weight s^2) keeps the vote mass, and the votes' centroid + one short-range snap keeps positions sub-pixel. Decided
+per 4x4 block, the masks keep per-pixel foreground. Measured on ground-truth outputs of synthetic COCO scenes (384
+px crops, R = 32; tests/tasks/test_personlab.py's oracle): keypoint AP 0.9979 at strides 8/4 and 1/1 alike, segm AP
+0.917 vs 0.943 (the blocks' edges between touching people); R = 10, 192 px: 0.9979 / 0.9505 at 2/1 and 1/1 alike; a
+tiny model trained 500 steps (R = 10): keypoint AP 0.0147 at 2/1 vs 0.0144 at 1/1, segm AP50 0.128 vs 0.135.
+`hough_stride=1, mask_stride=1` is the paper's computation exactly.
 
 Public API (DESIGN.md): `KEYPOINTS`, `EDGES`, `DIRECTED_EDGES`, and
 
