@@ -76,14 +76,9 @@ def grid_offset(stride: int) -> int:
     return int(stride) // 2
 
 
-def grid_size(size: int, stride: int) -> int:
-    """Nodes along an image side of `size` pixels at `stride` (the voters; the grid adds one node each side)."""
-    return (size - 1 - grid_offset(stride)) // int(stride) + 1
-
-
 def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
     """Eq. (1) on a coarse grid (stride > 1): ([B,] H, W, K), ([B,] H, W, K, 2) -> moments ([B,] 3, Ny, Nx, K)
-    float32: the vote mass and its first moments in x and y at the nodes, Ny = grid_size(H, stride) + 2.
+    float32: the vote mass and its first moments in x and y at the nodes, Ny = len(range(o, H, s)) + 2.
 
     Voters: the pixels (o + s i, o + s j), o = grid_offset(s), each standing for the s x s pixels around it
     (weight s^2). Nodes: the same positions plus one ring outside, node (a, b) at pixel (o + s (b - 1),

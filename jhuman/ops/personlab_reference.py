@@ -21,7 +21,6 @@ Definitions are those of `jhuman.ops.grouping` and `jhuman.ops.hough` (see their
 
 from __future__ import annotations
 
-import collections
 import math
 
 import numpy as np
@@ -31,6 +30,8 @@ from jhuman.classes import COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
 # the options, their defaults and the automatic strides: one definition (jax-only options are accepted and
 # ignored here: mask_tile, mask_candidates, batch_mode)
 from jhuman.ops.personlab import decode_options
+# the breadth-first edge order of the tree from each seed type (plain numpy tables)
+from jhuman.ops.grouping import TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS
 
 NUM_KEYPOINTS = 17
 EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES])
@@ -196,22 +197,6 @@ def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets)
     return positions + np.clip(snap, -stride, stride), ks, scores
 
 
-def bfs_edges(seed):
-    """[(directed edge index, source, target)] breadth-first from the seed keypoint."""
-    adjacency = collections.defaultdict(list)
-    for index, (a, b) in enumerate(PERSONLAB_DIRECTED_EDGES):
-        adjacency[a].append((index, b))
-    order, seen, queue = [], {seed}, collections.deque([seed])
-    while queue:
-        k = queue.popleft()
-        for index, l in adjacency[k]:
-            if l not in seen:
-                seen.add(l)
-                order.append((index, k, l))
-                queue.append(l)
-    return order
-
-
 def _inside(point, height, width):
     return 0 <= point[0] <= width - 1 and 0 <= point[1] <= height - 1
 
@@ -261,7 +246,7 @@ def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people
         points = np.zeros((NUM_KEYPOINTS, 2))
         reached = np.zeros(NUM_KEYPOINTS, bool)
         points[k], reached[k] = position, True
-        for edge, source, target in bfs_edges(int(k)):
+        for edge, source, target in zip(TRAVERSAL_EDGES[k], TRAVERSAL_SOURCES[k], TRAVERSAL_TARGETS[k]):
             start = points[source]
             if reached[source] and _inside(start, height, width):
                 points[target] = start + bilinear_sample(mid_refined[:, :, edge], start)

