@@ -24,4 +24,9 @@ demo: $(BIN)/jhuman
 test: $(BIN)/jhuman
 	$(BIN)/python -m pytest -n 2 -q tests
 
-.PHONY: install demo test
+# One formatter and linter for the whole tree (configured in pyproject.toml); CI fails on either.
+lint: $(BIN)/jhuman
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+.PHONY: install demo test lint

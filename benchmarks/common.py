@@ -18,8 +18,13 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     devices = jax.devices()
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend(),
-            "devices": f"{len(devices)} x {devices[0].device_kind}", "jax": jax.__version__}
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": f"{len(devices)} x {devices[0].device_kind}",
+        "jax": jax.__version__,
+    }
 
 
 def time_calls(fn, repeats: int, warmup: int = 1) -> list[float]:
@@ -67,8 +72,10 @@ def step_runner(config, batch_size: int):
     holder = {"state": jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))}
     crop = int(config.data.crop_size)
     rng = np.random.default_rng(0)
-    host = {"image": rng.uniform(0, 255, (batch_size, crop, crop, 3)).astype(np.float32),
-            "label": rng.integers(0, 20, (batch_size, crop, crop)).astype(np.int32)}
+    host = {
+        "image": rng.uniform(0, 255, (batch_size, crop, crop, 3)).astype(np.float32),
+        "label": rng.integers(0, 20, (batch_size, crop, crop)).astype(np.int32),
+    }
     device_batch = sharding.to_global(host, setup.mesh)
 
     def one_step():

@@ -53,8 +53,8 @@ sys.path.insert(0, _HERE)
 sys.path.insert(1, os.path.dirname(_HERE))
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import report, time_calls  # noqa: E402
+
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES  # noqa: E402
 from jhuman.ops import personlab, personlab_reference  # noqa: E402
 
@@ -67,10 +67,27 @@ CASES = {
     "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {"max_people": 64, "max_candidates": 1024}),
 }
 MODES = {"grid": {}, "exact": {"hough_stride": 1, "mask_stride": 1}}
-TEMPLATE = np.array([
-    [0.0, -0.88], [-0.07, -0.93], [0.07, -0.93], [-0.16, -0.9], [0.16, -0.9], [-0.27, -0.66], [0.27, -0.66],
-    [-0.36, -0.3], [0.36, -0.3], [-0.42, 0.05], [0.42, 0.05], [-0.16, 0.02], [0.16, 0.02], [-0.18, 0.46],
-    [0.18, 0.46], [-0.19, 0.9], [0.19, 0.9]])
+TEMPLATE = np.array(
+    [
+        [0.0, -0.88],
+        [-0.07, -0.93],
+        [0.07, -0.93],
+        [-0.16, -0.9],
+        [0.16, -0.9],
+        [-0.27, -0.66],
+        [0.27, -0.66],
+        [-0.36, -0.3],
+        [0.36, -0.3],
+        [-0.42, 0.05],
+        [0.42, 0.05],
+        [-0.16, 0.02],
+        [0.16, 0.02],
+        [-0.18, 0.46],
+        [0.18, 0.46],
+        [-0.19, 0.9],
+        [0.19, 0.9],
+    ]
+)
 
 
 def make_people(rng, num, height, width, half_height):
@@ -125,8 +142,9 @@ def perfect_outputs(people, height, width, radius):
         centre, half = (lo + hi) / 2, (hi - lo) / 2 + 8
         y0, y1 = max(int(centre[1] - half[1]), 0), min(int(centre[1] + half[1]) + 2, height)
         x0, x1 = max(int(centre[0] - half[0]), 0), min(int(centre[0] + half[0]) + 2, width)
-        inside = (((xs[y0:y1, x0:x1] - centre[0]) / half[0]) ** 2
-                  + ((ys[y0:y1, x0:x1] - centre[1]) / half[1]) ** 2) <= 1
+        inside = (
+            ((xs[y0:y1, x0:x1] - centre[0]) / half[0]) ** 2 + ((ys[y0:y1, x0:x1] - centre[1]) / half[1]) ** 2
+        ) <= 1
         count[y0:y1, x0:x1] += inside
         label[y0:y1, x0:x1][inside] = j
     mine = count == 1
@@ -138,11 +156,13 @@ def perfect_outputs(people, height, width, radius):
 
 def noisy(outputs, rng):
     heatmaps, short, mid, long, seg = outputs
-    return (np.clip(heatmaps + rng.uniform(0, 0.02, heatmaps.shape), 0, 1).astype(np.float32),
-            (short + rng.normal(0, 0.3, short.shape)).astype(np.float32),
-            (mid + rng.normal(0, 0.5, mid.shape)).astype(np.float32),
-            (long + rng.normal(0, 1.0, long.shape)).astype(np.float32),
-            np.clip(seg + rng.uniform(-0.2, 0.2, seg.shape), 0, 1).astype(np.float32))
+    return (
+        np.clip(heatmaps + rng.uniform(0, 0.02, heatmaps.shape), 0, 1).astype(np.float32),
+        (short + rng.normal(0, 0.3, short.shape)).astype(np.float32),
+        (mid + rng.normal(0, 0.5, mid.shape)).astype(np.float32),
+        (long + rng.normal(0, 1.0, long.shape)).astype(np.float32),
+        np.clip(seg + rng.uniform(-0.2, 0.2, seg.shape), 0, 1).astype(np.float32),
+    )
 
 
 def worst_error(keypoints, valid, people):
@@ -182,11 +202,26 @@ def bench_case(name, repeats, reference_repeats, modes, seed=0):
         found = [int(o["num_people"]) for o in outs]
         error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth))
         jax_s = statistics.median(times)
-        common = {"case": name, "image": f"{height}x{width}", "people": num, "batch": batch, "mode": mode,
-                  "strides": strides}
-        row = {**common, "impl": "jax", "median_s": jax_s, "per_image_s": jax_s / batch, "min_s": min(times),
-               "compile_s": compile_s, "found": "/".join(map(str, found)), "max_err_px": error,
-               "repeats": repeats, "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch)}
+        common = {
+            "case": name,
+            "image": f"{height}x{width}",
+            "people": num,
+            "batch": batch,
+            "mode": mode,
+            "strides": strides,
+        }
+        row = {
+            **common,
+            "impl": "jax",
+            "median_s": jax_s,
+            "per_image_s": jax_s / batch,
+            "min_s": min(times),
+            "compile_s": compile_s,
+            "found": "/".join(map(str, found)),
+            "max_err_px": error,
+            "repeats": repeats,
+            "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch),
+        }
         rows.append(row)
         print(f"[{name}] jax {mode}: {jax_s:.4f} s (median of {repeats})", flush=True)
         if reference_repeats > 0:
@@ -197,12 +232,23 @@ def bench_case(name, repeats, reference_repeats, modes, seed=0):
                 ref_times.append(time.perf_counter() - t)
             ref_s = statistics.median(ref_times)
             ref_error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth))
-            rows.append({**common, "impl": "numpy reference", "median_s": ref_s, "per_image_s": ref_s / batch,
-                         "min_s": min(ref_times), "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
-                         "max_err_px": ref_error, "repeats": reference_repeats,
-                         "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch)})
+            rows.append(
+                {
+                    **common,
+                    "impl": "numpy reference",
+                    "median_s": ref_s,
+                    "per_image_s": ref_s / batch,
+                    "min_s": min(ref_times),
+                    "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
+                    "max_err_px": ref_error,
+                    "repeats": reference_repeats,
+                    "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch),
+                }
+            )
             row["speedup_vs_reference"] = ref_s / jax_s
-            print(f"[{name}] numpy reference {mode}: {ref_s:.4f} s (median of {reference_repeats})", flush=True)
+            print(
+                f"[{name}] numpy reference {mode}: {ref_s:.4f} s (median of {reference_repeats})", flush=True
+            )
     return rows
 
 
@@ -213,8 +259,12 @@ def main(argv=None):
     parser.add_argument("--reference_repeats", type=int, default=1, help="numpy reference calls (0: skip)")
     parser.add_argument("--modes", default="grid,exact", help=f"comma-separated, of {sorted(MODES)}")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/personlab_decode.json)")
-    parser.add_argument("--malloc", choices=("hugetlb", "default"), default="hugetlb",
-                        help="hugetlb: re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see the docstring)")
+    parser.add_argument(
+        "--malloc",
+        choices=("hugetlb", "default"),
+        default="hugetlb",
+        help="hugetlb: re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (see the docstring)",
+    )
     args = parser.parse_args(argv)
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if args.malloc == "hugetlb" and "glibc.malloc.hugetlb" not in tunables and argv is None:
@@ -223,13 +273,34 @@ def main(argv=None):
     malloc = "hugetlb" if "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") else "default"
     rows = []
     for name in args.cases.split(","):
-        rows += bench_case(name.strip(), args.repeats, args.reference_repeats,
-                           [m.strip() for m in args.modes.split(",")])
+        rows += bench_case(
+            name.strip(), args.repeats, args.reference_repeats, [m.strip() for m in args.modes.split(",")]
+        )
     for row in rows:
         row["malloc"] = malloc
-    report("personlab_decode", rows,
-           ["case", "image", "people", "batch", "mode", "strides", "impl", "malloc", "median_s", "per_image_s",
-            "min_s", "compile_s", "found", "max_err_px", "speedup_vs_reference", "speedup_vs_port"], args.output)
+    report(
+        "personlab_decode",
+        rows,
+        [
+            "case",
+            "image",
+            "people",
+            "batch",
+            "mode",
+            "strides",
+            "impl",
+            "malloc",
+            "median_s",
+            "per_image_s",
+            "min_s",
+            "compile_s",
+            "found",
+            "max_err_px",
+            "speedup_vs_reference",
+            "speedup_vs_port",
+        ],
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def step_ratio(batch, steps, dtype):
     runners = {}
     for name, arg in (("plain", "ssl=off"), ("ssl", "ssl=on")):
         config = config_lib.load_config(f"{CONFIG}:size=full,data=synthetic,model=deeplab_resnet,{arg}")
-        overrides = [f"train.batch_size={batch}", "ssl.start_step=0"] + ([f"train.compute_dtype={dtype}"] if dtype else [])
+        overrides = [f"train.batch_size={batch}", "ssl.start_step=0"] + (
+            [f"train.compute_dtype={dtype}"] if dtype else []
+        )
         runners[name] = step_runner(config_lib.apply_overrides(config, overrides), batch)[0]
         runners[name]()  # compile
         runners[name]()
@@ -45,9 +47,16 @@ def step_ratio(batch, steps, dtype):
         for name, run in runners.items():
             times[name] += time_calls(run, 1, warmup=0)
     plain, with_ssl = statistics.median(times["plain"]), statistics.median(times["ssl"])
-    return [{"what": "train step, DeepLab-v2 ResNet-101 321x321", "batch": batch, "dtype": dtype or "config",
-             "plain_ms": round(plain * 1e3, 1), "ssl_ms": round(with_ssl * 1e3, 1),
-             "ratio": round(with_ssl / plain, 4)}]
+    return [
+        {
+            "what": "train step, DeepLab-v2 ResNet-101 321x321",
+            "batch": batch,
+            "dtype": dtype or "config",
+            "plain_ms": round(plain * 1e3, 1),
+            "ssl_ms": round(with_ssl * 1e3, 1),
+            "ratio": round(with_ssl / plain, 4),
+        }
+    ]
 
 
 def joints_alone(batch, repeats):
@@ -57,24 +66,38 @@ def joints_alone(batch, repeats):
     jitted = jax.jit(ssl.joint_loss)
     jax_s = statistics.median(time_calls(lambda: jitted(gt, pred).block_until_ready(), repeats, warmup=2))
     numpy_s = statistics.median(time_calls(lambda: ssl_reference.joint_loss(gt, pred), max(3, repeats // 20)))
-    return [{"what": f"joint loss alone (centres + heatmaps), {batch}x41x41", "batch": batch,
-             "jax_ms": round(jax_s * 1e3, 3), "numpy_ms": round(numpy_s * 1e3, 2),
-             "speedup": round(numpy_s / jax_s, 1)}]
+    return [
+        {
+            "what": f"joint loss alone (centres + heatmaps), {batch}x41x41",
+            "batch": batch,
+            "jax_ms": round(jax_s * 1e3, 3),
+            "numpy_ms": round(numpy_s * 1e3, 2),
+            "speedup": round(numpy_s / jax_s, 1),
+        }
+    ]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=0, help="default: 2 on CPU, 10 on an accelerator")
-    parser.add_argument("--steps", type=int, default=0, help="timed steps per variant (default 3 CPU, 20 GPU)")
-    parser.add_argument("--dtype", default="", help="compute dtype (default float32 on CPU, config otherwise)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="timed steps per variant (default 3 CPU, 20 GPU)"
+    )
+    parser.add_argument(
+        "--dtype", default="", help="compute dtype (default float32 on CPU, config otherwise)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     on_cpu = jax.default_backend() == "cpu"
     batch = args.batch or (2 if on_cpu else 10)
     rows = step_ratio(batch, args.steps or (3 if on_cpu else 20), args.dtype or ("float32" if on_cpu else ""))
     rows += joints_alone(10, 200)
-    report("ssl", rows, ["what", "batch", "dtype", "plain_ms", "ssl_ms", "ratio", "jax_ms", "numpy_ms", "speedup"],
-           args.json)
+    report(
+        "ssl",
+        rows,
+        ["what", "batch", "dtype", "plain_ms", "ssl_ms", "ratio", "jax_ms", "numpy_ms", "speedup"],
+        args.json,
+    )
 
 
 if __name__ == "__main__":

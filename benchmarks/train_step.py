@@ -60,10 +60,18 @@ def bench_case(name, batch, steps, dtype, cache_dir):
     for _ in range(n):
         next(batches)
     pipe_ips = n * batch / (time.perf_counter() - t)
-    return {"case": name, "model": f"{config.model.backbone}+{config.model.head}", "crop": crop, "batch": batch,
-            "dtype": str(config.train.compute_dtype), "compile_s": round(compile_s, 2),
-            "step_ms": round(step_s * 1e3, 2), "train_img_per_s": round(batch / step_s, 2),
-            "pipeline_img_per_s": round(pipe_ips, 1), "steps_timed": steps}
+    return {
+        "case": name,
+        "model": f"{config.model.backbone}+{config.model.head}",
+        "crop": crop,
+        "batch": batch,
+        "dtype": str(config.train.compute_dtype),
+        "compile_s": round(compile_s, 2),
+        "step_ms": round(step_s * 1e3, 2),
+        "train_img_per_s": round(batch / step_s, 2),
+        "pipeline_img_per_s": round(pipe_ips, 1),
+        "steps_timed": steps,
+    }
 
 
 def main():
@@ -82,8 +90,22 @@ def main():
         steps = args.steps or (20 if name == "tiny" else (3 if on_cpu else 20))
         dtype = args.dtype or ("float32" if on_cpu else "")
         rows.append(bench_case(name, batch, steps, dtype, args.cache_dir))
-    report("train_step", rows, ["case", "model", "crop", "batch", "dtype", "compile_s", "step_ms",
-                                "train_img_per_s", "pipeline_img_per_s"], args.json)
+    report(
+        "train_step",
+        rows,
+        [
+            "case",
+            "model",
+            "crop",
+            "batch",
+            "dtype",
+            "compile_s",
+            "step_ms",
+            "train_img_per_s",
+            "pipeline_img_per_s",
+        ],
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ from jhuman.config import DATA, DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, p
 
 DEFAULTS = {"model": "deeplab_resnet", "ssl": "off", "data": "synthetic", "size": "tiny"}
 MODELS = {  # arg -> (model.name, backbone); "attention" is the paper's Attention (VGG-16 trunk)
-    "deeplab_vgg": ("deeplab", "vgg16"), "deeplab_resnet": ("deeplab", "resnet101"),
-    "attention": ("attention", "vgg16"), "attention_vgg": ("attention", "vgg16"),
+    "deeplab_vgg": ("deeplab", "vgg16"),
+    "deeplab_resnet": ("deeplab", "resnet101"),
+    "attention": ("attention", "vgg16"),
+    "attention_vgg": ("attention", "vgg16"),
     "attention_resnet": ("attention", "resnet101"),
 }
 LIP_TRAIN_IMAGES = 30_462
@@ -63,7 +65,9 @@ def get_config(arg=None):
     # The self-supervised structure-sensitive loss (jhuman.ops.ssl): 30 epochs of plain training, then SSL.
     c.ssl = ml_collections.ConfigDict()
     c.ssl.enabled = ssl_on
-    c.ssl.variant = "stop_gradient"  # or 'product' (differentiable soft joints) or 'report_only' (= released code)
+    c.ssl.variant = (
+        "stop_gradient"  # or 'product' (differentiable soft joints) or 'report_only' (= released code)
+    )
     c.ssl.sigma = 1.0
     c.ssl.weight = 0.05
     c.ssl.start_step = 0 if tiny else 30 * LIP_TRAIN_IMAGES // 10
@@ -72,20 +76,34 @@ def get_config(arg=None):
     # A torchvision-layout ResNet/VGG-16 file (.safetensors, .npz, or .pth with the [torch] extra).
     c.init.backbone_weights = ""
 
-    c.data = section(DATA, name=data_name, synthetic_num=1200 if tiny else 6000,
-                     synthetic_size=(96, 128) if tiny else (192, 256), crop_size=96 if tiny else 321)
+    c.data = section(
+        DATA,
+        name=data_name,
+        synthetic_num=1200 if tiny else 6000,
+        synthetic_size=(96, 128) if tiny else (192, 256),
+        crop_size=96 if tiny else 321,
+    )
     c.data.scales = (0.6, 0.8, 1.0) if tiny else (0.6, 0.8, 1.0, 1.2, 1.4)
 
     # The paper: 30 epochs (batch 10), plus about 20 epochs of SSL fine-tuning when SSL is on.
     c.train = section(
-        TRAIN, steps=1500 if tiny else (50 if ssl_on else 30) * LIP_TRAIN_IMAGES // 10,
-        batch_size=8 if tiny else 10, compute_dtype="float32" if tiny else "bfloat16",
-        eval_every=500 if tiny else 5000, checkpoint_every=500 if tiny else 2000, log_every=25 if tiny else 100)
+        TRAIN,
+        steps=1500 if tiny else (50 if ssl_on else 30) * LIP_TRAIN_IMAGES // 10,
+        batch_size=8 if tiny else 10,
+        compute_dtype="float32" if tiny else "bfloat16",
+        eval_every=500 if tiny else 5000,
+        checkpoint_every=500 if tiny else 2000,
+        log_every=25 if tiny else 100,
+    )
 
     c.optim = section(
-        OPTIM, name="adam" if tiny else "sgd", learning_rate=3e-3 if tiny else 1e-4,
-        weight_decay=0.0 if tiny else 5e-4, warmup_steps=20 if tiny else 0,
-        lr_multipliers=() if tiny else (("classifier/", 10.0), ("attention/", 10.0)))
+        OPTIM,
+        name="adam" if tiny else "sgd",
+        learning_rate=3e-3 if tiny else 1e-4,
+        weight_decay=0.0 if tiny else 5e-4,
+        warmup_steps=20 if tiny else 0,
+        lr_multipliers=() if tiny else (("classifier/", 10.0), ("attention/", 10.0)),
+    )
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 8

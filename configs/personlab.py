@@ -46,35 +46,50 @@ def get_config(arg=None):
     c.personlab = ml_collections.ConfigDict()
     c.personlab.radius = 10.0 if tiny else 32.0
     c.personlab.loss_weights = ml_collections.ConfigDict(
-        {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125})
-    c.personlab.decode = ml_collections.ConfigDict({
-        "max_people": 10 if tiny else 30,
-        "max_candidates": 128 if tiny else 256,
-        "nms_radius": 4.0 if tiny else 10.0,
-        "peak_threshold": 0.01,
-        "hough_sigma": 1.0 if tiny else 2.0,
-        "hough_stride": 0,  # 0: automatic (radius // 4: 2 tiny, 8 full); 1: the paper's every-pixel voting
-        "mask_stride": 0,  # 0: automatic (hough_stride // 2); 1: every pixel's own mask decision
-        "mask_threshold": 0.25,
-        "seg_threshold": 0.5,
-    })
+        {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125}
+    )
+    c.personlab.decode = ml_collections.ConfigDict(
+        {
+            "max_people": 10 if tiny else 30,
+            "max_candidates": 128 if tiny else 256,
+            "nms_radius": 4.0 if tiny else 10.0,
+            "peak_threshold": 0.01,
+            "hough_sigma": 1.0 if tiny else 2.0,
+            "hough_stride": 0,  # 0: automatic (radius // 4: 2 tiny, 8 full); 1: the paper's every-pixel voting
+            "mask_stride": 0,  # 0: automatic (hough_stride // 2); 1: every pixel's own mask decision
+            "mask_threshold": 0.25,
+            "seg_threshold": 0.5,
+        }
+    )
 
     c.init = ml_collections.ConfigDict()
     c.init.backbone_weights = ""
 
-    c.data = section(DATA, name=data_name, synthetic_num=1000 if tiny else 6000,
-                     synthetic_size=(128, 192) if tiny else (256, 400), crop_size=128 if tiny else 401)
+    c.data = section(
+        DATA,
+        name=data_name,
+        synthetic_num=1000 if tiny else 6000,
+        synthetic_size=(128, 192) if tiny else (256, 400),
+        crop_size=128 if tiny else 401,
+    )
     c.data.max_persons = 10 if tiny else 30
     c.data.scale_range = (0.7, 1.3)
     c.data.max_rotation = 25.0
 
     c.train = section(
-        TRAIN, steps=1500 if tiny else 400_000, batch_size=8 if tiny else 16,
-        compute_dtype="float32" if tiny else "bfloat16", log_every=25 if tiny else 100,
-        eval_every=750 if tiny else 20_000, checkpoint_every=750 if tiny else 5000, num_pictures=4)
+        TRAIN,
+        steps=1500 if tiny else 400_000,
+        batch_size=8 if tiny else 16,
+        compute_dtype="float32" if tiny else "bfloat16",
+        log_every=25 if tiny else 100,
+        eval_every=750 if tiny else 20_000,
+        checkpoint_every=750 if tiny else 5000,
+        num_pictures=4,
+    )
 
-    c.optim = section(OPTIM, learning_rate=2e-3 if tiny else 1e-4, schedule="cosine",
-                      warmup_steps=50 if tiny else 1000)
+    c.optim = section(
+        OPTIM, learning_rate=2e-3 if tiny else 1e-4, schedule="cosine", warmup_steps=50 if tiny else 1000
+    )
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 8

@@ -16,7 +16,6 @@ files by random access (`as_data_source`), built once from the same folders (man
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 import cv2
@@ -37,170 +36,193 @@ _TFDS_SPLITS = {"train": "train", "val": "validation", "validation": "validation
 # ----------------------------------------------------------------------------------------------- layouts
 @dataclasses.dataclass(frozen=True)
 class _SplitPaths:
-  images: Path            # folder of <ID>.jpg
-  labels: Path | None     # folder of <ID>.png (None: no labels, the test split)
-  id_files: tuple         # candidate <split>_id.txt paths; the first that exists is used
+    images: Path  # folder of <ID>.jpg
+    labels: Path | None  # folder of <ID>.png (None: no labels, the test split)
+    id_files: tuple  # candidate <split>_id.txt paths; the first that exists is used
 
 
 def _top(root, name):
-  """An official top folder, or its doubled copy (`name/name`) that some unzip tools make."""
-  doubled = root / name / name
-  return doubled if doubled.is_dir() else root / name
+    """An official top folder, or its doubled copy (`name/name`) that some unzip tools make."""
+    doubled = root / name / name
+    return doubled if doubled.is_dir() else root / name
 
 
 def _official(root):
-  img, ann, test = (_top(root, n) for n in ("TrainVal_images", "TrainVal_parsing_annotations", "Testing_images"))
-  splits = {s: _SplitPaths(img / f"{s}_images", ann / f"{s}_segmentations",
-                           (img / f"{s}_id.txt", ann / f"{s}_id.txt")) for s in ("train", "val")}
-  splits["test"] = _SplitPaths(test / "testing_images", None,
-                               (test / "test_id.txt", test / "testing_images" / "test_id.txt"))
-  return splits
+    img, ann, test = (
+        _top(root, n) for n in ("TrainVal_images", "TrainVal_parsing_annotations", "Testing_images")
+    )
+    splits = {
+        s: _SplitPaths(
+            img / f"{s}_images", ann / f"{s}_segmentations", (img / f"{s}_id.txt", ann / f"{s}_id.txt")
+        )
+        for s in ("train", "val")
+    }
+    splits["test"] = _SplitPaths(
+        test / "testing_images", None, (test / "test_id.txt", test / "testing_images" / "test_id.txt")
+    )
+    return splits
 
 
 def _relayout(base):
-  splits = {s: _SplitPaths(base / f"{s}_images", base / f"{s}_segmentations", (base / f"{s}_id.txt",))
-            for s in ("train", "val")}
-  splits["test"] = _SplitPaths(base / "test_images", None, (base / "test_id.txt",))
-  return splits
+    splits = {
+        s: _SplitPaths(base / f"{s}_images", base / f"{s}_segmentations", (base / f"{s}_id.txt",))
+        for s in ("train", "val")
+    }
+    splits["test"] = _SplitPaths(base / "test_images", None, (base / "test_id.txt",))
+    return splits
 
 
 def _present(paths):
-  return (paths.images.is_dir() or any(p.is_file() for p in paths.id_files)
-          or (paths.labels is not None and paths.labels.is_dir()))
+    return (
+        paths.images.is_dir()
+        or any(p.is_file() for p in paths.id_files)
+        or (paths.labels is not None and paths.labels.is_dir())
+    )
 
 
-_LOOKED_FOR = ("TrainVal_images/{train_images,val_images,train_id.txt,val_id.txt} + "
-               "TrainVal_parsing_annotations/{train_segmentations,val_segmentations} (official zips, "
-               "optionally doubled: TrainVal_images/TrainVal_images/...), Testing_images/testing_images + "
-               "test_id.txt, or LIP/{train_images,val_images,train_segmentations,val_segmentations,"
-               "train_id.txt,val_id.txt} (root may be the LIP folder itself)")
+_LOOKED_FOR = (
+    "TrainVal_images/{train_images,val_images,train_id.txt,val_id.txt} + "
+    "TrainVal_parsing_annotations/{train_segmentations,val_segmentations} (official zips, "
+    "optionally doubled: TrainVal_images/TrainVal_images/...), Testing_images/testing_images + "
+    "test_id.txt, or LIP/{train_images,val_images,train_segmentations,val_segmentations,"
+    "train_id.txt,val_id.txt} (root may be the LIP folder itself)"
+)
 
 
 def _layout_paths(root):
-  """(name, {split: _SplitPaths}) of the layout under root; FileNotFoundError if none is recognised."""
-  if any((root / n).is_dir() for n in ("TrainVal_images", "TrainVal_parsing_annotations", "Testing_images")):
-    return "official", _official(root)
-  for base in (root / "LIP", root):
-    splits = _relayout(base)
-    if any(_present(p) for p in splits.values()):
-      return f"re-layout at {base}", splits
-  raise FileNotFoundError(f"no LIP data found under {root}: looked for {_LOOKED_FOR}")
+    """(name, {split: _SplitPaths}) of the layout under root; FileNotFoundError if none is recognised."""
+    if any(
+        (root / n).is_dir() for n in ("TrainVal_images", "TrainVal_parsing_annotations", "Testing_images")
+    ):
+        return "official", _official(root)
+    for base in (root / "LIP", root):
+        splits = _relayout(base)
+        if any(_present(p) for p in splits.values()):
+            return f"re-layout at {base}", splits
+    raise FileNotFoundError(f"no LIP data found under {root}: looked for {_LOOKED_FOR}")
 
 
 def _split_entries(root, split, name, paths):
-  id_file = next((p for p in paths.id_files if p.is_file()), None)
-  where = f"LIP {split} split under {root} ({name} layout)"
-  if id_file is None:
-    raise FileNotFoundError(f"{where}: missing {paths.id_files[0]} (the list of {split} image IDs, one a line)")
-  if not paths.images.is_dir():
-    raise FileNotFoundError(f"{where}: missing folder {paths.images} (expected <ID>.jpg images)")
-  if paths.labels is not None and not paths.labels.is_dir():
-    raise FileNotFoundError(f"{where}: missing folder {paths.labels} (expected <ID>.png label maps, "
-                            "from TrainVal_parsing_annotations.zip)")
-  ids = sorted({line.strip() for line in id_file.read_text().splitlines() if line.strip()})
-  return [(i, str(paths.images / f"{i}.jpg"), None if paths.labels is None else str(paths.labels / f"{i}.png"))
-          for i in ids]
+    id_file = next((p for p in paths.id_files if p.is_file()), None)
+    where = f"LIP {split} split under {root} ({name} layout)"
+    if id_file is None:
+        raise FileNotFoundError(
+            f"{where}: missing {paths.id_files[0]} (the list of {split} image IDs, one a line)"
+        )
+    if not paths.images.is_dir():
+        raise FileNotFoundError(f"{where}: missing folder {paths.images} (expected <ID>.jpg images)")
+    if paths.labels is not None and not paths.labels.is_dir():
+        raise FileNotFoundError(
+            f"{where}: missing folder {paths.labels} (expected <ID>.png label maps, "
+            "from TrainVal_parsing_annotations.zip)"
+        )
+    ids = sorted({line.strip() for line in id_file.read_text().splitlines() if line.strip()})
+    return [
+        (i, str(paths.images / f"{i}.jpg"), None if paths.labels is None else str(paths.labels / f"{i}.png"))
+        for i in ids
+    ]
 
 
 def find_layout(root):
-  """The LIP splits under `root`: {'train'|'val'|'test': [(id, image_path, label_path or None), ...]}.
+    """The LIP splits under `root`: {'train'|'val'|'test': [(id, image_path, label_path or None), ...]}.
 
-  Accepts the official zips' layout, its doubled-folder variant and the `LIP/` re-layout (root = the LIP
-  folder or its parent). Only splits that are present are returned, each sorted by id; a split that is
-  partly present (say images without their labels) raises FileNotFoundError naming the missing path.
-  Individual missing/corrupt files are not checked here: loaders skip and count them.
-  """
-  root = Path(root).expanduser()
-  name, splits = _layout_paths(root)
-  found = {s: _split_entries(root, s, name, p) for s, p in splits.items() if _present(p)}
-  if not found:
-    raise FileNotFoundError(f"no LIP split found under {root} ({name} layout): looked for {_LOOKED_FOR}")
-  return found
+    Accepts the official zips' layout, its doubled-folder variant and the `LIP/` re-layout (root = the LIP
+    folder or its parent). Only splits that are present are returned, each sorted by id; a split that is
+    partly present (say images without their labels) raises FileNotFoundError naming the missing path.
+    Individual missing/corrupt files are not checked here: loaders skip and count them.
+    """
+    root = Path(root).expanduser()
+    name, splits = _layout_paths(root)
+    found = {s: _split_entries(root, s, name, p) for s, p in splits.items() if _present(p)}
+    if not found:
+        raise FileNotFoundError(f"no LIP split found under {root} ({name} layout): looked for {_LOOKED_FOR}")
+    return found
 
 
 def _entries(root, split):
-  split = "val" if split == "validation" else split
-  layout = find_layout(root)
-  if split not in layout:
-    raise FileNotFoundError(f"no LIP {split!r} split under {root} (found {sorted(layout)}): looked for "
-                            f"{_LOOKED_FOR}")
-  return layout[split]
+    split = "val" if split == "validation" else split
+    layout = find_layout(root)
+    if split not in layout:
+        raise FileNotFoundError(
+            f"no LIP {split!r} split under {root} (found {sorted(layout)}): looked for {_LOOKED_FOR}"
+        )
+    return layout[split]
 
 
 # ----------------------------------------------------------------------------------------------- decoding
 def _read_bytes(path):
-  try:
-    return np.fromfile(path, np.uint8)
-  except OSError as e:
-    raise CorruptExample(path, f"unreadable: {e.strerror or e}") from None
+    try:
+        return np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise CorruptExample(path, f"unreadable: {e.strerror or e}") from None
 
 
 def decode_image(data, path):
-  """JPEG/PNG bytes -> RGB uint8 (H, W, 3) (EXIF orientation ignored, like the label maps)."""
-  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-  if image is None:
-    raise CorruptExample(path, "cannot decode image")
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """JPEG/PNG bytes -> RGB uint8 (H, W, 3) (EXIF orientation ignored, like the label maps)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise CorruptExample(path, "cannot decode image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_label(data, path):
-  """PNG bytes -> uint8 (H, W) class map (a 3-channel grey PNG is accepted; a colour one is corrupt)."""
-  label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-  if label is None:
-    raise CorruptExample(path, "cannot decode label map")
-  if label.ndim == 3:
-    if not (label == label[..., :1]).all():
-      raise CorruptExample(path, "colour label map; expected single-channel class indices")
-    label = label[..., 0]
-  if label.dtype != np.uint8:
-    if label.max() > 255:
-      raise CorruptExample(path, f"label values up to {label.max()}")
-    label = label.astype(np.uint8)
-  return label
+    """PNG bytes -> uint8 (H, W) class map (a 3-channel grey PNG is accepted; a colour one is corrupt)."""
+    label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise CorruptExample(path, "cannot decode label map")
+    if label.ndim == 3:
+        if not (label == label[..., :1]).all():
+            raise CorruptExample(path, "colour label map; expected single-channel class indices")
+        label = label[..., 0]
+    if label.dtype != np.uint8:
+        if label.max() > 255:
+            raise CorruptExample(path, f"label values up to {label.max()}")
+        label = label.astype(np.uint8)
+    return label
 
 
 def _read_files(entry):
-  """(id, image_path, label_path or None) -> (id, image file bytes, image uint8 (H, W, 3), label or None)."""
-  example_id, image_path, label_path = entry
-  data = _read_bytes(image_path)
-  image = decode_image(data, image_path)
-  if label_path is None:
-    return example_id, data, image, None
-  label = decode_label(_read_bytes(label_path), label_path)
-  if label.shape != image.shape[:2]:
-    raise CorruptExample(label_path, f"label {label.shape} does not match image {image.shape[:2]}")
-  return example_id, data, image, label
+    """(id, image_path, label_path or None) -> (id, image file bytes, image uint8 (H, W, 3), label or None)."""
+    example_id, image_path, label_path = entry
+    data = _read_bytes(image_path)
+    image = decode_image(data, image_path)
+    if label_path is None:
+        return example_id, data, image, None
+    label = decode_label(_read_bytes(label_path), label_path)
+    if label.shape != image.shape[:2]:
+        raise CorruptExample(label_path, f"label {label.shape} does not match image {image.shape[:2]}")
+    return example_id, data, image, label
 
 
 def read_example(entry):
-  """(id, image_path, label_path or None) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None).
+    """(id, image_path, label_path or None) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None).
 
-  Raises CorruptExample for an unreadable/undecodable file or a label whose size differs from the image.
-  """
-  example_id, _, image, label = _read_files(entry)
-  return example_id, image, label
+    Raises CorruptExample for an unreadable/undecodable file or a label whose size differs from the image.
+    """
+    example_id, _, image, label = _read_files(entry)
+    return example_id, image, label
 
 
 # ----------------------------------------------------------------------------------------------- flip
 def flip(image, label):
-  """Horizontal flip with the LIP left/right swap (14<->15, 16<->17, 18<->19); numpy arrays or tf tensors.
+    """Horizontal flip with the LIP left/right swap (14<->15, 16<->17, 18<->19); numpy arrays or tf tensors.
 
-  image (H, W, C) or (B, H, W, C): columns reversed; label (H, W) or (B, H, W): columns reversed and values
-  mapped through LIP_FLIP_LUT (255 stays 255). Either may be None. Returns (image, label), dtypes kept.
-  """
-  if tf.is_tensor(image) or tf.is_tensor(label):
+    image (H, W, C) or (B, H, W, C): columns reversed; label (H, W) or (B, H, W): columns reversed and values
+    mapped through LIP_FLIP_LUT (255 stays 255). Either may be None. Returns (image, label), dtypes kept.
+    """
+    if tf.is_tensor(image) or tf.is_tensor(label):
+        if image is not None:
+            image = tf.reverse(image, axis=[-2])
+        if label is not None:
+            flipped = tf.gather(tf.constant(LIP_FLIP_LUT), tf.cast(tf.reverse(label, axis=[-1]), tf.int32))
+            label = tf.cast(flipped, label.dtype)
+        return image, label
     if image is not None:
-      image = tf.reverse(image, axis=[-2])
+        image = np.asarray(image)[..., ::-1, :]
     if label is not None:
-      flipped = tf.gather(tf.constant(LIP_FLIP_LUT), tf.cast(tf.reverse(label, axis=[-1]), tf.int32))
-      label = tf.cast(flipped, label.dtype)
+        label = np.asarray(label)
+        label = LIP_FLIP_LUT[label[..., ::-1]].astype(label.dtype, copy=False)
     return image, label
-  if image is not None:
-    image = np.asarray(image)[..., ::-1, :]
-  if label is not None:
-    label = np.asarray(label)
-    label = LIP_FLIP_LUT[label[..., ::-1]].astype(label.dtype, copy=False)
-  return image, label
 
 
 # ----------------------------------------------------------------------------------------------- examples
@@ -208,135 +230,189 @@ _MEAN = np.asarray(CAFFE_MEAN_RGB, np.float32)  # (3,) RGB padding value
 
 
 def train_example(image, label, rng, *, crop_size=321, scales=DEFAULT_SCALES):
-  """One training example, the LIP_SSL protocol: scale -> pad (mean / 255) -> crop -> flip p=0.5.
+    """One training example, the LIP_SSL protocol: scale -> pad (mean / 255) -> crop -> flip p=0.5.
 
-  image uint8 (H, W, 3), label uint8 (H, W) -> {'image': float32 (crop, crop, 3) in 0..255,
-  'label': int32 (crop, crop)}. Cropping before padding gives the same pixels as the reverse and is cheaper.
-  """
-  image, label = augment.random_scale(image, label, scales, rng)
-  image, label = augment.random_crop(image, label, crop_size, crop_size, rng)
-  image, label = augment.pad_to(image.astype(np.float32), label, crop_size, crop_size, _MEAN, IGNORE_LABEL)
-  image, label, _ = augment.random_hflip(image, label, LIP_FLIP_LUT, rng)
-  return {"image": image, "label": label.astype(np.int32)}
+    image uint8 (H, W, 3), label uint8 (H, W) -> {'image': float32 (crop, crop, 3) in 0..255,
+    'label': int32 (crop, crop)}. Cropping before padding gives the same pixels as the reverse and is cheaper.
+    """
+    image, label = augment.random_scale(image, label, scales, rng)
+    image, label = augment.random_crop(image, label, crop_size, crop_size, rng)
+    image, label = augment.pad_to(image.astype(np.float32), label, crop_size, crop_size, _MEAN, IGNORE_LABEL)
+    image, label, _ = augment.random_hflip(image, label, LIP_FLIP_LUT, rng)
+    return {"image": image, "label": label.astype(np.int32)}
 
 
 def eval_example(example_id, image, label, *, pad_size=640, stats=None, name=""):
-  """One evaluation example, full image padded bottom/right to pad_size x pad_size (mean / 255).
+    """One evaluation example, full image padded bottom/right to pad_size x pad_size (mean / 255).
 
-  An image larger than pad_size is downscaled to fit (image bilinear, label nearest) and counted in
-  `stats.downscaled` (never happens on LIP at 640: its images are at most 640 a side); then height/width
-  are the downscaled size and the score is on the downscaled label. label None (test split) -> all 255.
-  Returns {'image': float32 (S, S, 3), 'label': int32 (S, S), 'height', 'width': int32 size of the valid
-  top-left region, 'id': str}.
-  """
-  h, w = image.shape[:2]
-  if label is None:
-    label = np.full((h, w), IGNORE_LABEL, np.uint8)
-  if max(h, w) > pad_size:
-    factor = pad_size / max(h, w)
-    image, label = augment.resize(image, label, min(pad_size, max(1, round(h * factor))),
-                                  min(pad_size, max(1, round(w * factor))))
-    if stats is not None:
-      stats.record_downscale(name)
+    An image larger than pad_size is downscaled to fit (image bilinear, label nearest) and counted in
+    `stats.downscaled` (never happens on LIP at 640: its images are at most 640 a side); then height/width
+    are the downscaled size and the score is on the downscaled label. label None (test split) -> all 255.
+    Returns {'image': float32 (S, S, 3), 'label': int32 (S, S), 'height', 'width': int32 size of the valid
+    top-left region, 'id': str}.
+    """
     h, w = image.shape[:2]
-  image, label = augment.pad_to(image.astype(np.float32), label, pad_size, pad_size, _MEAN, IGNORE_LABEL)
-  return {"image": image, "label": label.astype(np.int32), "height": np.int32(h), "width": np.int32(w),
-          "id": example_id}
+    if label is None:
+        label = np.full((h, w), IGNORE_LABEL, np.uint8)
+    if max(h, w) > pad_size:
+        factor = pad_size / max(h, w)
+        image, label = augment.resize(
+            image, label, min(pad_size, max(1, round(h * factor))), min(pad_size, max(1, round(w * factor)))
+        )
+        if stats is not None:
+            stats.record_downscale(name)
+        h, w = image.shape[:2]
+    image, label = augment.pad_to(image.astype(np.float32), label, pad_size, pad_size, _MEAN, IGNORE_LABEL)
+    return {
+        "image": image,
+        "label": label.astype(np.int32),
+        "height": np.int32(h),
+        "width": np.int32(w),
+        "id": example_id,
+    }
 
 
 def _train_spec(crop):
-  return {"image": Feature((crop, crop, 3), np.float32), "label": Feature((crop, crop), np.int32, IGNORE_LABEL)}
+    return {
+        "image": Feature((crop, crop, 3), np.float32),
+        "label": Feature((crop, crop), np.int32, IGNORE_LABEL),
+    }
 
 
 def _eval_spec(size):
-  return {"image": Feature((size, size, 3), np.float32), "label": Feature((size, size), np.int32, IGNORE_LABEL),
-          "height": Feature((), np.int32), "width": Feature((), np.int32), "id": Feature((), str)}
+    return {
+        "image": Feature((size, size, 3), np.float32),
+        "label": Feature((size, size), np.int32, IGNORE_LABEL),
+        "height": Feature((), np.int32),
+        "width": Feature((), np.int32),
+        "id": Feature((), str),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- sources
 def _source(root, split, source, tfds_data_dir, stats):
-  """(sorted examples, read(example) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None))."""
-  if source == "folders":
-    return _entries(root, split), read_example
-  if source != "tfds":
-    raise ValueError(f"source must be 'folders' or 'tfds', got {source!r}")
-  if split not in _TFDS_SPLITS:
-    raise ValueError(f"the Lip TFDS builder has splits train / validation, not {split!r}")
-  data = prepare_tfds(root, tfds_data_dir, stats).as_data_source(
-      _TFDS_SPLITS[split], decoders={"image": tfds.decode.SkipDecoding()})
+    """(sorted examples, read(example) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None))."""
+    if source == "folders":
+        return _entries(root, split), read_example
+    if source != "tfds":
+        raise ValueError(f"source must be 'folders' or 'tfds', got {source!r}")
+    if split not in _TFDS_SPLITS:
+        raise ValueError(f"the Lip TFDS builder has splits train / validation, not {split!r}")
+    data = prepare_tfds(root, tfds_data_dir, stats).as_data_source(
+        _TFDS_SPLITS[split], decoders={"image": tfds.decode.SkipDecoding()}
+    )
 
-  def read(i):  # image kept as the original file bytes: decoded exactly like the folder reader
-    record = data[i]
-    image = decode_image(record["image"], f"tfds lip/{split}[{i}]")
-    return record["id"].decode("utf-8"), image, record["label"][..., 0]
+    def read(i):  # image kept as the original file bytes: decoded exactly like the folder reader
+        record = data[i]
+        image = decode_image(record["image"], f"tfds lip/{split}[{i}]")
+        return record["id"].decode("utf-8"), image, record["label"][..., 0]
 
-  return range(len(data)), read
+    return range(len(data)), read
 
 
 def prepare_tfds(root, data_dir=None, stats=None):
-  """The `Lip` builder in ArrayRecord format under data_dir, generated from the folders at root if needed
-  (root may be None when it is already prepared). Generation-time skips are counted in `stats`.
-  Multi-host: prepare once (one process), then let every host pass root=None."""
-  return pipeline.prepare_tfds_builder(Lip(data_dir=data_dir, file_format="array_record", stats=stats), root,
-                                       "LIP folders")
+    """The `Lip` builder in ArrayRecord format under data_dir, generated from the folders at root if needed
+    (root may be None when it is already prepared). Generation-time skips are counted in `stats`.
+    Multi-host: prepare once (one process), then let every host pass root=None."""
+    return pipeline.prepare_tfds_builder(
+        Lip(data_dir=data_dir, file_format="array_record", stats=stats), root, "LIP folders"
+    )
 
 
 def num_examples(root, split, *, source="folders", tfds_data_dir=None):
-  """Number of examples listed in `split` ('train', 'val', 'test'; tfds: examples actually stored)."""
-  return len(_source(root, split, source, tfds_data_dir, None)[0])
+    """Number of examples listed in `split` ('train', 'val', 'test'; tfds: examples actually stored)."""
+    return len(_source(root, split, source, tfds_data_dir, None)[0])
 
 
-def train_stream(root, *, batch_size, crop_size=321, scales=DEFAULT_SCALES, seed=0, start_index=0,
-                 process_index=0, process_count=1, source="folders", tfds_data_dir=None, stats=None):
-  """Infinite, resumable training batches of this host (batch_size per host), the LIP_SSL protocol.
+def train_stream(
+    root,
+    *,
+    batch_size,
+    crop_size=321,
+    scales=DEFAULT_SCALES,
+    seed=0,
+    start_index=0,
+    process_index=0,
+    process_count=1,
+    source="folders",
+    tfds_data_dir=None,
+    stats=None,
+):
+    """Infinite, resumable training batches of this host (batch_size per host), the LIP_SSL protocol.
 
-  Yields {'image': float32 (B, crop, crop, 3) RGB 0..255, 'label': int32 (B, crop, crop)}; start_index =
-  examples this host already consumed (step * batch_size), see pipeline.train_stream. Corrupt examples are
-  skipped and counted in `stats` (a pipeline.Stats).
-  """
-  examples, read = _source(root, "train", source, tfds_data_dir, stats)
+    Yields {'image': float32 (B, crop, crop, 3) RGB 0..255, 'label': int32 (B, crop, crop)}; start_index =
+    examples this host already consumed (step * batch_size), see pipeline.train_stream. Corrupt examples are
+    skipped and counted in `stats` (a pipeline.Stats).
+    """
+    examples, read = _source(root, "train", source, tfds_data_dir, stats)
 
-  def load(example, rng):
-    _, image, label = read(example)
-    return train_example(image, label, rng, crop_size=crop_size, scales=tuple(scales))
+    def load(example, rng):
+        _, image, label = read(example)
+        return train_example(image, label, rng, crop_size=crop_size, scales=tuple(scales))
 
-  return pipeline.train_stream(examples, load, _train_spec(crop_size), batch_size=batch_size, seed=seed,
-                               start_index=start_index, process_index=process_index,
-                               process_count=process_count, stats=stats)
+    return pipeline.train_stream(
+        examples,
+        load,
+        _train_spec(crop_size),
+        batch_size=batch_size,
+        seed=seed,
+        start_index=start_index,
+        process_index=process_index,
+        process_count=process_count,
+        stats=stats,
+    )
 
 
-def eval_stream(root, *, split="val", batch_size, pad_size=640, process_index=0, process_count=1,
-                source="folders", tfds_data_dir=None, stats=None, limit=None):
-  """Finite evaluation batches of this host's shard (examples[p::P] of the sorted split, first `limit`).
+def eval_stream(
+    root,
+    *,
+    split="val",
+    batch_size,
+    pad_size=640,
+    process_index=0,
+    process_count=1,
+    source="folders",
+    tfds_data_dir=None,
+    stats=None,
+    limit=None,
+):
+    """Finite evaluation batches of this host's shard (examples[p::P] of the sorted split, first `limit`).
 
-  Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S), 'mask': bool (B,), 'height', 'width':
-  int32 (B,), 'id': numpy str (B,)}. `id` is host-only (pop it before sending a batch to devices); padding
-  and corrupt examples have mask False (and id ''). Every host yields len(stream) batches.
-  """
-  stats = stats if stats is not None else Stats()
-  examples, read = _source(root, split, source, tfds_data_dir, stats)
-  examples = examples[:limit] if limit is not None else examples
+    Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S), 'mask': bool (B,), 'height', 'width':
+    int32 (B,), 'id': numpy str (B,)}. `id` is host-only (pop it before sending a batch to devices); padding
+    and corrupt examples have mask False (and id ''). Every host yields len(stream) batches.
+    """
+    stats = stats if stats is not None else Stats()
+    examples, read = _source(root, split, source, tfds_data_dir, stats)
+    examples = examples[:limit] if limit is not None else examples
 
-  def load(example):
-    example_id, image, label = read(example)
-    return eval_example(example_id, image, label, pad_size=pad_size, stats=stats, name=example_id)
+    def load(example):
+        example_id, image, label = read(example)
+        return eval_example(example_id, image, label, pad_size=pad_size, stats=stats, name=example_id)
 
-  return pipeline.eval_stream(examples, load, _eval_spec(pad_size), batch_size=batch_size,
-                              process_index=process_index, process_count=process_count, stats=stats)
+    return pipeline.eval_stream(
+        examples,
+        load,
+        _eval_spec(pad_size),
+        batch_size=batch_size,
+        process_index=process_index,
+        process_count=process_count,
+        stats=stats,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- TFDS
 class Lip(tfds.core.GeneratorBasedBuilder):
-  """LIP human parsing (train 30,462 / validation 10,000) from the official zips (manual download).
+    """LIP human parsing (train 30,462 / validation 10,000) from the official zips (manual download).
 
-  Examples are stored in sorted-id order (shuffling disabled) so that `as_data_source(split)[i]` is the
-  i-th example of the folder reader; images keep their original JPEG bytes. Corrupt files are skipped,
-  logged and counted in `self.stats` during generation (nothing is raised for them).
-  """
+    Examples are stored in sorted-id order (shuffling disabled) so that `as_data_source(split)[i]` is the
+    i-th example of the folder reader; images keep their original JPEG bytes. Corrupt files are skipped,
+    logged and counted in `self.stats` during generation (nothing is raised for them).
+    """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Download from the LIP site (https://sysu-hcp.net/lip/, "Single Person") the official zips
   TrainVal_images.zip and TrainVal_parsing_annotations.zip (Testing_images.zip is not used: its labels are
   withheld) and unzip them into manual_dir. Accepted layouts under manual_dir:
@@ -348,35 +424,41 @@ class Lip(tfds.core.GeneratorBasedBuilder):
                                                                       (re-layout; manual_dir may be LIP/)
   """
 
-  def __init__(self, *, stats=None, **kwargs):
-    self.stats = stats if stats is not None else Stats()
-    super().__init__(**kwargs)
+    def __init__(self, *, stats=None, **kwargs):
+        self.stats = stats if stats is not None else Stats()
+        super().__init__(**kwargs)
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="Look into Person: single-person human parsing, 20 classes (0 background).",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"),
-            "label": tfds.features.Image(shape=(None, None, 1), dtype=np.uint8, encoding_format="png"),
-            "id": tfds.features.Text(),
-        }),
-        disable_shuffling=True,
-        homepage="https://sysu-hcp.net/lip/",
-        citation="@inproceedings{gong2017look, title={Look into Person: Self-supervised Structure-sensitive "
-                 "Learning and a New Benchmark for Human Parsing}, author={Gong, Ke and Liang, Xiaodan and "
-                 "Zhang, Dongyu and Shen, Xiaohui and Lin, Liang}, booktitle={CVPR}, year={2017}}",
-    )
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Look into Person: single-person human parsing, 20 classes (0 background).",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(
+                        shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"
+                    ),
+                    "label": tfds.features.Image(
+                        shape=(None, None, 1), dtype=np.uint8, encoding_format="png"
+                    ),
+                    "id": tfds.features.Text(),
+                }
+            ),
+            disable_shuffling=True,
+            homepage="https://sysu-hcp.net/lip/",
+            citation="@inproceedings{gong2017look, title={Look into Person: Self-supervised Structure-sensitive "
+            "Learning and a New Benchmark for Human Parsing}, author={Gong, Ke and Liang, Xiaodan and "
+            "Zhang, Dongyu and Shen, Xiaohui and Lin, Liang}, booktitle={CVPR}, year={2017}}",
+        )
 
-  def _split_generators(self, dl_manager):
-    layout = find_layout(dl_manager.manual_dir)
-    return {_TFDS_SPLITS[s]: self._generate_examples(layout[s]) for s in ("train", "val") if s in layout}
+    def _split_generators(self, dl_manager):
+        layout = find_layout(dl_manager.manual_dir)
+        return {_TFDS_SPLITS[s]: self._generate_examples(layout[s]) for s in ("train", "val") if s in layout}
 
-  def _generate_examples(self, entries):
-    for key, entry in enumerate(entries):  # integer keys in sorted-id order = stored order
-      try:
-        example_id, data, _, label = _read_files(entry)
-      except CorruptExample as e:
-        self.stats.record_skip(e.path, e.reason)
-        continue
-      yield key, {"image": data.tobytes(), "label": label[..., None], "id": example_id}
+    def _generate_examples(self, entries):
+        for key, entry in enumerate(entries):  # integer keys in sorted-id order = stored order
+            try:
+                example_id, data, _, label = _read_files(entry)
+            except CorruptExample as e:
+                self.stats.record_skip(e.path, e.reason)
+                continue
+            yield key, {"image": data.tobytes(), "label": label[..., None], "id": example_id}

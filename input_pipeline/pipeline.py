@@ -49,162 +49,169 @@ _configured = False
 
 
 def configure_once():
-  """Process-wide settings for input pipelines, applied once (idempotent):
-  * hide GPUs from TensorFlow (JAX owns the accelerators; harmless on tensorflow-cpu);
-  * cv2.setNumThreads(1): tf.data already runs one loader per core, and OpenCV's own thread pool on top
-    oversubscribes the cores (measured on 2 cores, crop 321: 360 -> 620 img/s). This is global to cv2.
-  """
-  global _configured
-  if not _configured:
-    try:
-      tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TF already initialised its devices: too late to change, nothing to do.
-      pass
-    cv2.setNumThreads(1)
-    _configured = True
+    """Process-wide settings for input pipelines, applied once (idempotent):
+    * hide GPUs from TensorFlow (JAX owns the accelerators; harmless on tensorflow-cpu);
+    * cv2.setNumThreads(1): tf.data already runs one loader per core, and OpenCV's own thread pool on top
+      oversubscribes the cores (measured on 2 cores, crop 321: 360 -> 620 img/s). This is global to cv2.
+    """
+    global _configured
+    if not _configured:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TF already initialised its devices: too late to change, nothing to do.
+            pass
+        cv2.setNumThreads(1)
+        _configured = True
 
 
 class CorruptExample(Exception):
-  """Raised by a loader for an example it cannot decode (unreadable file, undecodable bytes, wrong size)."""
+    """Raised by a loader for an example it cannot decode (unreadable file, undecodable bytes, wrong size)."""
 
-  def __init__(self, path, reason):
-    super().__init__(f"{path}: {reason}")
-    self.path, self.reason = str(path), reason
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
 
 
 class Stats:
-  """Thread-safe counters the pipeline fills and the trainer logs.
+    """Thread-safe counters the pipeline fills and the trainer logs.
 
-  skipped: number of skip events (a corrupt training example is skipped again each epoch it comes up;
-    tf.data decodes a few batches ahead, so counts may run ahead of what the caller has consumed).
-  skipped_files: the distinct offending files, in the order first seen (each also logged once).
-  downscaled: examples shrunk to fit a fixed evaluation size (see lip.eval_stream).
-  """
+    skipped: number of skip events (a corrupt training example is skipped again each epoch it comes up;
+      tf.data decodes a few batches ahead, so counts may run ahead of what the caller has consumed).
+    skipped_files: the distinct offending files, in the order first seen (each also logged once).
+    downscaled: examples shrunk to fit a fixed evaluation size (see lip.eval_stream).
+    """
 
-  def __init__(self):
-    self._lock = threading.Lock()
-    self.skipped = 0
-    self.skipped_files = []
-    self.downscaled = 0
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.skipped = 0
+        self.skipped_files = []
+        self.downscaled = 0
 
-  def record_skip(self, path, reason=""):
-    with self._lock:
-      self.skipped += 1
-      if path in self.skipped_files:
-        return
-      self.skipped_files.append(path)
-    log.warning("skipping corrupt example %s (%s); counted in Stats.skipped", path, reason)
+    def record_skip(self, path, reason=""):
+        with self._lock:
+            self.skipped += 1
+            if path in self.skipped_files:
+                return
+            self.skipped_files.append(path)
+        log.warning("skipping corrupt example %s (%s); counted in Stats.skipped", path, reason)
 
-  def record_downscale(self, path=""):
-    with self._lock:
-      self.downscaled += 1
+    def record_downscale(self, path=""):
+        with self._lock:
+            self.downscaled += 1
 
-  def as_dict(self):
-    with self._lock:
-      return {"skipped": self.skipped, "skipped_files": len(self.skipped_files),
-              "downscaled": self.downscaled}
+    def as_dict(self):
+        with self._lock:
+            return {
+                "skipped": self.skipped,
+                "skipped_files": len(self.skipped_files),
+                "downscaled": self.downscaled,
+            }
 
 
 @dataclasses.dataclass(frozen=True)
 class Feature:
-  """One output feature of a loader: per-example shape and numpy dtype (`str` = host-only text, returned
-  as a numpy unicode array), and the value that fills dummy (padding) examples."""
-  shape: tuple
-  dtype: Any
-  pad_value: Any = 0
+    """One output feature of a loader: per-example shape and numpy dtype (`str` = host-only text, returned
+    as a numpy unicode array), and the value that fills dummy (padding) examples."""
+
+    shape: tuple
+    dtype: Any
+    pad_value: Any = 0
 
 
 Spec = Mapping[str, Feature]
 
 
 def prepare_tfds_builder(builder, root, what: str):
-  """Generates a project TFDS builder (ArrayRecord, manual_dir = root) if root is given; else checks that it is
-  already prepared (FileNotFoundError naming `what`, the folders it is made from). Returns the builder.
-  Multi-host: prepare once (one process), then let every host pass root=None."""
-  if root is not None:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser())))
-  elif not builder.is_prepared():
-    raise FileNotFoundError(f"the {type(builder).__name__} TFDS dataset is not prepared under {builder.data_dir}; "
-                            f"pass root (the {what}) to generate it")
-  return builder
+    """Generates a project TFDS builder (ArrayRecord, manual_dir = root) if root is given; else checks that it is
+    already prepared (FileNotFoundError naming `what`, the folders it is made from). Returns the builder.
+    Multi-host: prepare once (one process), then let every host pass root=None."""
+    if root is not None:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser()))
+        )
+    elif not builder.is_prepared():
+        raise FileNotFoundError(
+            f"the {type(builder).__name__} TFDS dataset is not prepared under {builder.data_dir}; "
+            f"pass root (the {what}) to generate it"
+        )
+    return builder
 
 
 def host_shard(examples: Sequence, process_index: int, process_count: int) -> list:
-  """The examples host `process_index` of `process_count` owns: `examples[p::P]` (sort them first)."""
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-  return list(examples)[process_index::process_count]
+    """The examples host `process_index` of `process_count` owns: `examples[p::P]` (sort them first)."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    return list(examples)[process_index::process_count]
 
 
 @functools.lru_cache(maxsize=4)
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-  """Order of the host's n examples in `epoch`: default_rng([seed, epoch]).permutation(n). (n,) int64."""
-  perm = np.random.default_rng([seed, epoch]).permutation(n)
-  perm.flags.writeable = False
-  return perm
+    """Order of the host's n examples in `epoch`: default_rng([seed, epoch]).permutation(n). (n,) int64."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    perm.flags.writeable = False
+    return perm
 
 
 def example_index(position: int, n: int, seed: int) -> int:
-  """Host-local example index at stream `position` (epoch = position // n)."""
-  epoch, offset = divmod(int(position), n)
-  return int(epoch_permutation(n, seed, epoch)[offset])
+    """Host-local example index at stream `position` (epoch = position // n)."""
+    epoch, offset = divmod(int(position), n)
+    return int(epoch_permutation(n, seed, epoch)[offset])
 
 
 def example_rng(seed: int, position: int, process_index: int) -> np.random.Generator:
-  """The per-example augmentation generator: default_rng([seed, position, process_index])."""
-  return np.random.default_rng([seed, int(position), process_index])
+    """The per-example augmentation generator: default_rng([seed, position, process_index])."""
+    return np.random.default_rng([seed, int(position), process_index])
 
 
 def _tf_dtype(dtype):
-  return tf.string if dtype is str else tf.as_dtype(np.dtype(dtype))
+    return tf.string if dtype is str else tf.as_dtype(np.dtype(dtype))
 
 
 def _dummy(spec: Spec):
-  return {k: (b"" if f.dtype is str else np.full(f.shape, f.pad_value, f.dtype)) for k, f in spec.items()}
+    return {k: (b"" if f.dtype is str else np.full(f.shape, f.pad_value, f.dtype)) for k, f in spec.items()}
 
 
 def _as_numpy(value, dtype):
-  if dtype is str:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-  return np.asarray(value, dtype)
+    if dtype is str:
+        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return np.asarray(value, dtype)
 
 
 def _map_numpy(ds, fn, spec: Spec):
-  """ds of int64 scalars -> ds of dicts: spec features + _ok (bool) + _position (int64), fn in parallel."""
-  keys = list(spec) + [_OK, _POSITION]
-  dtypes = [spec[k].dtype for k in spec] + [np.bool_, np.int64]
+    """ds of int64 scalars -> ds of dicts: spec features + _ok (bool) + _position (int64), fn in parallel."""
+    keys = list(spec) + [_OK, _POSITION]
+    dtypes = [spec[k].dtype for k in spec] + [np.bool_, np.int64]
 
-  def flat(position):
-    example, ok = fn(int(position))
-    out = [_as_numpy(example[k], spec[k].dtype) for k in spec]
-    return out + [np.bool_(ok), np.int64(position)]
+    def flat(position):
+        example, ok = fn(int(position))
+        out = [_as_numpy(example[k], spec[k].dtype) for k in spec]
+        return out + [np.bool_(ok), np.int64(position)]
 
-  def tf_fn(position):
-    values = tf.numpy_function(flat, [position], [_tf_dtype(d) for d in dtypes])
-    out = dict(zip(keys, values))
-    for k, f in spec.items():
-      out[k].set_shape(f.shape)
-    out[_OK].set_shape(())
-    out[_POSITION].set_shape(())
-    return out
+    def tf_fn(position):
+        values = tf.numpy_function(flat, [position], [_tf_dtype(d) for d in dtypes])
+        out = dict(zip(keys, values))
+        for k, f in spec.items():
+            out[k].set_shape(f.shape)
+        out[_OK].set_shape(())
+        out[_POSITION].set_shape(())
+        return out
 
-  return ds.map(tf_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(tf_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _finish(ds, batch_size):
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = True
-  options.threading.max_intra_op_parallelism = 1
-  return ds.with_options(options)
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options)
 
 
 def _to_host(batch, spec):
-  for k, f in spec.items():
-    if f.dtype is str:
-      batch[k] = np.array([s.decode("utf-8") for s in batch[k]])
-  return batch
+    for k, f in spec.items():
+        if f.dtype is str:
+            batch[k] = np.array([s.decode("utf-8") for s in batch[k]])
+    return batch
 
 
 _LIVE_STREAMS = weakref.WeakSet()
@@ -212,148 +219,167 @@ _LIVE_STREAMS = weakref.WeakSet()
 
 @atexit.register
 def _close_live_streams():
-  """Stops the tf.data workers of streams still open at exit. Without this, an iterator destroyed during
-  interpreter shutdown waits forever for numpy_function calls that can no longer take the GIL (a hang at
-  exit, seen with training streams abandoned mid-way)."""
-  for stream in list(_LIVE_STREAMS):
-    stream.close()
+    """Stops the tf.data workers of streams still open at exit. Without this, an iterator destroyed during
+    interpreter shutdown waits forever for numpy_function calls that can no longer take the GIL (a hang at
+    exit, seen with training streams abandoned mid-way)."""
+    for stream in list(_LIVE_STREAMS):
+        stream.close()
 
 
 class _Closeable:
-  """close() (or `with stream:`) stops the tf.data workers now; live streams are also closed at exit."""
+    """close() (or `with stream:`) stops the tf.data workers now; live streams are also closed at exit."""
 
-  def __init__(self):
-    _LIVE_STREAMS.add(self)
+    def __init__(self):
+        _LIVE_STREAMS.add(self)
 
-  def close(self):
-    raise NotImplementedError
+    def close(self):
+        raise NotImplementedError
 
-  def __enter__(self):
-    return self
+    def __enter__(self):
+        return self
 
-  def __exit__(self, *exc):
-    self.close()
+    def __exit__(self, *exc):
+        self.close()
 
 
 class TrainStream(_Closeable):
-  """Infinite iterator of training batches (dicts of numpy arrays, leading axis = per-host batch).
+    """Infinite iterator of training batches (dicts of numpy arrays, leading axis = per-host batch).
 
-  next_position: the host stream position after the last example of the last batch returned; restart with
-  `start_index=next_position` to continue exactly (== step * batch_size unless examples were skipped).
-  """
+    next_position: the host stream position after the last example of the last batch returned; restart with
+    `start_index=next_position` to continue exactly (== step * batch_size unless examples were skipped).
+    """
 
-  def __init__(self, ds, spec, start_index):
-    super().__init__()
-    self._it = iter(ds.as_numpy_iterator())
-    self._spec = spec
-    self.next_position = start_index
+    def __init__(self, ds, spec, start_index):
+        super().__init__()
+        self._it = iter(ds.as_numpy_iterator())
+        self._spec = spec
+        self.next_position = start_index
 
-  def close(self):
-    self._it = None  # drops the tf.data iterator: its workers stop
+    def close(self):
+        self._it = None  # drops the tf.data iterator: its workers stop
 
-  def __iter__(self):
-    return self
+    def __iter__(self):
+        return self
 
-  def __next__(self):
-    if self._it is None:
-      raise StopIteration
-    batch = next(self._it)
-    self.next_position = int(batch.pop(_POSITION)[-1]) + 1
-    batch.pop(_OK)
-    return _to_host(batch, self._spec)
+    def __next__(self):
+        if self._it is None:
+            raise StopIteration
+        batch = next(self._it)
+        self.next_position = int(batch.pop(_POSITION)[-1]) + 1
+        batch.pop(_OK)
+        return _to_host(batch, self._spec)
 
 
-def train_stream(examples: Sequence, load_fn: Callable[[Any, np.random.Generator], dict], spec: Spec, *,
-                 batch_size: int, seed: int = 0, start_index: int = 0, process_index: int = 0,
-                 process_count: int = 1, stats: Stats | None = None) -> TrainStream:
-  """Infinite, resumable training stream of this host's shard (see the module docstring for the order).
+def train_stream(
+    examples: Sequence,
+    load_fn: Callable[[Any, np.random.Generator], dict],
+    spec: Spec,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    start_index: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    stats: Stats | None = None,
+) -> TrainStream:
+    """Infinite, resumable training stream of this host's shard (see the module docstring for the order).
 
-  examples: the full, sorted example list (any objects); load_fn(example, rng) -> {name: array per spec},
-    may raise CorruptExample (the example is skipped and counted in `stats`).
-  batch_size: per host. start_index: examples this host already consumed (skipped without decoding).
-  Returns batches {name: (batch_size, *spec[name].shape)}.
-  """
-  configure_once()
-  shard = host_shard(examples, process_index, process_count)
-  n = len(shard)
-  if n == 0:
-    raise ValueError(f"host {process_index}/{process_count} has no examples (of {len(examples)})")
-  stats = stats if stats is not None else Stats()
-  bad, bad_lock = set(), threading.Lock()
+    examples: the full, sorted example list (any objects); load_fn(example, rng) -> {name: array per spec},
+      may raise CorruptExample (the example is skipped and counted in `stats`).
+    batch_size: per host. start_index: examples this host already consumed (skipped without decoding).
+    Returns batches {name: (batch_size, *spec[name].shape)}.
+    """
+    configure_once()
+    shard = host_shard(examples, process_index, process_count)
+    n = len(shard)
+    if n == 0:
+        raise ValueError(f"host {process_index}/{process_count} has no examples (of {len(examples)})")
+    stats = stats if stats is not None else Stats()
+    bad, bad_lock = set(), threading.Lock()
 
-  def load(position):
-    index = example_index(position, n, seed)
-    try:
-      return load_fn(shard[index], example_rng(seed, position, process_index)), True
-    except CorruptExample as e:
-      stats.record_skip(e.path, e.reason)
-      with bad_lock:
-        bad.add(index)
-        if len(bad) == n:
-          raise RuntimeError(f"every one of the {n} examples of host {process_index} is corrupt") from e
-      return _dummy(spec), False
+    def load(position):
+        index = example_index(position, n, seed)
+        try:
+            return load_fn(shard[index], example_rng(seed, position, process_index)), True
+        except CorruptExample as e:
+            stats.record_skip(e.path, e.reason)
+            with bad_lock:
+                bad.add(index)
+                if len(bad) == n:
+                    raise RuntimeError(
+                        f"every one of the {n} examples of host {process_index} is corrupt"
+                    ) from e
+            return _dummy(spec), False
 
-  ds = tf.data.Dataset.counter(start=start_index)  # int64 host positions start_index, start_index + 1, ...
-  ds = _map_numpy(ds, load, spec).filter(lambda ex: ex[_OK])
-  return TrainStream(_finish(ds, batch_size), spec, start_index)
+    ds = tf.data.Dataset.counter(start=start_index)  # int64 host positions start_index, start_index + 1, ...
+    ds = _map_numpy(ds, load, spec).filter(lambda ex: ex[_OK])
+    return TrainStream(_finish(ds, batch_size), spec, start_index)
 
 
 class EvalStream(_Closeable):
-  """Finite, re-iterable evaluation batches; `len()` = batches per host (the same on every host).
+    """Finite, re-iterable evaluation batches; `len()` = batches per host (the same on every host).
 
-  Each batch has the spec's features plus `mask` (B,) bool: False for the padding that evens out hosts and
-  for corrupt examples (skipped and counted in stats).
-  """
+    Each batch has the spec's features plus `mask` (B,) bool: False for the padding that evens out hosts and
+    for corrupt examples (skipped and counted in stats).
+    """
 
-  def __init__(self, ds, spec, num_batches):
-    super().__init__()
-    self._ds, self._spec, self._num_batches = ds, spec, num_batches
-    self._passes = weakref.WeakSet()  # unfinished iterations (generators), closed by close()
+    def __init__(self, ds, spec, num_batches):
+        super().__init__()
+        self._ds, self._spec, self._num_batches = ds, spec, num_batches
+        self._passes = weakref.WeakSet()  # unfinished iterations (generators), closed by close()
 
-  def __len__(self):
-    return self._num_batches
+    def __len__(self):
+        return self._num_batches
 
-  def close(self):
-    for iteration in list(self._passes):
-      iteration.close()
+    def close(self):
+        for iteration in list(self._passes):
+            iteration.close()
 
-  def __iter__(self):
-    iteration = self._batches()
-    self._passes.add(iteration)
-    return iteration
+    def __iter__(self):
+        iteration = self._batches()
+        self._passes.add(iteration)
+        return iteration
 
-  def _batches(self):
-    for batch in self._ds.as_numpy_iterator():
-      batch.pop(_POSITION)
-      batch["mask"] = batch.pop(_OK)
-      yield _to_host(batch, self._spec)
+    def _batches(self):
+        for batch in self._ds.as_numpy_iterator():
+            batch.pop(_POSITION)
+            batch["mask"] = batch.pop(_OK)
+            yield _to_host(batch, self._spec)
 
 
 def eval_batches_per_host(num_examples: int, batch_size: int, process_count: int) -> int:
-  """ceil(ceil(N / P) / B): enough batches for the largest host shard."""
-  return math.ceil(math.ceil(num_examples / process_count) / batch_size)
+    """ceil(ceil(N / P) / B): enough batches for the largest host shard."""
+    return math.ceil(math.ceil(num_examples / process_count) / batch_size)
 
 
-def eval_stream(examples: Sequence, load_fn: Callable[[Any], dict], spec: Spec, *, batch_size: int,
-                process_index: int = 0, process_count: int = 1, stats: Stats | None = None) -> EvalStream:
-  """Finite evaluation stream over this host's shard `examples[p::P]`, in order, padded with masked dummies.
+def eval_stream(
+    examples: Sequence,
+    load_fn: Callable[[Any], dict],
+    spec: Spec,
+    *,
+    batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    stats: Stats | None = None,
+) -> EvalStream:
+    """Finite evaluation stream over this host's shard `examples[p::P]`, in order, padded with masked dummies.
 
-  load_fn(example) -> {name: array per spec}; may raise CorruptExample (masked out and counted).
-  Returns batches {name: (batch_size, ...), 'mask': (batch_size,) bool}.
-  """
-  configure_once()
-  shard = host_shard(examples, process_index, process_count)
-  stats = stats if stats is not None else Stats()
-  num_batches = eval_batches_per_host(len(examples), batch_size, process_count)
+    load_fn(example) -> {name: array per spec}; may raise CorruptExample (masked out and counted).
+    Returns batches {name: (batch_size, ...), 'mask': (batch_size,) bool}.
+    """
+    configure_once()
+    shard = host_shard(examples, process_index, process_count)
+    stats = stats if stats is not None else Stats()
+    num_batches = eval_batches_per_host(len(examples), batch_size, process_count)
 
-  def load(i):
-    if i >= len(shard):
-      return _dummy(spec), False
-    try:
-      return load_fn(shard[i]), True
-    except CorruptExample as e:
-      stats.record_skip(e.path, e.reason)
-      return _dummy(spec), False
+    def load(i):
+        if i >= len(shard):
+            return _dummy(spec), False
+        try:
+            return load_fn(shard[i]), True
+        except CorruptExample as e:
+            stats.record_skip(e.path, e.reason)
+            return _dummy(spec), False
 
-  ds = _map_numpy(tf.data.Dataset.range(num_batches * batch_size), load, spec)
-  return EvalStream(_finish(ds, batch_size), spec, num_batches)
+    ds = _map_numpy(tf.data.Dataset.range(num_batches * batch_size), load, spec)
+    return EvalStream(_finish(ds, batch_size), spec, num_batches)

@@ -20,7 +20,8 @@ class Checkpoints:
     def __init__(self, workdir: str, max_to_keep: int = 3, async_save: bool = True):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -39,7 +40,8 @@ class Checkpoints:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         target = jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings)
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings
+        )
         return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
     def wait(self) -> None:

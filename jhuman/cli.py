@@ -30,7 +30,8 @@ def _quiet_tf():
 
 
 def cmd_train(args, overrides):
-    from jhuman import config as config_lib, train
+    from jhuman import config as config_lib
+    from jhuman import train
 
     config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
     summary = train.run(config, args.workdir)
@@ -50,7 +51,8 @@ def _format_eval(results, config):
 def _restore(workdir, overrides, step=None):
     import jax
 
-    from jhuman import checkpoint, config as config_lib, train
+    from jhuman import checkpoint, train
+    from jhuman import config as config_lib
 
     config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
     setup = train.build(config)
@@ -77,8 +79,10 @@ def cmd_predict(args, overrides):
 
     _, setup, state, step = _restore(args.workdir, overrides)
     summary = setup.task.predict_folder(train.eval_variables(state), args.images, args.out)
-    print(f"step {step}: wrote predictions for {summary['num_images']} images to {args.out} "
-          f"({summary['num_skipped']} skipped)")
+    print(
+        f"step {step}: wrote predictions for {summary['num_images']} images to {args.out} "
+        f"({summary['num_skipped']} skipped)"
+    )
 
 
 def cmd_data(args, overrides):
@@ -86,8 +90,14 @@ def cmd_data(args, overrides):
     from input_pipeline import synthetic
 
     size = tuple(int(s) for s in args.size.split(","))
-    counts = synthetic.write_dataset(args.task, args.out, num=args.num, seed=args.seed,
-                                     size=size if len(size) > 1 else size[0], val_fraction=args.val_fraction)
+    counts = synthetic.write_dataset(
+        args.task,
+        args.out,
+        num=args.num,
+        seed=args.seed,
+        size=size if len(size) > 1 else size[0],
+        val_fraction=args.val_fraction,
+    )
     print(f"wrote {counts} to {args.out}")
 
 
@@ -99,7 +109,9 @@ def cmd_eval_parsing(args, overrides):
     if args.ids:
         with open(args.ids) as f:
             ids = [line.strip() for line in f if line.strip()]
-    results = parsing_metrics.evaluate_folders(args.gt_dir, args.pred_dir, ids=ids, num_classes=args.num_classes)
+    results = parsing_metrics.evaluate_folders(
+        args.gt_dir, args.pred_dir, ids=ids, num_classes=args.num_classes
+    )
     print(parsing_metrics.format_table(results))
     if args.json:
         with open(args.json, "w") as f:
@@ -119,9 +131,14 @@ def cmd_bench(args, overrides):
     del overrides
     path = args.name if args.name.endswith(".py") else os.path.join("benchmarks", f"{args.name}.py")
     if not os.path.isfile(path):
-        available = sorted(f[:-3] for f in os.listdir("benchmarks") if f.endswith(".py")) if os.path.isdir(
-            "benchmarks") else []
-        raise SystemExit(f"error: no benchmark {path!r} (run from the repository root); available: {available}")
+        available = (
+            sorted(f[:-3] for f in os.listdir("benchmarks") if f.endswith(".py"))
+            if os.path.isdir("benchmarks")
+            else []
+        )
+        raise SystemExit(
+            f"error: no benchmark {path!r} (run from the repository root); available: {available}"
+        )
     sys.argv = [path, *args.bench_args]
     runpy.run_path(path, run_name="__main__")
 
@@ -131,11 +148,15 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train (resumes from the workdir's latest checkpoint)")
-    p.add_argument("--config", required=True, help="configs/<name>.py[:arg], e.g. configs/parsing.py:size=tiny")
+    p.add_argument(
+        "--config", required=True, help="configs/<name>.py[:arg], e.g. configs/parsing.py:size=tiny"
+    )
     p.add_argument("--workdir", required=True)
     p.set_defaults(fn=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a workdir's checkpoint; writes <workdir>/eval/<split>_<step>.json")
+    p = sub.add_parser(
+        "eval", help="evaluate a workdir's checkpoint; writes <workdir>/eval/<split>_<step>.json"
+    )
     p.add_argument("--workdir", required=True)
     p.add_argument("--split", default="val")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")

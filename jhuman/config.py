@@ -76,7 +76,8 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
         value = type(current)(value)
     if type(value) is not type(current):
         raise ConfigError(
-            f"--config.{key}={text!r}: expected {type(current).__name__}, got {type(value).__name__}")
+            f"--config.{key}={text!r}: expected {type(current).__name__}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -92,7 +93,7 @@ def set_override(config: ml_collections.ConfigDict, key: str, text: str) -> None
         if depth < len(parts) - 1:
             node = node[part]
             if not isinstance(node, ml_collections.ConfigDict):
-                raise ConfigError(f"config key {'.'.join(parts[:depth + 1])!r} is a value, not a section")
+                raise ConfigError(f"config key {'.'.join(parts[: depth + 1])!r} is a value, not a section")
     current = node[parts[-1]]
     if isinstance(current, ml_collections.ConfigDict):
         raise ConfigError(f"config key {key!r} is a section; valid keys inside: {sorted(current.keys())}")
@@ -138,18 +139,50 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Sections every experiment config has; config files give only what differs (`section(TRAIN, steps=...)`).
-TRAIN = {"steps": 1000, "batch_size": 8, "grad_accum_steps": 1, "compute_dtype": "float32", "ema_decay": 0.0,
-         "log_every": 25, "eval_every": 500, "checkpoint_every": 500, "keep_checkpoints": 2, "num_pictures": 6,
-         "progress_bar": True, "transfer_guard": True}
-OPTIM = {"name": "adam", "learning_rate": 1e-3, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
-         "decay_biases": False, "schedule": "poly", "poly_power": 0.9, "step_boundaries": (0.5, 0.75),
-         "step_factor": 0.1, "warmup_steps": 0, "lr_multipliers": (), "grad_clip_norm": 0.0}
+TRAIN = {
+    "steps": 1000,
+    "batch_size": 8,
+    "grad_accum_steps": 1,
+    "compute_dtype": "float32",
+    "ema_decay": 0.0,
+    "log_every": 25,
+    "eval_every": 500,
+    "checkpoint_every": 500,
+    "keep_checkpoints": 2,
+    "num_pictures": 6,
+    "progress_bar": True,
+    "transfer_guard": True,
+}
+OPTIM = {
+    "name": "adam",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "decay_biases": False,
+    "schedule": "poly",
+    "poly_power": 0.9,
+    "step_boundaries": (0.5, 0.75),
+    "step_factor": 0.1,
+    "warmup_steps": 0,
+    "lr_multipliers": (),
+    "grad_clip_norm": 0.0,
+}
 # The data keys every task reads through jhuman.tasks.common (data_root, source_kwargs, the synthetic cache);
 # source 'folders' (the official layout under root) or 'tfds' (the project's builder, manual_dir = root).
 # A task's own data keys are set after: `c.data = section(DATA, ...); c.data.scales = ...`.
-DATA = {"name": "synthetic", "root": "", "source": "folders", "tfds_data_dir": "", "cache_dir": "~/.cache/jhuman",
-        "synthetic_num": 1000, "synthetic_seed": 0, "synthetic_size": (128, 128), "synthetic_val_fraction": 0.1,
-        "crop_size": 128}
+DATA = {
+    "name": "synthetic",
+    "root": "",
+    "source": "folders",
+    "tfds_data_dir": "",
+    "cache_dir": "~/.cache/jhuman",
+    "synthetic_num": 1000,
+    "synthetic_seed": 0,
+    "synthetic_size": (128, 128),
+    "synthetic_val_fraction": 0.1,
+    "crop_size": 128,
+}
 MESH = {"data": -1, "fsdp": 1, "fsdp_min_size": 2**14}
 DISTRIBUTED = {"coordinator_address": "", "num_processes": 1, "process_id": 0}
 

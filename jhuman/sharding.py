@@ -15,7 +15,8 @@ from typing import Any, Iterable, Iterator
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 BATCH_AXES = ("data", "fsdp")
 
@@ -47,8 +48,10 @@ def make_mesh(mesh_config) -> Mesh:
         # A single host may run on a subset of its devices (e.g. to compare 1 device against 8).
         devices = np.array(jax.devices()[: data * fsdp]).reshape(data, fsdp)
         return Mesh(devices, BATCH_AXES, axis_types=auto)
-    raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} does not fit the {count} devices; "
-                     f"set mesh.data=-1 to use them all")
+    raise ValueError(
+        f"mesh.data={data} x mesh.fsdp={fsdp} does not fit the {count} devices; "
+        f"set mesh.data=-1 to use them all"
+    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -74,8 +77,9 @@ def leaf_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
 def state_shardings(abstract_state: Any, mesh: Mesh, min_size: int = 2**14) -> Any:
     """NamedShardings for every leaf of a (abstract) train state, by `leaf_spec`."""
     fsdp = mesh.shape["fsdp"]
-    return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(tuple(x.shape), fsdp, min_size)),
-                        abstract_state)
+    return jax.tree.map(
+        lambda x: NamedSharding(mesh, leaf_spec(tuple(x.shape), fsdp, min_size)), abstract_state
+    )
 
 
 def per_host_batch_size(global_batch_size: int) -> int:
@@ -83,7 +87,8 @@ def per_host_batch_size(global_batch_size: int) -> int:
     if global_batch_size % count or global_batch_size % jax.device_count():
         raise ValueError(
             f"train.batch_size={global_batch_size} must divide evenly over {count} processes and "
-            f"{jax.device_count()} devices")
+            f"{jax.device_count()} devices"
+        )
     return global_batch_size // count
 
 
@@ -94,8 +99,11 @@ def to_global(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
     """
     sharding = batch_sharding(mesh)
     arrays = {k: np.asarray(v) for k, v in host_batch.items()}
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()
-            if v.dtype.kind in "biuf"}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, v)
+        for k, v in arrays.items()
+        if v.dtype.kind in "biuf"
+    }
 
 
 def prefetch_to_device(batches: Iterable[dict], mesh: Mesh, size: int = 2) -> Iterator[dict]:

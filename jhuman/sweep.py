@@ -52,10 +52,18 @@ def run_sweep(spec: str, workdir: str, overrides=(), only=None) -> list[dict]:
     rows = []
     for name, (config_spec, variant_overrides) in variants.items():
         print(f"=== sweep variant {name}: {config_spec} {' '.join(variant_overrides)}", flush=True)
-        config = config_lib.apply_overrides(config_lib.load_config(config_spec), [*variant_overrides, *overrides])
+        config = config_lib.apply_overrides(
+            config_lib.load_config(config_spec), [*variant_overrides, *overrides]
+        )
         summary = train.run(config, os.path.join(workdir, name))
-        rows.append({"variant": name, "config": config_spec, "overrides": list(variant_overrides),
-                     **{k: v for k, v in summary.get("eval", {}).items() if isinstance(v, float)}})
+        rows.append(
+            {
+                "variant": name,
+                "config": config_spec,
+                "overrides": list(variant_overrides),
+                **{k: v for k, v in summary.get("eval", {}).items() if isinstance(v, float)},
+            }
+        )
         _write(workdir, rows)
     print(format_table(rows))
     return rows

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jhuman import checkpoint, config as config_lib, optim, sharding, tasks, writers
+from jhuman import checkpoint, optim, sharding, tasks, writers
+from jhuman import config as config_lib
 
 log = logging.getLogger(__name__)
 
@@ -100,26 +101,38 @@ def make_train_step(setup: Setup) -> Callable:
         rng = jax.random.fold_in(base_key, state["step"])
         params = state["params"]
         if accum == 1:
-            loss, metrics, model_state, grads = grads_of(params, state["model_state"],
-                                                         {**batch, "step": state["step"]}, rng)
+            loss, metrics, model_state, grads = grads_of(
+                params, state["model_state"], {**batch, "step": state["step"]}, rng
+            )
         else:
             # Micro-batch i takes rows i, i+accum, ...: every device keeps working on its own rows.
             micro = jax.tree.map(
-                lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch)
+                lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
+            )
 
             def body(carry, xs):
                 model_state, grad_sum, loss_sum, metric_sum = carry
                 micro_batch, i = xs
                 loss, metrics, model_state, grads = grads_of(
-                    params, model_state, {**micro_batch, "step": state["step"]}, jax.random.fold_in(rng, i))
+                    params, model_state, {**micro_batch, "step": state["step"]}, jax.random.fold_in(rng, i)
+                )
                 add = lambda a, b: jax.tree.map(jnp.add, a, b)
                 return (model_state, add(grad_sum, grads), loss_sum + loss, add(metric_sum, metrics)), None
 
-            zero_metrics = jax.eval_shape(lambda: grads_of(
-                params, state["model_state"], {**jax.tree.map(lambda x: x[0], micro), "step": state["step"]},
-                rng)[1])
-            init = (state["model_state"], jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
-                    jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics))
+            zero_metrics = jax.eval_shape(
+                lambda: grads_of(
+                    params,
+                    state["model_state"],
+                    {**jax.tree.map(lambda x: x[0], micro), "step": state["step"]},
+                    rng,
+                )[1]
+            )
+            init = (
+                state["model_state"],
+                jax.tree.map(jnp.zeros_like, params),
+                jnp.zeros((), jnp.float32),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics),
+            )
             (model_state, grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(accum)))
             grads = jax.tree.map(lambda g: g / accum, grads)
             loss = loss / accum
@@ -129,24 +142,40 @@ def make_train_step(setup: Setup) -> Callable:
         new_params = optax.apply_updates(params, updates)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        new_state = {"step": state["step"] + 1, "params": new_params, "model_state": model_state,
-                     "opt_state": opt_state}
+        new_state = {
+            "step": state["step"] + 1,
+            "params": new_params,
+            "model_state": model_state,
+            "opt_state": opt_state,
+        }
         if "ema_params" in state:
             new_state["ema_params"] = jax.tree.map(
-                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new_params)
+                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new_params
+            )
         # A non-finite step changes nothing but the step counter: the state stays the last good one.
         keep = {k: v for k, v in state.items() if k != "step"}
-        guarded = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                               {k: v for k, v in new_state.items() if k != "step"}, keep)
+        guarded = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            {k: v for k, v in new_state.items() if k != "step"},
+            keep,
+        )
         guarded["step"] = new_state["step"]
-        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite,
-                   "learning_rate": setup.schedule(state["step"])}
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "finite": finite,
+            "learning_rate": setup.schedule(state["step"]),
+        }
         return guarded, metrics
 
     batch_sharding = sharding.batch_sharding(setup.mesh)
-    return jax.jit(step, in_shardings=(setup.state_shardings, batch_sharding),
-                   out_shardings=(setup.state_shardings, sharding.replicated(setup.mesh)),
-                   donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(setup.state_shardings, batch_sharding),
+        out_shardings=(setup.state_shardings, sharding.replicated(setup.mesh)),
+        donate_argnums=0,
+    )
 
 
 def eval_variables(state) -> dict:
@@ -160,8 +189,11 @@ def evaluate(setup: Setup, state, split: str = "val") -> dict[str, float]:
     evaluator = task.evaluator()
     # Device accumulators (a confusion matrix) are updated in one jitted call; host accumulators (COCO
     # results) jit their own device part and set `host_update = True`.
-    update = evaluator.update if getattr(evaluator, "host_update", False) else jax.jit(
-        evaluator.update, donate_argnums=0)
+    update = (
+        evaluator.update
+        if getattr(evaluator, "host_update", False)
+        else jax.jit(evaluator.update, donate_argnums=0)
+    )
     acc = evaluator.init()
     per_host = sharding.per_host_batch_size(int(config.eval.batch_size))
     variables = eval_variables(state)
@@ -220,8 +252,11 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
     load = getattr(setup.task, "pretrained_variables", None)
     variables = load({"params": state["params"], **state["model_state"]}) if load else None
     if variables is not None:
-        state = dict(state, params=variables["params"],
-                     model_state={k: v for k, v in variables.items() if k != "params"})
+        state = dict(
+            state,
+            params=variables["params"],
+            model_state={k: v for k, v in variables.items() if k != "params"},
+        )
         if "ema_params" in state:
             state["ema_params"] = state["params"]
         state = jax.device_put(state, setup.state_shardings)
@@ -269,8 +304,9 @@ def run(config, workdir: str) -> dict:
     state = create_or_restore(setup, ckpt)
     start = int(jax.device_get(state["step"]))
     per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
-    stream = setup.task.train_batches(read_data_position(workdir, start, per_host), per_host,
-                                      jax.process_index(), jax.process_count())
+    stream = setup.task.train_batches(
+        read_data_position(workdir, start, per_host), per_host, jax.process_index(), jax.process_count()
+    )
     positions: collections.deque = collections.deque()  # stream position after each prefetched batch
 
     def host_batches():
@@ -281,8 +317,9 @@ def run(config, workdir: str) -> dict:
     batches = sharding.prefetch_to_device(host_batches(), setup.mesh)
     train_step = make_train_step(setup)
     writer = writers.MetricWriter(workdir, enabled=is_main)
-    progress = writers.Progress(steps, start, int(train_cfg.batch_size),
-                                enabled=is_main and bool(train_cfg.progress_bar))
+    progress = writers.Progress(
+        steps, start, int(train_cfg.batch_size), enabled=is_main and bool(train_cfg.progress_bar)
+    )
     if start:
         progress.write(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
     last_saved = ckpt.latest_step()
@@ -297,7 +334,8 @@ def run(config, workdir: str) -> dict:
                 f"loss or gradients became NaN/Inf at step {step} (loss={float(fetched['loss'])}); "
                 f"the run stopped without saving that state. Last good checkpoint: "
                 f"{'none' if last_saved is None else f'step {last_saved}'} in {ckpt.directory}. "
-                f"Lower optim.learning_rate or check the data.")
+                f"Lower optim.learning_rate or check the data."
+            )
         history.append({k: float(v) for k, v in fetched.items()})
         return fetched
 

@@ -47,7 +47,7 @@ def colorize(label, palette=LIP_PALETTE):
     label = np.asarray(label)
     palette = np.asarray(palette, np.uint8)
     lut = np.full((len(palette) + 1, 3), 255, np.uint8)  # the last row (white) catches everything else
-    lut[:len(palette)] = palette
+    lut[: len(palette)] = palette
     index = np.where((label >= 0) & (label < len(palette)), label, len(palette)).astype(np.int64)
     return lut[index]
 
@@ -60,8 +60,11 @@ def overlay(image, label, alpha=0.5, palette=LIP_PALETTE):
     if label.shape[:2] != image.shape[:2]:
         import cv2
 
-        label = cv2.resize(label.astype(np.int32).astype(np.float32), (image.shape[1], image.shape[0]),
-                           interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        label = cv2.resize(
+            label.astype(np.int32).astype(np.float32),
+            (image.shape[1], image.shape[0]),
+            interpolation=cv2.INTER_NEAREST,
+        ).astype(np.int64)
     colours = colorize(label, palette).astype(np.float32)
     blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
     blend = np.where((label == IGNORE_LABEL)[..., None], image.astype(np.float32), blend)
@@ -102,8 +105,14 @@ def draw_people(image, keypoints, valid, masks=None, edges=None, min_score=0.05,
         c = tuple(int(v) for v in color)
         for a, b in edges or PERSONLAB_EDGES:
             if seen[a] and seen[b]:
-                cv2.line(out, tuple(np.round(kp[a, :2]).astype(int)), tuple(np.round(kp[b, :2]).astype(int)), c, 2,
-                         cv2.LINE_AA)
+                cv2.line(
+                    out,
+                    tuple(np.round(kp[a, :2]).astype(int)),
+                    tuple(np.round(kp[b, :2]).astype(int)),
+                    c,
+                    2,
+                    cv2.LINE_AA,
+                )
         for x, y, _ in kp[seen]:
             cv2.circle(out, (int(round(x)), int(round(y))), 3, (255, 255, 255), -1, cv2.LINE_AA)
             cv2.circle(out, (int(round(x)), int(round(y))), 3, c, 1, cv2.LINE_AA)
@@ -139,7 +148,9 @@ def image_grid(rows, titles=None, gap=2, title_height=24, background=WHITE):
     h, w = _rgb(tiles[0]).shape[:2]
     ncols = max(len(r) for r in rows)
     band = title_height if titles else 0
-    grid = np.empty((band + len(rows) * h + (len(rows) + 1) * gap, ncols * w + (ncols + 1) * gap, 3), np.uint8)
+    grid = np.empty(
+        (band + len(rows) * h + (len(rows) + 1) * gap, ncols * w + (ncols + 1) * gap, 3), np.uint8
+    )
     grid[:] = background
     for i, row in enumerate(rows):
         for j, tile in enumerate(row):
@@ -149,7 +160,7 @@ def image_grid(rows, titles=None, gap=2, title_height=24, background=WHITE):
             if tile.shape[:2] != (h, w):
                 tile = cv2.resize(tile, (w, h), interpolation=cv2.INTER_NEAREST)
             y, x = band + gap + i * (h + gap), gap + j * (w + gap)
-            grid[y:y + h, x:x + w] = tile
+            grid[y : y + h, x : x + w] = tile
     titles = [str(t) if t else "" for t in (titles or [])[:ncols]]
     if any(titles):  # one font size for all titles: the largest at which every title fits its tile
         scale = min(_fit_text(t, w, band - 2)[0] for t in titles if t)

@@ -36,11 +36,19 @@ COLLECTIONS = ("params", "batch_stats")
 
 # torchvision vgg16.features indices of the 13 convs, in order.
 VGG16_FEATURE_INDEX = {
-    0: "conv1_1", 2: "conv1_2",
-    5: "conv2_1", 7: "conv2_2",
-    10: "conv3_1", 12: "conv3_2", 14: "conv3_3",
-    17: "conv4_1", 19: "conv4_2", 21: "conv4_3",
-    24: "conv5_1", 26: "conv5_2", 28: "conv5_3",
+    0: "conv1_1",
+    2: "conv1_2",
+    5: "conv2_1",
+    7: "conv2_2",
+    10: "conv3_1",
+    12: "conv3_2",
+    14: "conv3_3",
+    17: "conv4_1",
+    19: "conv4_2",
+    21: "conv4_3",
+    24: "conv5_1",
+    26: "conv5_2",
+    28: "conv5_3",
 }
 
 # torchvision BatchNorm2d attribute -> (linen collection, leaf name); None = ignored.
@@ -56,6 +64,7 @@ _IGNORED = "ignored"
 
 
 # ----------------------------------------------------------------------------------------------- reading files
+
 
 def _to_numpy(value):
     """np.ndarray from a numpy array or a torch tensor (bfloat16 tensors widened to float32)."""
@@ -99,6 +108,7 @@ def load_state_dict(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
         raise FileNotFoundError(path)
     if suffix == ".safetensors":
         import safetensors.numpy
+
         return dict(safetensors.numpy.load_file(path))
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
@@ -106,8 +116,10 @@ def load_state_dict(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------------------------- name mapping
 
+
 def _resnet_target(key):
     """(collection, path, is_conv) for a torchvision ResNet key; _IGNORED; or None (not a trunk key)."""
+
     def bn(module, attr):
         if attr not in _BN:
             return None
@@ -152,25 +164,32 @@ def _vgg16_target(key):
 
 # ----------------------------------------------------------------------------------------------- import
 
+
 @dataclasses.dataclass
 class ImportReport:
     """What import_backbone did. Paths are '/'-joined linen paths with the collection first
     ('params/trunk/layer1/block0/conv1/kernel'); keys are the file's names."""
+
     arch: str
     source: str
     loaded: list = dataclasses.field(default_factory=list)  # linen paths that received a file tensor
     missing: list = dataclasses.field(default_factory=list)  # trunk leaves that received nothing
     unexpected: list = dataclasses.field(default_factory=list)  # file keys not used
-    ignored: list = dataclasses.field(default_factory=list)  # file keys skipped on purpose (num_batches_tracked)
+    ignored: list = dataclasses.field(
+        default_factory=list
+    )  # file keys skipped on purpose (num_batches_tracked)
 
     def __str__(self):
         def few(items, n=4):
             shown = ", ".join(items[:n])
             return f" ({shown}{', ...' if len(items) > n else ''})" if items else ""
-        return (f"imported {self.arch} from {self.source}: {len(self.loaded)} loaded, "
-                f"{len(self.missing)} missing{few(self.missing)}, "
-                f"{len(self.unexpected)} unexpected{few(self.unexpected)}, "
-                f"{len(self.ignored)} ignored (num_batches_tracked)")
+
+        return (
+            f"imported {self.arch} from {self.source}: {len(self.loaded)} loaded, "
+            f"{len(self.missing)} missing{few(self.missing)}, "
+            f"{len(self.unexpected)} unexpected{few(self.unexpected)}, "
+            f"{len(self.ignored)} ignored (num_batches_tracked)"
+        )
 
 
 def _copy_tree(tree):
@@ -199,13 +218,18 @@ def _leaves(tree, path=()):
 def _place(value, target):
     """`value` (numpy, already the target's dtype) as a jax array placed like `target` when it is one."""
     import jax
+
     if isinstance(target, jax.Array):
         return jax.device_put(value, target.sharding)
     return jax.numpy.asarray(value)
 
 
-def import_backbone(variables: Mapping[str, Any], path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
-                    arch: str, prefix: Union[Sequence[str], str] = ("trunk",)):
+def import_backbone(
+    variables: Mapping[str, Any],
+    path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
+    arch: str,
+    prefix: Union[Sequence[str], str] = ("trunk",),
+):
     """Copy a torchvision state dict into the trunk at `prefix` of linen `variables`.
 
     variables: {'params': ..., 'batch_stats': ...} of the model (leaves: arrays, or ShapeDtypeStructs from
@@ -228,8 +252,10 @@ def import_backbone(variables: Mapping[str, Any], path_or_state_dict: Union[str,
         state, source = load_state_dict(path_or_state_dict), os.fspath(path_or_state_dict)
     if arch == "vgg16":
         if any(re.fullmatch(r"features\.\d+\.running_mean", k) for k in state):
-            raise ValueError(f"{source} looks like torchvision's vgg16_bn (BatchNorm in features); "
-                             "only plain vgg16 matches VGG16LargeFOV")
+            raise ValueError(
+                f"{source} looks like torchvision's vgg16_bn (BatchNorm in features); "
+                "only plain vgg16 matches VGG16LargeFOV"
+            )
         target_of = _vgg16_target
     else:
         target_of = _resnet_target
@@ -237,10 +263,12 @@ def import_backbone(variables: Mapping[str, Any], path_or_state_dict: Union[str,
     new = _copy_tree(variables)
     trunks = {c: _subtree(new, (c,) + prefix) for c in COLLECTIONS}
     if trunks["params"] is None:
-        raise ValueError(f"no trunk at {'/'.join(('params',) + prefix)}; top-level params: "
-                         f"{sorted(new.get('params', {}))}")
-    trunk_leaves = {(c,) + path: leaf for c in COLLECTIONS if trunks[c] is not None
-                    for path, leaf in _leaves(trunks[c])}
+        raise ValueError(
+            f"no trunk at {'/'.join(('params',) + prefix)}; top-level params: {sorted(new.get('params', {}))}"
+        )
+    trunk_leaves = {
+        (c,) + path: leaf for c in COLLECTIONS if trunks[c] is not None for path, leaf in _leaves(trunks[c])
+    }
 
     def name(path):  # ('params', 'conv1', 'kernel') -> 'params/<prefix>/conv1/kernel'
         return "/".join((path[0],) + prefix + path[1:])
@@ -261,17 +289,23 @@ def import_backbone(variables: Mapping[str, Any], path_or_state_dict: Union[str,
         converted = np.transpose(value, (2, 3, 1, 0)) if (is_conv and value.ndim == 4) else value
         if tuple(converted.shape) != tuple(leaf.shape):
             layout = " (OIHW, HWIO after transposing)" if is_conv and value.ndim == 4 else ""
-            mismatches.append(f"{key!r} -> {name(leaf_path)}: file shape {tuple(value.shape)}{layout}"
-                              + (f" = {tuple(converted.shape)}" if layout else "")
-                              + f" vs model shape {tuple(leaf.shape)}")
+            mismatches.append(
+                f"{key!r} -> {name(leaf_path)}: file shape {tuple(value.shape)}{layout}"
+                + (f" = {tuple(converted.shape)}" if layout else "")
+                + f" vs model shape {tuple(leaf.shape)}"
+            )
             continue
         updates[leaf_path] = (key, np.ascontiguousarray(converted).astype(leaf.dtype))
     if mismatches:
         more = f" (and {len(mismatches) - 5} more)" if len(mismatches) > 5 else ""
-        raise ValueError(f"shape mismatch importing {arch} from {source}: " + "; ".join(mismatches[:5]) + more)
+        raise ValueError(
+            f"shape mismatch importing {arch} from {source}: " + "; ".join(mismatches[:5]) + more
+        )
     if not updates:
-        raise ValueError(f"nothing imported: no key of {source} maps onto a {arch} trunk leaf under prefix "
-                         f"{prefix!r} (wrong arch or prefix?); file keys start {sorted(state)[:5]}")
+        raise ValueError(
+            f"nothing imported: no key of {source} maps onto a {arch} trunk leaf under prefix "
+            f"{prefix!r} (wrong arch or prefix?); file keys start {sorted(state)[:5]}"
+        )
 
     for leaf_path, (key, value) in updates.items():
         parent = trunks[leaf_path[0]]
@@ -282,5 +316,6 @@ def import_backbone(variables: Mapping[str, Any], path_or_state_dict: Union[str,
     report.missing = [name(p) for p in trunk_leaves if p not in updates]
     if hasattr(variables, "unfreeze"):  # FrozenDict in, FrozenDict out
         from flax.core import freeze
+
         new = freeze(new)
     return new, report

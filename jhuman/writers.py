@@ -68,8 +68,15 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
-                             mininterval=1.0, smoothing=0.1)
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=1.0,
+                smoothing=0.1,
+            )
 
     def update(self, step: int, **postfix) -> None:
         now = time.perf_counter()

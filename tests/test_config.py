@@ -29,8 +29,16 @@ def test_bad_arg_lists_valid_keys():
 
 def test_overrides_typed():
     c = config_lib.load_config(f"{PARSING}:size=tiny")
-    config_lib.apply_overrides(c, ["--config.train.steps=7", "config.optim.learning_rate=1", "model.norm=frozen",
-                                   "train.progress_bar=false", "data.scales=(0.5, 1.0)"])
+    config_lib.apply_overrides(
+        c,
+        [
+            "--config.train.steps=7",
+            "config.optim.learning_rate=1",
+            "model.norm=frozen",
+            "train.progress_bar=false",
+            "data.scales=(0.5, 1.0)",
+        ],
+    )
     assert c.train.steps == 7 and c.optim.learning_rate == 1.0 and isinstance(c.optim.learning_rate, float)
     assert c.model.norm == "frozen" and c.train.progress_bar is False and c.data.scales == (0.5, 1.0)
 

@@ -2,23 +2,37 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 
 from jhuman import optim
 
 
 def cfg(**kw):
-    c = ml_collections.ConfigDict(dict(
-        name="sgd", learning_rate=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, decay_biases=False,
-        schedule="constant", poly_power=0.9, step_boundaries=(0.5,), step_factor=0.1, warmup_steps=0,
-        lr_multipliers=(), grad_clip_norm=0.0))
+    c = ml_collections.ConfigDict(
+        dict(
+            name="sgd",
+            learning_rate=0.1,
+            momentum=0.0,
+            nesterov=False,
+            weight_decay=0.0,
+            decay_biases=False,
+            schedule="constant",
+            poly_power=0.9,
+            step_boundaries=(0.5,),
+            step_factor=0.1,
+            warmup_steps=0,
+            lr_multipliers=(),
+            grad_clip_norm=0.0,
+        )
+    )
     c.update(kw)
     return c
 
 
-PARAMS = {"backbone": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))},
-          "classifier": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))}}
+PARAMS = {
+    "backbone": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))},
+    "classifier": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))},
+}
 
 
 def test_poly_schedule_with_warmup_matches_formula():

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from jhuman import checkpoint, cli, config as config_lib, train
+from jhuman import checkpoint, cli, train
+from jhuman import config as config_lib
 from jhuman.tasks import parsing as parsing_task
 
 PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "parsing.py")
@@ -23,10 +24,21 @@ def cache_dir(synthetic_cache):
 
 def tiny_config(cache_dir, **overrides):
     c = config_lib.load_config(f"{PARSING}:size=tiny,data=synthetic")
-    base = {**DATA, "data.cache_dir": cache_dir, "train.progress_bar": "false", "train.num_pictures": "0",
-            "eval.limit": "16", "eval.batch_size": "8", "train.eval_every": "0", "train.log_every": "2",
-            "train.checkpoint_every": "1000", "train.steps": "4", "data.crop_size": "48", "eval.pad_size": "128",
-            "train.batch_size": "16"}
+    base = {
+        **DATA,
+        "data.cache_dir": cache_dir,
+        "train.progress_bar": "false",
+        "train.num_pictures": "0",
+        "eval.limit": "16",
+        "eval.batch_size": "8",
+        "train.eval_every": "0",
+        "train.log_every": "2",
+        "train.checkpoint_every": "1000",
+        "train.steps": "4",
+        "data.crop_size": "48",
+        "eval.pad_size": "128",
+        "train.batch_size": "16",
+    }
     base.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
     return config_lib.apply_overrides(c, [f"{k}={v}" for k, v in base.items()])
 
@@ -107,16 +119,20 @@ def test_interrupted_run_resumes_to_the_same_parameters(cache_dir, tmp_path, mon
     straight = train.run(config, str(tmp_path / "straight"))
 
     original = parsing_task.ParsingTask.train_batches
-    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches",
-                        lambda self, *args: Preempting(original(self, *args), at=4))
+    monkeypatch.setattr(
+        parsing_task.ParsingTask, "train_batches", lambda self, *args: Preempting(original(self, *args), at=4)
+    )
     first = train.run(config, str(tmp_path / "resumed"))
     monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", original)
     assert 1 <= first["preempted_at"] < 8
     assert checkpoint.Checkpoints(str(tmp_path / "resumed")).latest_step() == first["preempted_at"]
     second = train.run(config, str(tmp_path / "resumed"))
     assert second["start_step"] == first["preempted_at"] and second["step"] == 8
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-                 params_of(straight), params_of(second))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+        params_of(straight),
+        params_of(second),
+    )
 
 
 def test_corrupt_image_is_skipped_counted_and_resume_stays_exact(cache_dir, tmp_path, monkeypatch):
@@ -128,38 +144,52 @@ def test_corrupt_image_is_skipped_counted_and_resume_stays_exact(cache_dir, tmp_
     broken = os.path.join(root, "TrainVal_images", "train_images", f"{ids[5]}.jpg")
     with open(broken, "wb") as f:
         f.write(b"\xff\xd8 this is not a JPEG")
-    config = tiny_config(cache_dir, data__name="lip", data__root=root, train__steps=8, train__checkpoint_every=3,
-                         train__log_every=1)
+    config = tiny_config(
+        cache_dir,
+        data__name="lip",
+        data__root=root,
+        train__steps=8,
+        train__checkpoint_every=3,
+        train__log_every=1,
+    )
     straight = train.run(config, str(tmp_path / "straight"))
     rows = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
     skipped = [r["data_skipped"] for r in rows if "data_skipped" in r]
     assert skipped[-1] >= 3 and skipped == sorted(skipped)  # 32 train images, 16 a step: once an epoch
 
     original = parsing_task.ParsingTask.train_batches
-    monkeypatch.setattr(parsing_task.ParsingTask, "train_batches",
-                        lambda self, *args: Preempting(original(self, *args), at=5))
+    monkeypatch.setattr(
+        parsing_task.ParsingTask, "train_batches", lambda self, *args: Preempting(original(self, *args), at=5)
+    )
     first = train.run(config, str(tmp_path / "resumed"))
     monkeypatch.setattr(parsing_task.ParsingTask, "train_batches", original)
     assert first["preempted_at"] < 8
     second = train.run(config, str(tmp_path / "resumed"))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-                 params_of(straight), params_of(second))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+        params_of(straight),
+        params_of(second),
+    )
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path):
     workdir = str(tmp_path / "run")
     good = train.run(tiny_config(cache_dir, train__steps=2, train__checkpoint_every=2), workdir)
     # Adam steps of size 1e30 overflow the activations at the next step.
-    bad = tiny_config(cache_dir, train__steps=8, train__checkpoint_every=2, optim__learning_rate=1e30,
-                      optim__warmup_steps=0)
+    bad = tiny_config(
+        cache_dir, train__steps=8, train__checkpoint_every=2, optim__learning_rate=1e30, optim__warmup_steps=0
+    )
     with pytest.raises(train.NonFiniteLossError, match=r"NaN/Inf at step \d+.*Last good checkpoint: step 2"):
         train.run(bad, workdir)
     ckpt = checkpoint.Checkpoints(workdir)
     assert ckpt.latest_step() == 2
     setup = train.build(bad)
     restored = ckpt.restore(setup.abstract_state, setup.state_shardings)
-    jax.tree.map(np.testing.assert_array_equal, params_of(good),
-                 jax.tree.map(np.asarray, jax.device_get(restored["params"])))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        params_of(good),
+        jax.tree.map(np.asarray, jax.device_get(restored["params"])),
+    )
 
 
 def test_gradient_accumulation_matches_the_full_batch(cache_dir):
@@ -175,33 +205,51 @@ def test_gradient_accumulation_matches_the_full_batch(cache_dir):
         state, metrics = step(state, batch)
         results.append((float(metrics["loss"]), jax.tree.map(np.asarray, jax.device_get(state["params"]))))
     assert np.isclose(results[0][0], results[1][0], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1]
+    )
 
 
 def test_cli_config_errors_name_the_valid_keys(capsys, tmp_path):
-    code = cli.main(["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path),
-                     "--config.train.stepz=3"])
+    code = cli.main(
+        ["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path), "--config.train.stepz=3"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "'stepz'" in err and "'steps'" in err
-    code = cli.main(["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path),
-                     "--config.data.name=lip"])
+    code = cli.main(
+        ["train", "--config", f"{PARSING}:size=tiny", "--workdir", str(tmp_path), "--config.data.name=lip"]
+    )
     assert code == 2 and "data.root" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_tiny_deeplab_learns_and_writes_its_outputs(cache_dir, tmp_path):
     """Trained mIoU must clearly beat the untrained model; metrics, TensorBoard, pictures and eval files exist."""
-    config = tiny_config(cache_dir, train__steps=400, train__log_every=20, train__num_pictures=3, eval__limit=48,
-                         data__crop_size=96, train__batch_size=8, train__eval_every=200, train__checkpoint_every=200)
+    config = tiny_config(
+        cache_dir,
+        train__steps=400,
+        train__log_every=20,
+        train__num_pictures=3,
+        eval__limit=48,
+        data__crop_size=96,
+        train__batch_size=8,
+        train__eval_every=200,
+        train__checkpoint_every=200,
+    )
     setup = train.build(config)
-    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
-        jax.random.key(0)))
+    untrained = train.evaluate(
+        setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+    )
     workdir = str(tmp_path / "run")
     summary = train.run(config, workdir)
     trained = summary["eval"]
-    print(f"untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}; "
-          f"pixel acc {untrained['pixel_accuracy']:.4f} -> {trained['pixel_accuracy']:.4f}")
-    assert trained["mean_iou"] > untrained["mean_iou"] + 0.05 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    print(
+        f"untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}; "
+        f"pixel acc {untrained['pixel_accuracy']:.4f} -> {trained['pixel_accuracy']:.4f}"
+    )
+    assert (
+        trained["mean_iou"] > untrained["mean_iou"] + 0.05 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    )
     assert trained["pixel_accuracy"] > 0.7
 
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]

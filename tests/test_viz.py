@@ -50,14 +50,18 @@ def test_save_png_writes_rgb_correctly(tmp_path):
 def test_image_grid_geometry_and_titles():
     h, w, gap, band = 20, 30, 2, 24
     tile = np.zeros((h, w, 3), np.uint8)
-    rows = [[tile, viz.colorize(np.full((h, w), 2)), np.ones((h, w))],
-            [tile, np.zeros((10, 15), np.uint8)]]  # short row, smaller grey tile resized
+    rows = [
+        [tile, viz.colorize(np.full((h, w), 2)), np.ones((h, w))],
+        [tile, np.zeros((10, 15), np.uint8)],
+    ]  # short row, smaller grey tile resized
     grid = viz.image_grid(rows, titles=["image", "label", "pred"], gap=gap, title_height=band)
     assert grid.dtype == np.uint8
     assert grid.shape == (band + 2 * h + 3 * gap, 3 * w + 4 * gap, 3)
     top = band + gap
-    np.testing.assert_array_equal(grid[top:top + h, 2 * gap + w:2 * gap + 2 * w], viz.colorize(np.full((h, w), 2)))
-    np.testing.assert_array_equal(grid[top:top + h, 3 * gap + 2 * w:3 * gap + 3 * w], 255)
+    np.testing.assert_array_equal(
+        grid[top : top + h, 2 * gap + w : 2 * gap + 2 * w], viz.colorize(np.full((h, w), 2))
+    )
+    np.testing.assert_array_equal(grid[top : top + h, 3 * gap + 2 * w : 3 * gap + 3 * w], 255)
     assert (grid[:band] < 128).any()  # title text drawn in black on the white band
     untitled = viz.image_grid(rows, gap=gap)
     assert untitled.shape == (2 * h + 3 * gap, 3 * w + 4 * gap, 3)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-
 import safetensors.numpy  # noqa: E402
+from torch import nn  # noqa: E402
 
 from jhuman import weights  # noqa: E402
 from jhuman.models import deeplab, resnet, vgg  # noqa: E402
@@ -23,6 +22,7 @@ ATOL = 1e-4
 
 
 # ---------------------------------------------------------------------------------------- torch references
+
 
 class TorchBottleneck(nn.Module):
     """torchvision's Bottleneck (stride on the 3x3), with DeepLab-v2's dilation in every block."""
@@ -38,8 +38,9 @@ class TorchBottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.downsample = None
         if stride != 1 or inplanes != 4 * planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, 4 * planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(4 * planes))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, 4 * planes, 1, stride, bias=False), nn.BatchNorm2d(4 * planes)
+            )
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
@@ -57,7 +58,7 @@ class TorchResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         inplanes = width
         for i, (n, (stride, dilation)) in enumerate(zip(stages, resnet.stage_dilations(output_stride))):
-            planes = width * 2 ** i
+            planes = width * 2**i
             blocks = []
             for j in range(n):
                 blocks.append(TorchBottleneck(inplanes, planes, stride if j == 0 else 1, dilation))
@@ -86,8 +87,15 @@ def torch_vgg16(width=WIDTH):
         layers.append(nn.MaxPool2d(3, 2 if block <= 3 else 1, 1))
     model = nn.Module()
     model.features = nn.Sequential(*layers)
-    model.classifier = nn.Sequential(nn.Linear(cin * 7 * 7, 32), nn.ReLU(), nn.Dropout(),
-                                     nn.Linear(32, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 10))
+    model.classifier = nn.Sequential(
+        nn.Linear(cin * 7 * 7, 32),
+        nn.ReLU(),
+        nn.Dropout(),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Dropout(),
+        nn.Linear(32, 10),
+    )
     return model
 
 
@@ -144,8 +152,10 @@ def nchw_to_nhwc(t):
 
 
 def max_diff(linen_features, torch_features):
-    return {k: float(np.abs(np.asarray(linen_features[k]) - nchw_to_nhwc(v)).max())
-            for k, v in torch_features.items()}
+    return {
+        k: float(np.abs(np.asarray(linen_features[k]) - nchw_to_nhwc(v)).max())
+        for k, v in torch_features.items()
+    }
 
 
 def image(size=35, seed=0):
@@ -153,6 +163,7 @@ def image(size=35, seed=0):
 
 
 # ---------------------------------------------------------------------------------------- ResNet
+
 
 @pytest.fixture(scope="module")
 def resnet_files(tmp_path_factory):
@@ -189,8 +200,9 @@ def test_resnet_into_deeplab_at_output_stride_8(resnet_files, tmp_path):
     x = image(33, seed=1)
     with torch.no_grad():
         expected = torch_model(torch_input(x))["res5"]
-    model = deeplab.DeepLab(backbone="resnet101", stage_sizes=STAGES, width=WIDTH, output_stride=8,
-                            num_classes=3)
+    model = deeplab.DeepLab(
+        backbone="resnet101", stage_sizes=STAGES, width=WIDTH, output_stride=8, num_classes=3
+    )
     variables = zeros_like_init(model, x)
     variables["params"]["classifier"] = jax.tree.map(jnp.ones_like, variables["params"]["classifier"])
     new, report = weights.import_backbone(variables, resnet_files[1][0], "resnet101")
@@ -202,7 +214,9 @@ def test_resnet_into_deeplab_at_output_stride_8(resnet_files, tmp_path):
     assert all(np.asarray(v).min() == 1 for v in jax.tree.leaves(new["params"]["classifier"]))
 
     wrapped = {c: {"net": v} for c, v in variables.items()}
-    nested, nested_report = weights.import_backbone(wrapped, resnet_files[1][0], "resnet101", ("net", "trunk"))
+    nested, nested_report = weights.import_backbone(
+        wrapped, resnet_files[1][0], "resnet101", ("net", "trunk")
+    )
     assert nested_report.loaded == [p.replace("/trunk/", "/net/trunk/") for p in report.loaded]
     jax.tree.map(np.testing.assert_array_equal, nested["params"]["net"], new["params"])
 
@@ -225,12 +239,14 @@ def test_depth_difference_reported_as_missing_and_unexpected():
     new, report = weights.import_backbone(abstract, state, "resnet152", prefix=())
     assert sorted(report.unexpected) == sorted(
         [k for k in state if k.startswith("layer1.1.") and not k.endswith("num_batches_tracked")]
-        + ["fc.weight", "fc.bias"])
+        + ["fc.weight", "fc.bias"]
+    )
     block = "layer4/block1/"
     assert sorted(report.missing) == sorted(
         [f"params/{block}conv{k}/kernel" for k in (1, 2, 3)]
         + [f"params/{block}bn{k}/{leaf}" for k in (1, 2, 3) for leaf in ("scale", "bias")]
-        + [f"batch_stats/{block}bn{k}/{leaf}" for k in (1, 2, 3) for leaf in ("mean", "var")])
+        + [f"batch_stats/{block}bn{k}/{leaf}" for k in (1, 2, 3) for leaf in ("mean", "var")]
+    )
     assert isinstance(new["params"]["layer1"]["block0"]["conv1"]["kernel"], jax.Array)
     assert isinstance(new["params"]["layer4"]["block1"]["conv1"]["kernel"], jax.ShapeDtypeStruct)
     text = str(report)
@@ -251,6 +267,7 @@ def test_shape_mismatch_names_key_path_and_shapes():
 
 # ---------------------------------------------------------------------------------------- VGG-16
 
+
 def test_vgg16_matches_torch_in_every_format(tmp_path):
     torch_model = randomise(torch_vgg16())
     paths = export(torch_model.state_dict(), tmp_path)
@@ -265,13 +282,17 @@ def test_vgg16_matches_torch_in_every_format(tmp_path):
         diffs = max_diff(trunk_features(new, x), expected)
         assert max(diffs.values()) < ATOL, (path.suffix, diffs)
         assert float(np.abs(nchw_to_nhwc(expected["conv5_3"])).mean()) > 0.1
-        assert sorted(report.missing) == [f"params/trunk/{n}/{leaf}" for n in ("fc6", "fc7")
-                                          for leaf in ("bias", "kernel")]
-        assert sorted(report.unexpected) == [f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("bias", "weight")]
+        assert sorted(report.missing) == [
+            f"params/trunk/{n}/{leaf}" for n in ("fc6", "fc7") for leaf in ("bias", "kernel")
+        ]
+        assert sorted(report.unexpected) == [
+            f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("bias", "weight")
+        ]
         assert len(report.loaded) == 26 and report.ignored == []
 
 
 # ---------------------------------------------------------------------------------------- errors
+
 
 def test_unknown_arch_lists_valid():
     with pytest.raises(ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16"):

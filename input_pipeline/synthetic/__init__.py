@@ -11,21 +11,36 @@ Datasets in each task's real on-disk format:
 Throughput: `python -m input_pipeline.synthetic bench`.
 """
 
-from input_pipeline.synthetic.datasets import TASKS
-from input_pipeline.synthetic.datasets import VAL_INDEX_OFFSET
-from input_pipeline.synthetic.datasets import TaskWriter
-from input_pipeline.synthetic.datasets import dataset_name
-from input_pipeline.synthetic.datasets import ensure_dataset
-from input_pipeline.synthetic.datasets import write_dataset
+from input_pipeline.synthetic.datasets import (
+    TASKS,
+    VAL_INDEX_OFFSET,
+    TaskWriter,
+    dataset_name,
+    ensure_dataset,
+    write_dataset,
+)
 from input_pipeline.synthetic.lip_format import sample_id
-from input_pipeline.synthetic.scene import PersonSpec
-from input_pipeline.synthetic.scene import Scene
-from input_pipeline.synthetic.scene import compose
-from input_pipeline.synthetic.scene import render_person_crop
-from input_pipeline.synthetic.scene import render_scene
-from input_pipeline.synthetic.scene import sample_person
+from input_pipeline.synthetic.scene import (
+    PersonSpec,
+    Scene,
+    compose,
+    render_person_crop,
+    render_scene,
+    sample_person,
+)
 
 __all__ = [
-    "TASKS", "VAL_INDEX_OFFSET", "TaskWriter", "dataset_name", "ensure_dataset", "write_dataset", "sample_id",
-    "PersonSpec", "Scene", "compose", "render_person_crop", "render_scene", "sample_person",
+    "TASKS",
+    "VAL_INDEX_OFFSET",
+    "TaskWriter",
+    "dataset_name",
+    "ensure_dataset",
+    "write_dataset",
+    "sample_id",
+    "PersonSpec",
+    "Scene",
+    "compose",
+    "render_person_crop",
+    "render_scene",
+    "sample_person",
 ]

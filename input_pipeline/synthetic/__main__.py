@@ -11,8 +11,7 @@ import time
 
 import cv2
 
-from input_pipeline.synthetic import datasets
-from input_pipeline.synthetic import scene
+from input_pipeline.synthetic import datasets, scene
 
 
 def _rate(fn, n):
@@ -58,8 +57,16 @@ def main(argv=None):
         bench(args.num, tuple(args.size))
     else:
         size = args.size[0] if len(args.size) == 1 else tuple(args.size)
-        counts = datasets.write_dataset(args.task, args.out, args.num, args.seed, size, args.val_fraction,
-                                        args.workers, verbose=not args.quiet)
+        counts = datasets.write_dataset(
+            args.task,
+            args.out,
+            args.num,
+            args.seed,
+            size,
+            args.val_fraction,
+            args.workers,
+            verbose=not args.quiet,
+        )
         print(json.dumps(counts) if args.json else counts)
 
 

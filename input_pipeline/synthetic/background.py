@@ -63,8 +63,13 @@ def render_background(rng, h, w):
             skin = texture.SKIN_TONES[rng.integers(len(texture.SKIN_TONES))]
             p0 = rng.uniform((0, 0), (w, h))
             p1 = p0 + rng.normal(0, 0.15 * min(h, w), 2)
-            cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), tuple(float(v) for v in skin),
-                     int(rng.integers(2, max(3, min(h, w) // 12))))
+            cv2.line(
+                img,
+                tuple(int(v) for v in p0),
+                tuple(int(v) for v in p1),
+                tuple(float(v) for v in skin),
+                int(rng.integers(2, max(3, min(h, w) // 12))),
+            )
     if rng.random() < 0.4:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
     img += rng.normal(0, rng.uniform(0, 8), (h, w, 1)).astype(np.float32)

@@ -18,17 +18,46 @@ from input_pipeline.synthetic import skeleton as sk
 from input_pipeline.synthetic import texture
 
 # Body segments: which piece of the body a pixel belongs to (for keypoint self-occlusion).
-(TORSO, HEAD, L_UPPER_ARM, L_FOREARM, L_HAND, R_UPPER_ARM, R_FOREARM, R_HAND, L_THIGH, L_SHIN, L_FOOT, R_THIGH,
- R_SHIN, R_FOOT, SKIRT, HAIR, SCARF) = range(1, 18)
+(
+    TORSO,
+    HEAD,
+    L_UPPER_ARM,
+    L_FOREARM,
+    L_HAND,
+    R_UPPER_ARM,
+    R_FOREARM,
+    R_HAND,
+    L_THIGH,
+    L_SHIN,
+    L_FOOT,
+    R_THIGH,
+    R_SHIN,
+    R_FOOT,
+    SKIRT,
+    HAIR,
+    SCARF,
+) = range(1, 18)
 NUM_SEGMENTS = 18
 
 # Per COCO keypoint, the segments on which it counts as visible (clothes over a joint do not hide it).
 KEYPOINT_SEGMENTS = (
-    (HEAD,), (HEAD,), (HEAD,), (HEAD,), (HEAD,),
-    (TORSO, L_UPPER_ARM, SCARF, HAIR), (TORSO, R_UPPER_ARM, SCARF, HAIR),
-    (L_UPPER_ARM, L_FOREARM), (R_UPPER_ARM, R_FOREARM), (L_FOREARM, L_HAND), (R_FOREARM, R_HAND),
-    (TORSO, L_THIGH, SKIRT), (TORSO, R_THIGH, SKIRT), (L_THIGH, L_SHIN, SKIRT), (R_THIGH, R_SHIN, SKIRT),
-    (L_SHIN, L_FOOT), (R_SHIN, R_FOOT),
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),
+    (HEAD,),
+    (TORSO, L_UPPER_ARM, SCARF, HAIR),
+    (TORSO, R_UPPER_ARM, SCARF, HAIR),
+    (L_UPPER_ARM, L_FOREARM),
+    (R_UPPER_ARM, R_FOREARM),
+    (L_FOREARM, L_HAND),
+    (R_FOREARM, R_HAND),
+    (TORSO, L_THIGH, SKIRT),
+    (TORSO, R_THIGH, SKIRT),
+    (L_THIGH, L_SHIN, SKIRT),
+    (R_THIGH, R_SHIN, SKIRT),
+    (L_SHIN, L_FOOT),
+    (R_SHIN, R_FOOT),
 )
 VISIBLE_ON = np.zeros((17, NUM_SEGMENTS), bool)  # (17, segments) look-up table
 for _k, _segs in enumerate(KEYPOINT_SEGMENTS):
@@ -58,16 +87,27 @@ class _Canvas:
     def chain(self, points, thickness, cls, seg):
         """Thick polyline with round caps through (n, 2) points."""
         pts = _fix(points).reshape(-1, 1, 2)
-        cv2.polylines(self.codes, [pts], False, self._code(cls, seg), max(1, int(round(thickness))),
-                      cv2.LINE_8, _SHIFT)
+        cv2.polylines(
+            self.codes, [pts], False, self._code(cls, seg), max(1, int(round(thickness))), cv2.LINE_8, _SHIFT
+        )
 
     def polygon(self, points, cls, seg):
         cv2.fillPoly(self.codes, [_fix(points)], self._code(cls, seg), cv2.LINE_8, _SHIFT)
 
     def ellipse(self, center, axes, angle, cls, seg, start=0, end=360):
         axes = np.maximum(_fix(axes), 1 << (_SHIFT - 1))
-        cv2.ellipse(self.codes, tuple(int(v) for v in _fix(center)), tuple(int(v) for v in axes), float(angle),
-                    start, end, self._code(cls, seg), -1, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(
+            self.codes,
+            tuple(int(v) for v in _fix(center)),
+            tuple(int(v) for v in axes),
+            float(angle),
+            start,
+            end,
+            self._code(cls, seg),
+            -1,
+            cv2.LINE_8,
+            _SHIFT,
+        )
 
 
 @dataclasses.dataclass
@@ -145,8 +185,14 @@ class _TorsoFrame:
 def _draw_leg(cv, s, o, left):
     """Leg skin, socks, pants / jumpsuit legs, shoe (person's left leg when `left`)."""
     p, b, px = s.points, s.body, s.scale
-    hip, knee, ankle, heel, toe = (p[i] for i in ((sk.L_HIP, sk.L_KNEE, sk.L_ANKLE, sk.L_HEEL, sk.L_TOE) if left
-                                                 else (sk.R_HIP, sk.R_KNEE, sk.R_ANKLE, sk.R_HEEL, sk.R_TOE)))
+    hip, knee, ankle, heel, toe = (
+        p[i]
+        for i in (
+            (sk.L_HIP, sk.L_KNEE, sk.L_ANKLE, sk.L_HEEL, sk.L_TOE)
+            if left
+            else (sk.R_HIP, sk.R_KNEE, sk.R_ANKLE, sk.R_HEEL, sk.R_TOE)
+        )
+    )
     leg, shoe = (of.LEFT_LEG, of.LEFT_SHOE) if left else (of.RIGHT_LEG, of.RIGHT_SHOE)
     thigh_seg, shin_seg, foot_seg = (L_THIGH, L_SHIN, L_FOOT) if left else (R_THIGH, R_SHIN, R_FOOT)
     cv.chain([hip, knee], b.thigh_t * px, leg, thigh_seg)
@@ -154,16 +200,26 @@ def _draw_leg(cv, s, o, left):
     if o.socks > 0:
         cv.chain([ankle, ankle + (knee - ankle) * o.socks], 1.12 * b.shin_t * px, of.SOCKS, shin_seg)
     if o.pants_shaped:
-        _partial_chain(cv, np.stack([hip, knee, ankle]), (b.thigh, b.shin), (1.25 * b.thigh_t * px,
-                       1.3 * b.shin_t * px), o.bottom_length, o.bottom, (thigh_seg, shin_seg))
+        _partial_chain(
+            cv,
+            np.stack([hip, knee, ankle]),
+            (b.thigh, b.shin),
+            (1.25 * b.thigh_t * px, 1.3 * b.shin_t * px),
+            o.bottom_length,
+            o.bottom,
+            (thigh_seg, shin_seg),
+        )
     cv.chain([heel, toe], b.foot_t * px, shoe if o.shoes else leg, foot_seg)
 
 
 def _draw_arm(cv, s, o, left):
     """Arm and hand skin, sleeves of the top and of the coat, glove."""
     p, b, px = s.points, s.body, s.scale
-    idx = (sk.L_SHOULDER, sk.L_ELBOW, sk.L_WRIST, sk.L_HAND) if left else (
-        sk.R_SHOULDER, sk.R_ELBOW, sk.R_WRIST, sk.R_HAND)
+    idx = (
+        (sk.L_SHOULDER, sk.L_ELBOW, sk.L_WRIST, sk.L_HAND)
+        if left
+        else (sk.R_SHOULDER, sk.R_ELBOW, sk.R_WRIST, sk.R_HAND)
+    )
     sh, el, wr, hand = (p[i] for i in idx)
     arm = of.LEFT_ARM if left else of.RIGHT_ARM
     segs = (L_UPPER_ARM, L_FOREARM, L_HAND) if left else (R_UPPER_ARM, R_FOREARM, R_HAND)
@@ -172,10 +228,13 @@ def _draw_arm(cv, s, o, left):
     cv.chain([wr, hand], b.hand_t * px, arm, segs[2])
     chain, lengths = np.stack([sh, el, wr]), (b.upper_arm, b.forearm)
     if o.sleeve > 0:
-        _partial_chain(cv, chain, lengths, (1.3 * b.arm_t * px, 1.3 * b.forearm_t * px), o.sleeve, o.top, segs)
+        _partial_chain(
+            cv, chain, lengths, (1.3 * b.arm_t * px, 1.3 * b.forearm_t * px), o.sleeve, o.top, segs
+        )
     if o.coat:
-        _partial_chain(cv, chain, lengths, (1.45 * b.arm_t * px, 1.45 * b.forearm_t * px), o.coat_sleeve,
-                       of.COAT, segs)
+        _partial_chain(
+            cv, chain, lengths, (1.45 * b.arm_t * px, 1.45 * b.forearm_t * px), o.coat_sleeve, of.COAT, segs
+        )
     if o.gloves:
         cv.chain([wr + (el - wr) * 0.15, hand], 1.1 * b.hand_t * px, of.GLOVE, segs[2])
 
@@ -208,8 +267,12 @@ def _draw_torso(cv, s, o):
         cv.chain([ends[0], low, ends[1]], 1.4 * b.neck_t * px, of.SCARF, SCARF)
         if s.facing() > 0.2:
             w = fr.w_shoulder
-            cv.chain([low + fr.v * 0.15 * w, low + fr.u * 0.45 * fr.length + fr.v * 0.25 * w],
-                     0.8 * b.neck_t * px, of.SCARF, SCARF)
+            cv.chain(
+                [low + fr.v * 0.15 * w, low + fr.u * 0.45 * fr.length + fr.v * 0.25 * w],
+                0.8 * b.neck_t * px,
+                of.SCARF,
+                SCARF,
+            )
 
 
 def _head_frame(s):
@@ -225,8 +288,16 @@ def _draw_long_hair(cv, s, o):
     c, rx, ry, up, right = _head_frame(s)
     top = s.points[sk.HAIR_BACK] + up * 0.5 * ry
     bottom = s.points[sk.HAIR_BACK] - up * (ry + o.hair_length * s.scale)
-    cv.polygon([top - right * 1.05 * rx, top + right * 1.05 * rx, bottom + right * 1.25 * rx,
-                bottom - right * 1.25 * rx], of.HAIR, HAIR)
+    cv.polygon(
+        [
+            top - right * 1.05 * rx,
+            top + right * 1.05 * rx,
+            bottom + right * 1.25 * rx,
+            bottom - right * 1.25 * rx,
+        ],
+        of.HAIR,
+        HAIR,
+    )
     cv.ellipse(c, (1.06 * rx, 1.04 * ry), s.head_angle, of.HAIR, HAIR)
 
 
@@ -235,9 +306,13 @@ def _draw_head(cv, s, o):
     c, rx, ry, up, right = _head_frame(s)
     f = s.facing(head=True)
     hair = o.hair != "none"
-    cv.ellipse(c, (1.04 * rx, 1.02 * ry) if hair else (rx, ry), s.head_angle, of.HAIR if hair else of.FACE, HEAD)
+    cv.ellipse(
+        c, (1.04 * rx, 1.02 * ry) if hair else (rx, ry), s.head_angle, of.HAIR if hair else of.FACE, HEAD
+    )
     if hair and f > -0.15:
-        cv.ellipse(s.points[sk.FACE], ((0.5 + 0.35 * max(f, 0.0)) * rx, 0.8 * ry), s.head_angle, of.FACE, HEAD)
+        cv.ellipse(
+            s.points[sk.FACE], ((0.5 + 0.35 * max(f, 0.0)) * rx, 0.8 * ry), s.head_angle, of.FACE, HEAD
+        )
         cv.ellipse(c + up * 0.6 * ry, (1.04 * rx, (0.38 + 0.1 * o.fringe) * ry), s.head_angle, of.HAIR, HEAD)
     if o.hat:
         base = c + up * 0.35 * ry
@@ -257,10 +332,15 @@ def rasterize_person(s, o, shape):
     torso_key = 0.5 * (d[sk.NECK] + d[sk.PELVIS]) + 0.05
     groups = []  # (depth key: larger = drawn earlier, draw function)
     for left in (True, False):
-        arm = [sk.L_SHOULDER, sk.L_ELBOW, sk.L_WRIST, sk.L_HAND] if left else [
-            sk.R_SHOULDER, sk.R_ELBOW, sk.R_WRIST, sk.R_HAND]
+        arm = (
+            [sk.L_SHOULDER, sk.L_ELBOW, sk.L_WRIST, sk.L_HAND]
+            if left
+            else [sk.R_SHOULDER, sk.R_ELBOW, sk.R_WRIST, sk.R_HAND]
+        )
         leg = [sk.L_HIP, sk.L_KNEE, sk.L_ANKLE] if left else [sk.R_HIP, sk.R_KNEE, sk.R_ANKLE]
-        groups.append((max(d[leg].mean(), torso_key + 0.005), lambda cv, left=left: _draw_leg(cv, s, o, left)))
+        groups.append(
+            (max(d[leg].mean(), torso_key + 0.005), lambda cv, left=left: _draw_leg(cv, s, o, left))
+        )
         groups.append((d[arm].mean(), lambda cv, left=left: _draw_arm(cv, s, o, left)))
     groups.append((torso_key, lambda cv: _draw_torso(cv, s, o)))
     groups.append((d[sk.HEAD] - 0.02, lambda cv: _draw_head(cv, s, o)))
@@ -282,16 +362,16 @@ def colorize(raster, rng):
     x, y, bw, bh = cv2.boundingRect(raster.mask.astype(np.uint8))
     if bw == 0:
         return out
-    codes = raster.codes[y:y + bh, x:x + bw]  # (bh, bw) box around the person
+    codes = raster.codes[y : y + bh, x : x + bw]  # (bh, bw) box around the person
     parts = raster.class_lut[codes]
-    box = out[y:y + bh, x:x + bw]
+    box = out[y : y + bh, x : x + bw]
     for cls in np.unique(parts)[1:]:
         m = parts == cls
         yy, xx = np.nonzero(m)
         box[m] = texture.texture_colors(raster.outfit.garments[int(cls)], yy + y, xx + x, rng)
     s = raster.skeleton
     light = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[y:y + bh, x:x + bw].astype(np.float32)
+    yy, xx = np.mgrid[y : y + bh, x : x + bw].astype(np.float32)
     c = s.points[sk.PELVIS]
     shade = 1 + 0.5 * ((xx - c[0]) * np.cos(light) + (yy - c[1]) * np.sin(light)) / s.scale
     box *= np.clip(shade, 0.6, 1.35)[..., None]
@@ -305,5 +385,7 @@ def colorize(raster, rng):
             ex, ey = (int(round(v)) for v in s.points[i])
             on_head = 0 <= ex < w and 0 <= ey < h and raster.segment_lut[raster.codes[ey, ex]] == HEAD
             if s.head_depth(i) < 0 and on_head:
-                cv2.circle(out, tuple(int(round(v)) for v in s.points[i]), max(1, int(0.12 * rx)), (25, 20, 20), -1)
+                cv2.circle(
+                    out, tuple(int(round(v)) for v in s.points[i]), max(1, int(0.12 * rx)), (25, 20, 20), -1
+                )
     return np.clip(out, 0, 255)

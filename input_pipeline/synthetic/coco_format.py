@@ -40,10 +40,36 @@ UNLABELLED_MIN_VISIBLE = 1
 IMAGE_DIRS = {"train": "train2017", "val": "val2017"}
 ANNOTATION_FILES = {s: f"annotations/person_keypoints_{s}2017.json" for s in ("train", "val")}
 # The official COCO person skeleton (1-based keypoint indices), as in person_keypoints_*.json.
-COCO_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
-                 [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
-CATEGORIES = [{"supercategory": "person", "id": 1, "name": "person", "keypoints": list(COCO_KEYPOINTS),
-               "skeleton": COCO_SKELETON}]
+COCO_SKELETON = [
+    [16, 14],
+    [14, 12],
+    [17, 15],
+    [15, 13],
+    [12, 13],
+    [6, 12],
+    [7, 13],
+    [6, 7],
+    [6, 8],
+    [7, 9],
+    [8, 10],
+    [9, 11],
+    [2, 3],
+    [1, 2],
+    [1, 3],
+    [2, 4],
+    [3, 5],
+    [4, 6],
+    [5, 7],
+]
+CATEGORIES = [
+    {
+        "supercategory": "person",
+        "id": 1,
+        "name": "person",
+        "keypoints": list(COCO_KEYPOINTS),
+        "skeleton": COCO_SKELETON,
+    }
+]
 
 
 def image_id(index):
@@ -120,8 +146,10 @@ def _bbox(mask):
 # ----------------------------------------------------------------------------------------------- samples
 def _labelled(keypoints, visible_pixels, full_pixels):
     """Whether annotators would have labelled this person's keypoints (enough of it visible)."""
-    return (visible_pixels >= UNLABELLED_VISIBLE_FRACTION * max(full_pixels, 1)
-            and int((keypoints[:, 2] == 2).sum()) >= UNLABELLED_MIN_VISIBLE)
+    return (
+        visible_pixels >= UNLABELLED_VISIBLE_FRACTION * max(full_pixels, 1)
+        and int((keypoints[:, 2] == 2).sum()) >= UNLABELLED_MIN_VISIBLE
+    )
 
 
 def annotate(s, image_id_):
@@ -137,15 +165,31 @@ def annotate(s, image_id_):
             kp = np.zeros_like(kp)
         kp[kp[:, 2] == 0] = 0
         kp[:, :2] = np.round(kp[:, :2], 2)
-        annotations.append({
-            "image_id": image_id_, "category_id": 1, "iscrowd": 0, "segmentation": segmentation(mask),
-            "area": float(area), "bbox": _bbox(mask),
-            "keypoints": [float(v) if j % 3 < 2 else int(v) for j, v in enumerate(kp.ravel())],
-            "num_keypoints": int((kp[:, 2] > 0).sum())})
+        annotations.append(
+            {
+                "image_id": image_id_,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": segmentation(mask),
+                "area": float(area),
+                "bbox": _bbox(mask),
+                "keypoints": [float(v) if j % 3 < 2 else int(v) for j, v in enumerate(kp.ravel())],
+                "num_keypoints": int((kp[:, 2] > 0).sum()),
+            }
+        )
     if s.crowd.any():
-        annotations.append({
-            "image_id": image_id_, "category_id": 1, "iscrowd": 1, "segmentation": uncompressed_rle(s.crowd),
-            "area": float(s.crowd.sum()), "bbox": _bbox(s.crowd), "keypoints": [0] * 51, "num_keypoints": 0})
+        annotations.append(
+            {
+                "image_id": image_id_,
+                "category_id": 1,
+                "iscrowd": 1,
+                "segmentation": uncompressed_rle(s.crowd),
+                "area": float(s.crowd.sum()),
+                "bbox": _bbox(s.crowd),
+                "keypoints": [0] * 51,
+                "num_keypoints": 0,
+            }
+        )
     return annotations
 
 
@@ -160,7 +204,9 @@ def render_and_write(out_dir, split, seed, index, size):
     s = render(seed, index, size)
     iid = image_id(index)
     name = file_name(index)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
     if not ok:
         raise OSError(f"could not encode {name}")
     with open(os.path.join(out_dir, IMAGE_DIRS[split], name), "wb") as f:
@@ -176,8 +222,11 @@ def finish(out_dir, records_by_split):
     """Write each split's annotation JSON once all its images are on disk (records in index order)."""
     for split, records in records_by_split.items():
         data = {
-            "info": {"description": "jhuman synthetic people in the COCO 2017 person keypoints format",
-                     "version": "1.0", "year": 2017},
+            "info": {
+                "description": "jhuman synthetic people in the COCO 2017 person keypoints format",
+                "version": "1.0",
+                "year": 2017,
+            },
             "licenses": [],
             "images": [image for image, _ in records],
             "annotations": [a for _, annotations in records for a in annotations],

@@ -18,8 +18,7 @@ from typing import Callable
 import cv2
 import tqdm
 
-from input_pipeline.synthetic import coco_format
-from input_pipeline.synthetic import lip_format
+from input_pipeline.synthetic import coco_format, lip_format
 
 VAL_INDEX_OFFSET = 1_000_000
 FORMAT_VERSION = 2  # bump when the renderer changes: cached datasets are then regenerated
@@ -119,21 +118,45 @@ def write_dataset(task, out_dir, num, seed=0, size=(128, 192), val_fraction=0.2,
     writer.finish(out_dir, records)
     if verbose:
         seconds = time.perf_counter() - start
-        print(f"synthetic {task}: wrote {len(jobs)} samples to {out_dir} in {seconds:.1f} s "
-              f"({len(jobs) / max(seconds, 1e-9):.0f} img/s, {workers} worker(s))", file=sys.stderr)
+        print(
+            f"synthetic {task}: wrote {len(jobs)} samples to {out_dir} in {seconds:.1f} s "
+            f"({len(jobs) / max(seconds, 1e-9):.0f} img/s, {workers} worker(s))",
+            file=sys.stderr,
+        )
     return {split: len(indices) for split, indices in splits.items()}
 
 
 def _write_in_subprocess(task, out_dir, num, seed, size, val_fraction, workers, verbose):
     sizes = [size] if isinstance(size, int) else list(size)
-    cmd = [sys.executable, "-m", "input_pipeline.synthetic", "write", "--task", task, "--out", out_dir,
-           "--num", str(num), "--seed", str(seed), "--size", *map(str, sizes), "--val_fraction",
-           str(val_fraction), "--workers", str(workers), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "input_pipeline.synthetic",
+        "write",
+        "--task",
+        task,
+        "--out",
+        out_dir,
+        "--num",
+        str(num),
+        "--seed",
+        str(seed),
+        "--size",
+        *map(str, sizes),
+        "--val_fraction",
+        str(val_fraction),
+        "--workers",
+        str(workers),
+        "--json",
+    ]
     if not verbose:
         cmd.append("--quiet")
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep
-                               + os.environ.get("PYTHONPATH", "")})
+    done = subprocess.run(
+        cmd,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
     if done.returncode:
         raise RuntimeError(f"synthetic data generation failed ({' '.join(cmd)}): exit {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -165,8 +188,14 @@ def ensure_dataset(task, cache_dir, num, seed=0, size=(128, 192), val_fraction=0
     it is regenerated. Generation goes to a temporary sibling that is renamed into place at the end.
     """
     get_task(task)
-    params = {"task": task, "num": int(num), "seed": int(seed), "size": _normalize_size(size),
-              "val_fraction": float(val_fraction), "version": FORMAT_VERSION}
+    params = {
+        "task": task,
+        "num": int(num),
+        "seed": int(seed),
+        "size": _normalize_size(size),
+        "val_fraction": float(val_fraction),
+        "version": FORMAT_VERSION,
+    }
     path = os.path.join(cache_dir, dataset_name(task, num, seed, size))
     marker = _read_marker(path)
     if marker is not None and marker.get("params") == params:

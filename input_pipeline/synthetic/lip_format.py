@@ -1,8 +1,8 @@
 """Write person crops in the official LIP on-disk layout (the layout input_pipeline/lip.py reads):
 
-  TrainVal_images/{train_images,val_images}/<ID>.jpg            RGB JPEG, quality 95
-  TrainVal_images/{train_id.txt,val_id.txt}                     one ID per line
-  TrainVal_parsing_annotations/{train_segmentations,val_segmentations}/<ID>.png   single-channel uint8, 0..19
+TrainVal_images/{train_images,val_images}/<ID>.jpg            RGB JPEG, quality 95
+TrainVal_images/{train_id.txt,val_id.txt}                     one ID per line
+TrainVal_parsing_annotations/{train_segmentations,val_segmentations}/<ID>.png   single-channel uint8, 0..19
 """
 
 import os
@@ -14,8 +14,10 @@ from input_pipeline.synthetic import scene
 
 JPEG_QUALITY = 95
 IMAGE_DIRS = {"train": "TrainVal_images/train_images", "val": "TrainVal_images/val_images"}
-LABEL_DIRS = {"train": "TrainVal_parsing_annotations/train_segmentations",
-              "val": "TrainVal_parsing_annotations/val_segmentations"}
+LABEL_DIRS = {
+    "train": "TrainVal_parsing_annotations/train_segmentations",
+    "val": "TrainVal_parsing_annotations/val_segmentations",
+}
 ID_FILES = {"train": "TrainVal_images/train_id.txt", "val": "TrainVal_images/val_id.txt"}
 
 
@@ -40,8 +42,12 @@ def _write(path, ext, array, params=()):
 def write_sample(out_dir, split, sample, image, labels):
     """Write one (H, W, 3) uint8 RGB image and its (H, W) uint8 LIP label map under ID `sample`."""
     assert labels.dtype == np.uint8 and labels.ndim == 2 and labels.shape == image.shape[:2]
-    _write(os.path.join(out_dir, IMAGE_DIRS[split], sample + ".jpg"), ".jpg",
-           cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
+    _write(
+        os.path.join(out_dir, IMAGE_DIRS[split], sample + ".jpg"),
+        ".jpg",
+        cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+        (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY),
+    )
     _write(os.path.join(out_dir, LABEL_DIRS[split], sample + ".png"), ".png", labels)
 
 

@@ -6,10 +6,50 @@ from input_pipeline.synthetic import texture
 from jhuman.classes import LIP_CLASSES
 
 # LIP label values looked up by name in jhuman.classes.LIP_CLASSES (value = index).
-(HAT, HAIR, GLOVE, SUNGLASSES, UPPER, DRESS, COAT, SOCKS, PANTS, JUMPSUIT, SCARF, SKIRT, FACE, LEFT_ARM, RIGHT_ARM,
- LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE) = (LIP_CLASSES.index(n) for n in (
-    "Hat", "Hair", "Glove", "Sunglasses", "Upper-clothes", "Dress", "Coat", "Socks", "Pants", "Jumpsuits", "Scarf",
-    "Skirt", "Face", "Left-arm", "Right-arm", "Left-leg", "Right-leg", "Left-shoe", "Right-shoe"))
+(
+    HAT,
+    HAIR,
+    GLOVE,
+    SUNGLASSES,
+    UPPER,
+    DRESS,
+    COAT,
+    SOCKS,
+    PANTS,
+    JUMPSUIT,
+    SCARF,
+    SKIRT,
+    FACE,
+    LEFT_ARM,
+    RIGHT_ARM,
+    LEFT_LEG,
+    RIGHT_LEG,
+    LEFT_SHOE,
+    RIGHT_SHOE,
+) = (
+    LIP_CLASSES.index(n)
+    for n in (
+        "Hat",
+        "Hair",
+        "Glove",
+        "Sunglasses",
+        "Upper-clothes",
+        "Dress",
+        "Coat",
+        "Socks",
+        "Pants",
+        "Jumpsuits",
+        "Scarf",
+        "Skirt",
+        "Face",
+        "Left-arm",
+        "Right-arm",
+        "Left-leg",
+        "Right-leg",
+        "Left-shoe",
+        "Right-shoe",
+    )
+)
 SKIN_CLASSES = (FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG)
 
 
@@ -63,8 +103,12 @@ def sample_outfit(rng):
         else:
             bottom, bottom_length = SKIRT, rng.uniform(0.2, 0.9)
     sleeve_kind = _pick(rng, ("none", "short", "three_quarter", "long"), (0.15, 0.4, 0.1, 0.35))
-    sleeve = {"none": 0.0, "short": rng.uniform(0.2, 0.45), "three_quarter": rng.uniform(0.55, 0.8),
-              "long": rng.uniform(0.9, 1.0)}[sleeve_kind]
+    sleeve = {
+        "none": 0.0,
+        "short": rng.uniform(0.2, 0.45),
+        "three_quarter": rng.uniform(0.55, 0.8),
+        "long": rng.uniform(0.9, 1.0),
+    }[sleeve_kind]
     hair = _pick(rng, ("none", "short", "long"), (0.05, 0.55, 0.4))
     socks = rng.uniform(0.15, 0.55) if rng.random() < 0.45 else 0.0
     garments = {c: texture.random_garment(rng) for c in (UPPER, DRESS, JUMPSUIT, PANTS, SKIRT, COAT, SCARF)}
@@ -78,9 +122,21 @@ def sample_outfit(rng):
     for c in SKIN_CLASSES:
         garments[c] = skin
     return Outfit(
-        top=top, sleeve=sleeve, coat=top_kind == "coat", coat_sleeve=rng.uniform(0.85, 1.0),
-        coat_length=rng.uniform(0.05, 0.5), bottom=bottom, bottom_length=bottom_length, hair=hair,
-        hair_length=rng.uniform(0.05, 0.25), fringe=rng.uniform(0.0, 1.0), hat=rng.random() < 0.3,
-        sunglasses=rng.random() < 0.25, scarf=rng.random() < 0.2, gloves=rng.random() < 0.2, socks=socks,
-        shoes=rng.random() < 0.95, garments=garments,
+        top=top,
+        sleeve=sleeve,
+        coat=top_kind == "coat",
+        coat_sleeve=rng.uniform(0.85, 1.0),
+        coat_length=rng.uniform(0.05, 0.5),
+        bottom=bottom,
+        bottom_length=bottom_length,
+        hair=hair,
+        hair_length=rng.uniform(0.05, 0.25),
+        fringe=rng.uniform(0.0, 1.0),
+        hat=rng.random() < 0.3,
+        sunglasses=rng.random() < 0.25,
+        scarf=rng.random() < 0.2,
+        gloves=rng.random() < 0.2,
+        socks=socks,
+        shoes=rng.random() < 0.95,
+        garments=garments,
     )

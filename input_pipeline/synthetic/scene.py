@@ -45,12 +45,16 @@ class Scene:
     background: np.ndarray  # (H, W, 3) uint8 RGB, the scene without the (labelled) people
     parts: np.ndarray  # (H, W) uint8 LIP class, 0 = background; the front-most person wins
     instances: np.ndarray  # (H, W) int32, 0 = none, i + 1 = person i is visible there
-    keypoints: np.ndarray  # (P, 17, 3) float32 [x, y, v]: v 0 = outside the image (x = y = 0), 1 = hidden, 2 = visible
+    keypoints: (
+        np.ndarray
+    )  # (P, 17, 3) float32 [x, y, v]: v 0 = outside the image (x = y = 0), 1 = hidden, 2 = visible
     masks: np.ndarray  # (P, H, W) bool, each person's full (unoccluded) silhouette
     boxes: np.ndarray  # (P, 4) float32 COCO [x, y, w, h] of each full silhouette (clipped to the image)
     alpha: np.ndarray  # (H, W) float32 in [0, 1], the people layer with soft edges and hair strands
     foreground: np.ndarray  # (H, W, 3) uint8 colours of the people layer (image = alpha*fg + (1-alpha)*bg)
-    crowd: np.ndarray  # (H, W) bool, blobs of tiny people (COCO iscrowd): in parts, not in instances; empty by default
+    crowd: (
+        np.ndarray
+    )  # (H, W) bool, blobs of tiny people (COCO iscrowd): in parts, not in instances; empty by default
 
     @property
     def num_people(self):
@@ -67,8 +71,14 @@ def sample_shape(rng, size):
 
 def sample_person(rng, scale, center, kind=None):
     """A random person (body, outfit, pose of `kind` or random) placed at `center` with `scale`."""
-    return PersonSpec(sk.sample_body(rng), of.sample_outfit(rng), sk.sample_angles(rng, kind), float(scale),
-                      tuple(float(v) for v in center), sk.sample_roll(rng))
+    return PersonSpec(
+        sk.sample_body(rng),
+        of.sample_outfit(rng),
+        sk.sample_angles(rng, kind),
+        float(scale),
+        tuple(float(v) for v in center),
+        sk.sample_roll(rng),
+    )
 
 
 def _keypoints(s, index, instances, segments):
@@ -121,8 +131,18 @@ def compose(background, people, rng, crowd_people=()):
     image = premult + (1 - alpha[..., None]) * background.astype(np.float32)
     fg = np.where(alpha[..., None] > 0, premult / np.maximum(alpha[..., None], 1e-6), 0)
     to_u8 = lambda x: np.clip(np.round(x), 0, 255).astype(np.uint8)  # noqa: E731
-    return Scene(image=to_u8(image), background=background, parts=parts, instances=instances,
-                 keypoints=keypoints, masks=masks, boxes=boxes, alpha=alpha, foreground=to_u8(fg), crowd=crowd)
+    return Scene(
+        image=to_u8(image),
+        background=background,
+        parts=parts,
+        instances=instances,
+        keypoints=keypoints,
+        masks=masks,
+        boxes=boxes,
+        alpha=alpha,
+        foreground=to_u8(fg),
+        crowd=crowd,
+    )
 
 
 def render_scene(seed, index, size=(128, 192), max_people=4, crowd=False, min_people=1):

@@ -25,8 +25,13 @@ _POSE_PROBS = (0.3, 0.25, 0.15, 0.12, 0.18)
 
 # Head-local offsets (units: head_rx sideways/depth, head_ry vertical) of the face points, before head yaw.
 _HEAD_OFFSETS = {
-    NOSE: (0.0, 0.2, -0.8), L_EYE: (0.33, -0.1, -0.72), R_EYE: (-0.33, -0.1, -0.72),
-    L_EAR: (0.85, 0.0, 0.1), R_EAR: (-0.85, 0.0, 0.1), FACE: (0.0, 0.2, -0.45), HAIR_BACK: (0.0, 0.3, 0.5),
+    NOSE: (0.0, 0.2, -0.8),
+    L_EYE: (0.33, -0.1, -0.72),
+    R_EYE: (-0.33, -0.1, -0.72),
+    L_EAR: (0.85, 0.0, 0.1),
+    R_EAR: (-0.85, 0.0, 0.1),
+    FACE: (0.0, 0.2, -0.45),
+    HAIR_BACK: (0.0, 0.3, 0.5),
 }
 
 
@@ -122,11 +127,27 @@ def sample_body(rng):
     limb = rng.uniform(0.95, 1.05)
     j = lambda v: v * rng.uniform(0.94, 1.06)  # noqa: E731
     return Body(
-        head_rx=0.054 * head, head_ry=0.068 * head, neck=j(0.035), torso=j(0.29),
-        shoulder_w=j(0.235) * (0.9 + 0.1 * build), hip_w=j(0.16) * (0.85 + 0.15 * build),
-        torso_depth=0.12 * build, upper_arm=0.17 * limb, forearm=0.15 * limb, hand=0.065, thigh=0.235 * limb,
-        shin=0.225 * limb, foot=0.085, ankle_h=0.03, arm_t=0.06 * build, forearm_t=0.05 * build,
-        hand_t=0.045 * build, thigh_t=0.085 * build, shin_t=0.062 * build, foot_t=0.042, neck_t=0.045 * build,
+        head_rx=0.054 * head,
+        head_ry=0.068 * head,
+        neck=j(0.035),
+        torso=j(0.29),
+        shoulder_w=j(0.235) * (0.9 + 0.1 * build),
+        hip_w=j(0.16) * (0.85 + 0.15 * build),
+        torso_depth=0.12 * build,
+        upper_arm=0.17 * limb,
+        forearm=0.15 * limb,
+        hand=0.065,
+        thigh=0.235 * limb,
+        shin=0.225 * limb,
+        foot=0.085,
+        ankle_h=0.03,
+        arm_t=0.06 * build,
+        forearm_t=0.05 * build,
+        hand_t=0.045 * build,
+        thigh_t=0.085 * build,
+        shin_t=0.062 * build,
+        foot_t=0.042,
+        neck_t=0.045 * build,
     )
 
 
@@ -171,10 +192,21 @@ def sample_angles(rng, kind=None):
         leg_ab, leg_fl, knee = u(0, 40), u(-30, 100), u(0, 130)
         lean = rng.uniform(-10, 30)
     return Angles(
-        yaw=sample_yaw(rng), head_yaw=float(np.clip(rng.normal(0, 12), -35, 35)), nod=rng.uniform(-10, 15),
-        lean=lean, side_bend=rng.normal(0, 3), twist=twist, arm_abduct=arm_ab, arm_flex=arm_fl,
-        forearm_abduct=arm_ab + u(-10, 15), forearm_flex=arm_fl + bend, leg_abduct=leg_ab, leg_flex=leg_fl,
-        knee=knee, foot_out=u(0, 25), kind=kind,
+        yaw=sample_yaw(rng),
+        head_yaw=float(np.clip(rng.normal(0, 12), -35, 35)),
+        nod=rng.uniform(-10, 15),
+        lean=lean,
+        side_bend=rng.normal(0, 3),
+        twist=twist,
+        arm_abduct=arm_ab,
+        arm_flex=arm_fl,
+        forearm_abduct=arm_ab + u(-10, 15),
+        forearm_flex=arm_fl + bend,
+        leg_abduct=leg_ab,
+        leg_flex=leg_fl,
+        knee=knee,
+        foot_out=u(0, 25),
+        kind=kind,
     )
 
 
@@ -234,8 +266,15 @@ def place(body, angles, scale, center, roll):
         head_angle = float(np.degrees(np.arctan2(up[0], -up[1])))
     else:  # head points at the camera: keep it upright in the rotated frame
         head_angle = float(roll)
-    return Skeleton(points=points, depth=p3[:, 2], body=body, angles=angles, scale=float(scale),
-                    roll=float(roll), head_angle=head_angle)
+    return Skeleton(
+        points=points,
+        depth=p3[:, 2],
+        body=body,
+        angles=angles,
+        scale=float(scale),
+        roll=float(roll),
+        head_angle=head_angle,
+    )
 
 
 def sample_roll(rng):

@@ -8,13 +8,31 @@ import numpy as np
 TEXTURE_KINDS = ("solid", "stripes", "checks", "noise")
 _TEXTURE_PROBS = (0.4, 0.25, 0.15, 0.2)
 
-SKIN_TONES = np.array([
-    (255, 224, 196), (241, 194, 160), (224, 172, 135), (198, 134, 99), (164, 108, 74), (141, 85, 54),
-    (105, 64, 40), (75, 48, 32),
-], np.float32)
-HAIR_COLORS = np.array([
-    (20, 16, 14), (45, 30, 22), (85, 55, 35), (130, 90, 55), (200, 160, 100), (150, 60, 30), (170, 170, 170),
-], np.float32)
+SKIN_TONES = np.array(
+    [
+        (255, 224, 196),
+        (241, 194, 160),
+        (224, 172, 135),
+        (198, 134, 99),
+        (164, 108, 74),
+        (141, 85, 54),
+        (105, 64, 40),
+        (75, 48, 32),
+    ],
+    np.float32,
+)
+HAIR_COLORS = np.array(
+    [
+        (20, 16, 14),
+        (45, 30, 22),
+        (85, 55, 35),
+        (130, 90, 55),
+        (200, 160, 100),
+        (150, 60, 30),
+        (170, 170, 170),
+    ],
+    np.float32,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +59,14 @@ def random_garment(rng, sat=(0.0, 1.0), val=(0.1, 1.0), kind=None):
         kind = TEXTURE_KINDS[rng.choice(len(TEXTURE_KINDS), p=_TEXTURE_PROBS)]
     a = random_color(rng, sat, val)
     b = random_color(rng, sat, val) if rng.random() < 0.6 else tuple(0.5 * np.asarray(a))
-    return Garment(kind, a, b, period=rng.uniform(2.0, 7.0), angle=rng.uniform(0, np.pi),
-                   noise=rng.uniform(2.0, 25.0 if kind == "noise" else 8.0))
+    return Garment(
+        kind,
+        a,
+        b,
+        period=rng.uniform(2.0, 7.0),
+        angle=rng.uniform(0, np.pi),
+        noise=rng.uniform(2.0, 25.0 if kind == "noise" else 8.0),
+    )
 
 
 def skin_garment(rng):

@@ -18,16 +18,23 @@ KEYPOINT_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APm": 3, "APl": 4, "AR": 5}
 SEGM_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APm": 4, "APl": 5, "AR": 8}
 
 
-def keypoint_results(image_id: int, keypoints: np.ndarray, scores: np.ndarray, valid: np.ndarray,
-                     scale: float = 1.0) -> list[dict]:
+def keypoint_results(
+    image_id: int, keypoints: np.ndarray, scores: np.ndarray, valid: np.ndarray, scale: float = 1.0
+) -> list[dict]:
     """One image's people -> COCO keypoint results. keypoints (P, 17, 3) [x, y, score] in network-input
     pixels; `scale` = input pixels per original pixel (coordinates are divided by it)."""
     out = []
     for person in np.flatnonzero(np.asarray(valid)):
         kp = np.asarray(keypoints[person], np.float64).copy()
         kp[:, :2] /= scale
-        out.append({"image_id": int(image_id), "category_id": 1, "keypoints": kp.reshape(-1).round(3).tolist(),
-                    "score": float(scores[person])})
+        out.append(
+            {
+                "image_id": int(image_id),
+                "category_id": 1,
+                "keypoints": kp.reshape(-1).round(3).tolist(),
+                "score": float(scores[person]),
+            }
+        )
     return out
 
 
@@ -42,12 +49,28 @@ def mask_to_original(mask: np.ndarray, height: int, width: int, scale: float = 1
     if scale == 1.0 and mask.shape[:2] == (height, width):
         return mask >= 0.5
     inverse = np.asarray([[scale, 0.0, 0.0], [0.0, scale, 0.0]], np.float64)  # original -> input
-    return cv2.warpAffine(mask, inverse, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.5
+    return (
+        cv2.warpAffine(
+            mask,
+            inverse,
+            (width, height),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+        >= 0.5
+    )
 
 
-def mask_results(image_id: int, masks: np.ndarray, scores: np.ndarray, valid: np.ndarray, height: int,
-                 width: int, scale: float = 1.0) -> list[dict]:
+def mask_results(
+    image_id: int,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    valid: np.ndarray,
+    height: int,
+    width: int,
+    scale: float = 1.0,
+) -> list[dict]:
     """One image's instance masks (P, S, S) at network-input resolution -> COCO segm results with RLE at the
     original (height, width) (`mask_to_original`); people whose mask is empty there are left out."""
     from pycocotools import mask as mask_utils
@@ -59,13 +82,15 @@ def mask_results(image_id: int, masks: np.ndarray, scores: np.ndarray, valid: np
             continue
         rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
-        out.append({"image_id": int(image_id), "category_id": 1, "segmentation": rle,
-                    "score": float(scores[person])})
+        out.append(
+            {"image_id": int(image_id), "category_id": 1, "segmentation": rle, "score": float(scores[person])}
+        )
     return out
 
 
-def evaluate(gt, results: Sequence[dict], iou_type: str, image_ids: Iterable[int] | None = None,
-             verbose: bool = False) -> dict[str, float]:
+def evaluate(
+    gt, results: Sequence[dict], iou_type: str, image_ids: Iterable[int] | None = None, verbose: bool = False
+) -> dict[str, float]:
     """COCOeval over `image_ids` (default: every image of `gt`); gt is a COCO object or a JSON path.
     Returns AP, AP50, AP75, APm, APl, AR (NaN where undefined); empty results give zeros (pycocotools cannot
     load an empty result list)."""
@@ -87,4 +112,7 @@ def evaluate(gt, results: Sequence[dict], iou_type: str, image_ids: Iterable[int
         evaluator.accumulate()
         evaluator.summarize()
     # pycocotools writes -1 where a statistic is undefined (e.g. no medium-size people): NaN here.
-    return {name: float(evaluator.stats[i]) if evaluator.stats[i] >= 0 else float("nan") for name, i in stats.items()}
+    return {
+        name: float(evaluator.stats[i]) if evaluator.stats[i] >= 0 else float("nan")
+        for name, i in stats.items()
+    }

@@ -34,7 +34,9 @@ def confusion_matrix(gt, pred, num_classes=LIP_NUM_CLASSES, ignore_label=IGNORE_
         keep &= gt != ignore_label
     gt, pred = gt[keep], pred[keep]
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
-        raise ValueError(f"prediction values must lie in [0, {num_classes}), got [{pred.min()}, {pred.max()}]")
+        raise ValueError(
+            f"prediction values must lie in [0, {num_classes}), got [{pred.min()}, {pred.max()}]"
+        )
     counts = np.bincount(gt * num_classes + pred, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)
 
@@ -88,7 +90,7 @@ def format_table(result, class_names=LIP_CLASSES):
     ious = result["per_class_iou"]
     names = list(class_names) if class_names is not None else []
     names += [f"class {i}" for i in range(len(names), len(ious))]
-    width = max([len(n) for n in names[:len(ious)]] + [len("pixel accuracy")])
+    width = max([len(n) for n in names[: len(ious)]] + [len("pixel accuracy")])
 
     def pct(v):
         return "-" if v is None or np.isnan(v) else f"{100.0 * v:.2f}"
@@ -96,8 +98,11 @@ def format_table(result, class_names=LIP_CLASSES):
     lines = [f"{'class':<{width}}  {'IoU (%)':>8}", "-" * (width + 10)]
     lines += [f"{i:>2} {name:<{width - 3}}  {pct(v):>8}" for i, (name, v) in enumerate(zip(names, ious))]
     lines.append("-" * (width + 10))
-    for key, label in (("pixel_accuracy", "pixel accuracy"), ("mean_accuracy", "mean accuracy"),
-                       ("mean_iou", "mean IoU")):
+    for key, label in (
+        ("pixel_accuracy", "pixel accuracy"),
+        ("mean_accuracy", "mean accuracy"),
+        ("mean_iou", "mean IoU"),
+    ):
         lines.append(f"{label:<{width}}  {pct(result[key]):>8}")
     return "\n".join(lines)
 
@@ -146,8 +151,10 @@ def evaluate_folders(gt_dir, pred_dir, ids=None, num_classes=LIP_NUM_CLASSES):
         gt = _read_label(gt_path)
         pred = _read_label(pred_path)
         if gt.shape != pred.shape:
-            raise ValueError(f"size mismatch for {pred_path}: prediction {pred.shape[1]}x{pred.shape[0]} "
-                             f"(WxH) vs ground truth {gt.shape[1]}x{gt.shape[0]} ({gt_path})")
+            raise ValueError(
+                f"size mismatch for {pred_path}: prediction {pred.shape[1]}x{pred.shape[0]} "
+                f"(WxH) vs ground truth {gt.shape[1]}x{gt.shape[0]} ({gt_path})"
+            )
         try:
             confusion += confusion_matrix(gt, pred, num_classes)
         except ValueError as e:

@@ -41,6 +41,7 @@ _classifier_init = nn.initializers.normal(stddev=0.01)
 
 class ASPP(nn.Module):
     """Sum over `rates` of a 3x3 conv with that dilation, each to num_classes: (B, h, w, D) -> (B, h, w, C)."""
+
     num_classes: int
     rates: Sequence[int] = (6, 12, 18, 24)
     dtype: Any = jnp.float32
@@ -50,20 +51,34 @@ class ASPP(nn.Module):
         out = 0
         for i, rate in enumerate(self.rates):
             out = out + nn.Conv(
-                self.num_classes, (3, 3), padding=((rate, rate), (rate, rate)), kernel_dilation=(rate, rate),
-                kernel_init=_classifier_init, dtype=self.dtype, param_dtype=jnp.float32, name=f"branch{i}")(x)
+                self.num_classes,
+                (3, 3),
+                padding=((rate, rate), (rate, rate)),
+                kernel_dilation=(rate, rate),
+                kernel_init=_classifier_init,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                name=f"branch{i}",
+            )(x)
         return out
 
 
 class LargeFOVHead(nn.Module):
     """fc8: 1x1 conv (B, h, w, D) -> (B, h, w, C)."""
+
     num_classes: int
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
-        return nn.Conv(self.num_classes, (1, 1), kernel_init=_classifier_init, dtype=self.dtype,
-                       param_dtype=jnp.float32, name="fc8")(x)
+        return nn.Conv(
+            self.num_classes,
+            (1, 1),
+            kernel_init=_classifier_init,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="fc8",
+        )(x)
 
 
 def _check(backbone, head, output_stride):
@@ -85,6 +100,7 @@ class DeepLab(nn.Module):
     norm ('frozen' | 'batch'), stride_in_1x1 and stage_sizes (blocks per stage, overriding the depth of the
     named ResNet, e.g. (1, 1, 1, 1) for tiny runs): ResNet only; head None = the backbone's published head.
     """
+
     backbone: str = "resnet101"
     num_classes: int = 20
     head: Optional[str] = None
@@ -101,8 +117,10 @@ class DeepLab(nn.Module):
     def __post_init__(self):
         _check(self.backbone, self.head, self.output_stride)
         if self.stage_sizes is not None and (self.backbone == "vgg16" or len(self.stage_sizes) != 4):
-            raise ValueError(f"stage_sizes needs a resnet backbone and 4 stages, got {self.backbone!r}, "
-                             f"{self.stage_sizes!r}")
+            raise ValueError(
+                f"stage_sizes needs a resnet backbone and 4 stages, got {self.backbone!r}, "
+                f"{self.stage_sizes!r}"
+            )
         if self.norm not in resnet.NORMS:
             raise ValueError(f"norm must be one of {resnet.NORMS}, got {self.norm!r}")
         super().__post_init__()
@@ -118,12 +136,18 @@ class DeepLab(nn.Module):
     def setup(self):
         if self.backbone == "vgg16":
             self.trunk = vgg.VGG16LargeFOV(
-                width=self.width, fc_width=self.fc_width, dropout_rate=self.dropout_rate, dtype=self.dtype)
+                width=self.width, fc_width=self.fc_width, dropout_rate=self.dropout_rate, dtype=self.dtype
+            )
         else:
             depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
             self.trunk = BACKBONES[self.backbone](
-                **depth, width=self.width, output_stride=self.output_stride, norm=self.norm,
-                stride_in_1x1=self.stride_in_1x1, dtype=self.dtype)
+                **depth,
+                width=self.width,
+                output_stride=self.output_stride,
+                norm=self.norm,
+                stride_in_1x1=self.stride_in_1x1,
+                dtype=self.dtype,
+            )
         if self.head_name == "aspp":
             self.classifier = ASPP(self.num_classes, tuple(self.rates), dtype=self.dtype)
         else:
@@ -151,7 +175,9 @@ def build_deeplab(**kwargs):
 
 # --- Attention-to-Scale ---------------------------------------------------------------------------------------
 
-ATTENTION_PATTERN = r"(^|/)attention/"  # flattened param paths of the attention branch, 'attention/conv1/kernel'
+ATTENTION_PATTERN = (
+    r"(^|/)attention/"  # flattened param paths of the attention branch, 'attention/conv1/kernel'
+)
 INTERPOLATIONS = ("align_corners", "half_pixel")
 _DEEPLAB_OPTIONS = tuple(f for f in DeepLab.__dataclass_fields__ if f not in ("parent", "name"))
 
@@ -214,7 +240,9 @@ def _deeplab_options(base, dtype) -> dict:
     if isinstance(base, DeepLab):
         return {f: getattr(base, f) for f in _DEEPLAB_OPTIONS}
     if base is not None and not isinstance(base, Mapping):
-        raise ValueError(f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}")
+        raise ValueError(
+            f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}"
+        )
     options = {"dtype": dtype, **dict(base or {})}
     unknown = sorted(set(options) - set(_DEEPLAB_OPTIONS))
     if unknown:
@@ -232,6 +260,7 @@ class ScaleAttention(nn.Module):
     """Attention head of Attention-to-Scale: (B, h, w, S*D) concatenated features -> (B, h, w, S) float32
     weights, softmax over scales. conv1 3x3 `width` + ReLU + dropout, conv2 1x1 to S (N(0, 0.01) kernels,
     zero biases, DeepLab's Caffe initialisation of new layers: the weights start near uniform)."""
+
     num_scales: int
     width: int = 512
     dropout_rate: float = 0.5
@@ -239,11 +268,24 @@ class ScaleAttention(nn.Module):
 
     @nn.compact
     def __call__(self, features, train: bool = False):
-        x = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_classifier_init, dtype=self.dtype,
-                    param_dtype=jnp.float32, name="conv1")(features)
+        x = nn.Conv(
+            self.width,
+            (3, 3),
+            padding=((1, 1), (1, 1)),
+            kernel_init=_classifier_init,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="conv1",
+        )(features)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        scores = nn.Conv(self.num_scales, (1, 1), kernel_init=_classifier_init, dtype=self.dtype,
-                         param_dtype=jnp.float32, name="conv2")(x)
+        scores = nn.Conv(
+            self.num_scales,
+            (1, 1),
+            kernel_init=_classifier_init,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="conv2",
+        )(x)
         return jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
 
 
@@ -274,6 +316,7 @@ class AttentionToScale(nn.Module):
     `train=True` needs a 'dropout' rng. With norm='batch' each scale's call updates the running statistics in
     turn (the last scale's update is kept); the published nets use frozen statistics.
     """
+
     base: Any = None
     scales: Sequence[float] = (1.0, 0.75, 0.5)
     attention_width: int = 512
@@ -289,14 +332,17 @@ class AttentionToScale(nn.Module):
         if not scales or min(scales) <= 0:
             raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
+            raise ValueError(
+                f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
         _deeplab_options(self.base, self.dtype)  # validates base now rather than at the first call
         super().__post_init__()
 
     def setup(self):
         self.net = DeepLab(**_deeplab_options(self.base, self.dtype))
-        self.attention = ScaleAttention(len(tuple(self.scales)), self.attention_width, self.dropout_rate,
-                                        dtype=self.dtype)
+        self.attention = ScaleAttention(
+            len(tuple(self.scales)), self.attention_width, self.dropout_rate, dtype=self.dtype
+        )
 
     def __call__(self, images, train: bool = False):
         height, width = images.shape[1:3]
@@ -307,14 +353,22 @@ class AttentionToScale(nn.Module):
             outputs.append(self.net(x, train=train))
         grid = outputs[0]["logits"].shape[1:3]
         scale_logits = jnp.stack([resize_bilinear(o["logits"], grid, self.interpolation) for o in outputs])
-        features = [resize_bilinear(o["features"], grid, self.interpolation).astype(self.dtype) for o in outputs]
+        features = [
+            resize_bilinear(o["features"], grid, self.interpolation).astype(self.dtype) for o in outputs
+        ]
         attention = self.attention(jnp.concatenate(features, axis=-1), train)  # (B, h, w, S)
         fused = jnp.sum(jnp.moveaxis(attention, -1, 0)[..., None] * scale_logits, axis=0)
-        return {"logits": fused.astype(jnp.float32), "scale_logits": scale_logits, "attention": attention,
-                "features": outputs[0]["features"]}
+        return {
+            "logits": fused.astype(jnp.float32),
+            "scale_logits": scale_logits,
+            "attention": attention,
+            "features": outputs[0]["features"],
+        }
 
 
-ATTENTION_OPTIONS = tuple(f for f in AttentionToScale.__dataclass_fields__ if f not in ("parent", "name", "base"))
+ATTENTION_OPTIONS = tuple(
+    f for f in AttentionToScale.__dataclass_fields__ if f not in ("parent", "name", "base")
+)
 
 
 def build_attention(**kwargs):
@@ -345,7 +399,9 @@ def build_attention(**kwargs):
         base.update(kwargs)
         net = DeepLab(**_deeplab_options(base, options.get("dtype", jnp.float32)))
     else:
-        raise ValueError(f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}")
+        raise ValueError(
+            f"base must be a DeepLab module or a mapping of DeepLab options, got {type(base).__name__}"
+        )
     return AttentionToScale(base=net, **options)
 
 

@@ -52,6 +52,7 @@ _head_init = nn.initializers.normal(stddev=0.01)
 
 # --- bilinear sampling and refinement (pure jax.numpy, one example; vmapped over the batch) --------------------
 
+
 def _sample_channels(field, points, channels):
     """field (H, W, C, 2), points (H, W, E, 2) (x, y) pixel positions inside the image, channels (E,) int:
     the bilinear interpolation of field[..., channels[e], :] at points[..., e, :] -> (H, W, E, 2)."""
@@ -68,8 +69,9 @@ def _sample_channels(field, points, channels):
     def at(y, x):
         return flat[(y * width + x) * num_channels + channels]  # (H, W, E, 2)
 
-    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1))
-            + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+    return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
+        (1 - fx) * at(y1, x0) + fx * at(y1, x1)
+    )
 
 
 def refine_offsets(offsets, field, channels, steps):
@@ -91,9 +93,11 @@ def refine_offsets(offsets, field, channels, steps):
 
 # --- modules ---------------------------------------------------------------------------------------------------
 
+
 class PersonLabHeads(nn.Module):
     """Five 1x1 convs on one feature map (B, h, w, D) -> (B, h, w, K + 2K + 2E + 2K + 1) in `dtype`, in the
     order heatmap, short, mid, long, segmentation."""
+
     num_keypoints: int = 17
     num_edges: int = 32
     dtype: Any = jnp.float32
@@ -102,10 +106,15 @@ class PersonLabHeads(nn.Module):
     def __call__(self, x):
         k, e = self.num_keypoints, self.num_edges
         sizes = {"heatmap": k, "short": 2 * k, "mid": 2 * e, "long": 2 * k, "segmentation": 1}
-        return jnp.concatenate([
-            nn.Conv(size, (1, 1), kernel_init=_head_init, dtype=self.dtype, param_dtype=jnp.float32,
-                    name=name)(x)
-            for name, size in sizes.items()], axis=-1)
+        return jnp.concatenate(
+            [
+                nn.Conv(
+                    size, (1, 1), kernel_init=_head_init, dtype=self.dtype, param_dtype=jnp.float32, name=name
+                )(x)
+                for name, size in sizes.items()
+            ],
+            axis=-1,
+        )
 
 
 def _check(backbone, output_stride, norm, stage_sizes, num_keypoints, edges):
@@ -129,6 +138,7 @@ class PersonLab(nn.Module):
     'batch'; edges: the directed edges of the mid-range offsets (num_keypoints must cover them);
     offset_unit: pixels per unit of the offset heads.
     """
+
     backbone: str = "resnet101"
     width: int = 64
     stage_sizes: Optional[Sequence[int]] = None
@@ -149,8 +159,13 @@ class PersonLab(nn.Module):
     def setup(self):
         depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
         self.trunk = BACKBONES[self.backbone](
-            **depth, width=self.width, output_stride=self.output_stride, norm=self.norm,
-            stride_in_1x1=self.stride_in_1x1, dtype=self.dtype)
+            **depth,
+            width=self.width,
+            output_stride=self.output_stride,
+            norm=self.norm,
+            stride_in_1x1=self.stride_in_1x1,
+            dtype=self.dtype,
+        )
         self.heads = PersonLabHeads(self.num_keypoints, len(self.edges), dtype=self.dtype)
         if self.intermediate_supervision:
             self.intermediate_heads = PersonLabHeads(self.num_keypoints, len(self.edges), dtype=self.dtype)
@@ -183,7 +198,8 @@ class PersonLab(nn.Module):
         if self.intermediate_supervision:
             # res4 sits at output stride 16 when the trunk's is 32, else at the trunk's (res4/res5 dilated).
             outputs["intermediate"] = self._outputs(
-                self.intermediate_heads(features["res4"]), size, min(self.output_stride, 16))
+                self.intermediate_heads(features["res4"]), size, min(self.output_stride, 16)
+            )
         return outputs
 
 

@@ -49,21 +49,35 @@ def stage_dilations(output_stride):
 def _conv(features, kernel, stride=1, dilation=1, name=None, dtype=jnp.float32):
     pad = dilation * (kernel // 2)  # torchvision/Caffe symmetric padding
     return nn.Conv(
-        features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-        kernel_dilation=(dilation, dilation), use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"), name=name)
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(dilation, dilation),
+        use_bias=False,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        name=name,
+    )
 
 
 def _norm(norm, train, name, dtype):
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     return nn.BatchNorm(
-        use_running_average=(norm == "frozen") or not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-        dtype=dtype, param_dtype=jnp.float32, name=name)
+        use_running_average=(norm == "frozen") or not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
 
 
 class Bottleneck(nn.Module):
     """1x1 (planes) -> 3x3 (planes, stride, dilation) -> 1x1 (4 planes), plus identity or projection."""
+
     planes: int
     stride: int = 1
     dilation: int = 1
@@ -89,6 +103,7 @@ class Bottleneck(nn.Module):
 
 class Stage(nn.Module):
     """`num_blocks` bottlenecks named block0, block1, ...; the first one carries the stride."""
+
     num_blocks: int
     planes: int
     stride: int = 1
@@ -101,8 +116,14 @@ class Stage(nn.Module):
     def __call__(self, x, train: bool = False):
         for j in range(self.num_blocks):
             x = Bottleneck(
-                planes=self.planes, stride=self.stride if j == 0 else 1, dilation=self.dilation,
-                stride_in_1x1=self.stride_in_1x1, norm=self.norm, dtype=self.dtype, name=f"block{j}")(x, train)
+                planes=self.planes,
+                stride=self.stride if j == 0 else 1,
+                dilation=self.dilation,
+                stride_in_1x1=self.stride_in_1x1,
+                norm=self.norm,
+                dtype=self.dtype,
+                name=f"block{j}",
+            )(x, train)
         return x
 
 
@@ -112,6 +133,7 @@ class ResNet(nn.Module):
     Returns {'res2': (B, H/4, W/4, 4w), 'res3': (B, H/8, W/8, 8w), 'res4': (.., 16w), 'res5': (.., 32w)}
     (w = width; sizes rounded up; res4/res5 stay at H/8 or H/16 when output_stride is 8 or 16).
     """
+
     stage_sizes: Sequence[int]
     width: int = 64
     output_stride: int = 32
@@ -129,9 +151,15 @@ class ResNet(nn.Module):
         features = {}
         for i, (num_blocks, (stride, dilation)) in enumerate(zip(self.stage_sizes, layout)):
             x = Stage(
-                num_blocks=num_blocks, planes=self.width * 2 ** i, stride=stride, dilation=dilation,
-                stride_in_1x1=self.stride_in_1x1, norm=self.norm, dtype=self.dtype,
-                name=f"layer{i + 1}")(x, train)
+                num_blocks=num_blocks,
+                planes=self.width * 2**i,
+                stride=stride,
+                dilation=dilation,
+                stride_in_1x1=self.stride_in_1x1,
+                norm=self.norm,
+                dtype=self.dtype,
+                name=f"layer{i + 1}",
+            )(x, train)
             features[f"res{i + 2}"] = x
         return features
 

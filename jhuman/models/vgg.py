@@ -24,8 +24,14 @@ VGG16_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 3, 4), (4, 3, 8), (5, 3, 8))
 def _conv(features, kernel, dilation, name, dtype):
     pad = dilation * (kernel // 2)
     return nn.Conv(
-        features, (kernel, kernel), padding=((pad, pad), (pad, pad)), kernel_dilation=(dilation, dilation),
-        dtype=dtype, param_dtype=jnp.float32, name=name)
+        features,
+        (kernel, kernel),
+        padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(dilation, dilation),
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
 
 
 class VGG16LargeFOV(nn.Module):
@@ -35,6 +41,7 @@ class VGG16LargeFOV(nn.Module):
     (B, ceil(H/8), ceil(W/8), fc_width). fc_width None = 16 * width (1024 for the real net).
     `train=True` needs a 'dropout' rng.
     """
+
     width: int = 64
     fc_width: Optional[int] = None
     dropout_rate: float = 0.5

@@ -118,8 +118,12 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
     onehot = seed_types[:, None] == keypoint_ids  # (N, 17)
     points = jnp.where(onehot[..., None], seeds[:, None, :], 0.0)
     reached = onehot & jnp.asarray(seed_valid, bool)[:, None]
-    edge_table, source_table, target_table = (jnp.asarray(TRAVERSAL_EDGES), jnp.asarray(TRAVERSAL_SOURCES),
-                                              jnp.asarray(TRAVERSAL_TARGETS))
+    edge_table, source_table, target_table = (
+        jnp.asarray(TRAVERSAL_EDGES),
+        jnp.asarray(TRAVERSAL_SOURCES),
+        jnp.asarray(TRAVERSAL_TARGETS),
+    )
+
     def step_body(step, state):  # the 16 edges of the fixed tree, in order (a loop over steps, not over data)
         points, reached = state
         edge = edge_table[seed_types, step]  # (N,)
@@ -130,8 +134,10 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
         step_to = start + offsets_lib.sample_refined_mid(mid, short, start, edge, refine_steps)
         new = jnp.where(ok[:, None], step_to, offsets_lib.clamp_points(start, height, width))
         is_target = target[:, None] == keypoint_ids  # (N, 17)
-        return (jnp.where(is_target[..., None], new[:, None, :], points),
-                jnp.where(is_target, ok[:, None], reached))
+        return (
+            jnp.where(is_target[..., None], new[:, None, :], points),
+            jnp.where(is_target, ok[:, None], reached),
+        )
 
     # a lax loop, not a Python one: its result is stored once (unrolled, XLA fused the whole walk into every
     # consumer's gather and recomputed it per element: 9 ms of the greedy pass at 256 candidates)
@@ -150,8 +156,19 @@ def presence(heatmaps, points, reached, min_keypoint_score: float):
     return present, p
 
 
-def complete_from_long(points, present, heat, long_offsets, short_offsets, heatmaps, *, min_scale: float,
-                       mask_threshold: float, min_keypoint_score: float, refine_steps: int):
+def complete_from_long(
+    points,
+    present,
+    heat,
+    long_offsets,
+    short_offsets,
+    heatmaps,
+    *,
+    min_scale: float,
+    mask_threshold: float,
+    min_keypoint_score: float,
+    refine_steps: int,
+):
     """Keypoints the tree could not reach, read from the long-range offsets at the person's own keypoints.
 
     points (N, 17, 2), present (N, 17), heat (N, 17) from `traverse` + `presence`; long (H, W, 17, 2), short
@@ -242,8 +259,9 @@ def expected_oks(hough, heatmap_values, points, present, scales, oks_radius: int
     py = centre[..., 1, None, None] + dy
     inside = (px >= 0) & (px < width) & (py >= 0) & (py < height)
     channel = jnp.arange(num_keypoints, dtype=jnp.int32)[None, :, None, None]
-    values = hough.reshape(-1)[(jnp.clip(py, 0, height - 1) * width + jnp.clip(px, 0, width - 1))
-                               * num_keypoints + channel]
+    values = hough.reshape(-1)[
+        (jnp.clip(py, 0, height - 1) * width + jnp.clip(px, 0, width - 1)) * num_keypoints + channel
+    ]
     dist2 = jnp.square(px - points[..., 0, None, None]) + jnp.square(py - points[..., 1, None, None])
     spread = 2.0 * jnp.square(scales[:, None] * jnp.asarray(OKS_KAPPAS))[..., None, None]  # (P, 17, 1, 1)
     mass = jnp.sum(jnp.where(inside, values * jnp.exp(-dist2 / spread), 0.0), axis=(-2, -1))
@@ -279,9 +297,14 @@ def expected_oks_grid(moments, stride: int, heatmap_values, points, present, sca
     safe = jnp.maximum(mass, 1e-30)
     cx, cy = at[1] / safe, at[2] / safe
     centre = jnp.round(points)
-    within = ((jnp.abs(cx - centre[..., 0, None, None]) <= oks_radius)
-              & (jnp.abs(cy - centre[..., 1, None, None]) <= oks_radius) & (mass > 0))
-    unique = (ax == node[..., 0, None, None] + dx) & (ay == node[..., 1, None, None] + dy)  # not a clipped copy
+    within = (
+        (jnp.abs(cx - centre[..., 0, None, None]) <= oks_radius)
+        & (jnp.abs(cy - centre[..., 1, None, None]) <= oks_radius)
+        & (mass > 0)
+    )
+    unique = (ax == node[..., 0, None, None] + dx) & (
+        ay == node[..., 1, None, None] + dy
+    )  # not a clipped copy
     dist2 = jnp.square(cx - points[..., 0, None, None]) + jnp.square(cy - points[..., 1, None, None])
     spread = 2.0 * jnp.square(scales[:, None] * jnp.asarray(OKS_KAPPAS))[..., None, None]
     total = jnp.sum(jnp.where(within & unique, mass * jnp.exp(-dist2 / spread), 0.0), axis=(-2, -1))
@@ -309,8 +332,10 @@ def _adopt_from_neighbours(best, owner, mask_threshold: float):
     padded_best = jnp.pad(best, 1, constant_values=jnp.inf)
     padded_owner = jnp.pad(owner, 1)
     shifts = [(dy, dx) for dy in range(3) for dx in range(3)]
-    near_best = jnp.stack([padded_best[dy:dy + height, dx:dx + width] for dy, dx in shifts])  # (9, gh, gw)
-    near_owner = jnp.stack([padded_owner[dy:dy + height, dx:dx + width] for dy, dx in shifts])
+    near_best = jnp.stack(
+        [padded_best[dy : dy + height, dx : dx + width] for dy, dx in shifts]
+    )  # (9, gh, gw)
+    near_owner = jnp.stack([padded_owner[dy : dy + height, dx : dx + width] for dy, dx in shifts])
     pick = jnp.argmin(near_best, axis=0)
     adopted_best = jnp.take_along_axis(near_best, pick[None], axis=0)[0]
     adopted_owner = jnp.take_along_axis(near_owner, pick[None], axis=0)[0]
@@ -318,8 +343,19 @@ def _adopt_from_neighbours(best, owner, mask_threshold: float):
     return jnp.where(keep, best, adopted_best), jnp.where(keep, owner, adopted_owner)
 
 
-def block_owners(long_offsets, segmentation, points, keypoint_scores, scales, valid, mask_threshold: float = 0.25,
-                 seg_threshold: float = 0.5, stride: int = 1, tile: int = 16, candidates: int = 8):
+def block_owners(
+    long_offsets,
+    segmentation,
+    points,
+    keypoint_scores,
+    scales,
+    valid,
+    mask_threshold: float = 0.25,
+    seg_threshold: float = 0.5,
+    stride: int = 1,
+    tile: int = 16,
+    candidates: int = 8,
+):
     """Instance masks (Sec. 3.5), per block: long-range offsets L (H, W, 17, 2), segmentation (H, W), people
     points (P, 17, 2), keypoint scores (P, 17), scales (P,), valid (P,) -> (gh, gw) int8 (int32 for P >= 127):
     the person owning each stride x stride block, -1 for none (`owners_to_masks` makes the (P, H, W) masks).
@@ -350,15 +386,28 @@ def block_owners(long_offsets, segmentation, points, keypoint_scores, scales, va
     num_candidates = max(1, min(int(candidates), num))
     weight_sum = jnp.sum(keypoint_scores, axis=-1)
     usable = valid & (weight_sum > 0)
-    weights = jnp.where(usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0)
+    weights = jnp.where(
+        usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0
+    )
     foreground = jnp.asarray(segmentation, jnp.float32) > seg_threshold  # (H, W)
     # a grid pixel counts as foreground if any pixel of its block is
-    blocks = jax.lax.reduce_window(foreground.astype(jnp.int8), jnp.int8(0), jax.lax.max, (stride, stride),
-                                   (stride, stride), ((0, gh * stride - height), (0, gw * stride - width))) > 0
+    blocks = (
+        jax.lax.reduce_window(
+            foreground.astype(jnp.int8),
+            jnp.int8(0),
+            jax.lax.max,
+            (stride, stride),
+            (stride, stride),
+            ((0, gh * stride - height), (0, gw * stride - width)),
+        )
+        > 0
+    )
     dtype = jnp.int8 if num < 127 else jnp.int32
 
     def compute():
-        grid = jnp.stack(jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1)
+        grid = jnp.stack(
+            jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1
+        )
         g = long_offsets[rows][:, cols] + grid[:, :, None, :]  # (gh, gw, 17, 2): G = x + L(x)
         pad = ((0, ty * t - gh), (0, tx * t - gw))
         g = jnp.pad(g, pad + ((0, 0), (0, 0)))
@@ -369,7 +418,9 @@ def block_owners(long_offsets, segmentation, points, keypoint_scores, scales, va
         big = jnp.float32(1e9)
         lo = jnp.min(jnp.where(fg[..., None, None], g, big), axis=1)  # (T, 17, 2)
         hi = jnp.max(jnp.where(fg[..., None, None], g, -big), axis=1)
-        bound = jnp.sum(weights[None] * _box_distance(points[None], lo[:, None], hi[:, None]), axis=-1)  # T, P
+        bound = jnp.sum(
+            weights[None] * _box_distance(points[None], lo[:, None], hi[:, None]), axis=-1
+        )  # T, P
         bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: never prune a true owner
         key = jnp.where(usable[None] & (bound < bound_limit), bound, jnp.inf)
         neg, chosen = jax.lax.top_k(-key, num_candidates)  # (T, C) the lowest bounds
@@ -417,11 +468,32 @@ def stored(tree, flag):
     return jax.lax.cond(flag, lambda t: t, lambda t: jax.tree.map(jnp.copy, t), tree)
 
 
-def assign_instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, valid,
-                          mask_threshold: float = 0.25, seg_threshold: float = 0.5, stride: int = 1,
-                          tile: int = 16, candidates: int = 8):
+def assign_instance_masks(
+    long_offsets,
+    segmentation,
+    points,
+    keypoint_scores,
+    scales,
+    valid,
+    mask_threshold: float = 0.25,
+    seg_threshold: float = 0.5,
+    stride: int = 1,
+    tile: int = 16,
+    candidates: int = 8,
+):
     """Instance masks (P, H, W) bool: `block_owners` then `owners_to_masks` (see there)."""
-    owners = block_owners(long_offsets, segmentation, points, keypoint_scores, scales, valid, mask_threshold,
-                          seg_threshold, stride, tile, candidates)
+    owners = block_owners(
+        long_offsets,
+        segmentation,
+        points,
+        keypoint_scores,
+        scales,
+        valid,
+        mask_threshold,
+        seg_threshold,
+        stride,
+        tile,
+        candidates,
+    )
     owners = stored(owners, jnp.any(jnp.asarray(valid)))
     return owners_to_masks(owners, segmentation, points.shape[0], seg_threshold, stride)

@@ -61,13 +61,19 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     index = jnp.where(inside, (cy * (width + 1) + cx) * num_keypoints + channel, size)
     pfx = p * fx
     moments = jnp.stack([p, pfx, p * fy, pfx * fy], axis=-1)  # (H, W, K, 4)
-    dims = lax.ScatterDimensionNumbers(update_window_dims=(1,), inserted_window_dims=(0,),
-                                       scatter_dims_to_operand_dims=(0,))
-    acc = lax.scatter_add(jnp.zeros((size + 1, 4), jnp.float32), index.reshape(-1, 1), moments.reshape(-1, 4),
-                          dims, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    dims = lax.ScatterDimensionNumbers(
+        update_window_dims=(1,), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
+    )
+    acc = lax.scatter_add(
+        jnp.zeros((size + 1, 4), jnp.float32),
+        index.reshape(-1, 1),
+        moments.reshape(-1, 4),
+        dims,
+        mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
     acc = acc[:size].reshape(height + 1, width + 1, num_keypoints, 4)
     a, bx, by, bxy = acc[..., 0], acc[..., 1], acc[..., 2], acc[..., 3]
-    h = ((a - bx - by + bxy)[1:, 1:] + (bx - bxy)[1:, :-1] + (by - bxy)[:-1, 1:] + bxy[:-1, :-1])
+    h = (a - bx - by + bxy)[1:, 1:] + (bx - bxy)[1:, :-1] + (by - bxy)[:-1, 1:] + bxy[:-1, :-1]
     return jnp.maximum(h, 0.0) / (math.pi * radius * radius)  # (float rounding of the differences: >= 0)
 
 
@@ -155,7 +161,9 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
         ay = (node // nx)[:, None, None] + d[None, :, None]  # (k, 3, 1)
         ax = (node % nx)[:, None, None] + d[None, None, :]  # (k, 1, 3)
         inside = (ay >= 0) & (ay < ny) & (ax >= 0) & (ax < nx)
-        index = (jnp.clip(ay, 0, ny - 1) * nx + jnp.clip(ax, 0, nx - 1)) * num_keypoints + types[:, None, None]
+        index = (jnp.clip(ay, 0, ny - 1) * nx + jnp.clip(ax, 0, nx - 1)) * num_keypoints + types[
+            :, None, None
+        ]
         near = moments.reshape(3, -1)[:, index]  # (3, k, 3, 3)
         m = jnp.where(inside, near[0], 0.0)
         own = near[1:] / jnp.maximum(near[0], 1e-30)  # (2, k, 3, 3) each node's centroid
@@ -194,9 +202,9 @@ def smooth(h, sigma: float):
     height, width = h.shape[:2]
     pad = [(0, 0)] * h.ndim
     rows = jnp.pad(h, [(half, half)] + pad[1:])
-    h = sum(t * rows[i:i + height] for i, t in enumerate(taps))
+    h = sum(t * rows[i : i + height] for i, t in enumerate(taps))
     cols = jnp.pad(h, [pad[0], (half, half)] + pad[2:])
-    return sum(t * cols[:, i:i + width] for i, t in enumerate(taps))
+    return sum(t * cols[:, i : i + width] for i, t in enumerate(taps))
 
 
 def local_maxima(h, threshold: float):
@@ -219,8 +227,14 @@ def top_k_peaks(masked, k: int, block: int = 8):
     tiles_y, tiles_x = -(-height // block), -(-width // block)
     if tiles_y * tiles_x * num_keypoints <= k or height * width * num_keypoints <= 64 * k * block * block:
         return lax.top_k(masked.reshape(-1), k)
-    tile_max = lax.reduce_window(masked, -jnp.inf, lax.max, (block, block, 1), (block, block, 1),
-                                 ((0, tiles_y * block - height), (0, tiles_x * block - width), (0, 0)))
+    tile_max = lax.reduce_window(
+        masked,
+        -jnp.inf,
+        lax.max,
+        (block, block, 1),
+        (block, block, 1),
+        ((0, tiles_y * block - height), (0, tiles_x * block - width), (0, 0)),
+    )
     _, tiles = lax.top_k(tile_max.reshape(-1), k)  # (k,) flat (ty, tx, channel)
     channel = tiles % num_keypoints
     ty, tx = (tiles // num_keypoints) // tiles_x, (tiles // num_keypoints) % tiles_x
@@ -228,8 +242,9 @@ def top_k_peaks(masked, k: int, block: int = 8):
     y = ty[:, None, None] * block + d[None, :, None]  # (k, block, 1)
     x = tx[:, None, None] * block + d[None, None, :]  # (k, 1, block)
     inside = (y < height) & (x < width)
-    flat = ((jnp.minimum(y, height - 1) * width + jnp.minimum(x, width - 1)) * num_keypoints
-            + channel[:, None, None])
+    flat = (jnp.minimum(y, height - 1) * width + jnp.minimum(x, width - 1)) * num_keypoints + channel[
+        :, None, None
+    ]
     values = jnp.where(inside, masked.reshape(-1)[flat], -jnp.inf).reshape(-1)
     flat = jnp.where(inside, flat, height * width * num_keypoints).reshape(-1)
     neg, flat = lax.sort((-values, flat), num_keys=2)
@@ -268,7 +283,7 @@ def find_peaks(h, threshold: float, max_candidates: int, short_offsets=None):
         d = jnp.arange(-1, 2, dtype=jnp.int32)
         nx = jnp.clip(px[:, None, None] + d[None, None, :], 0, width - 1)  # (N, 1, 3)
         ny = jnp.clip(py[:, None, None] + d[None, :, None], 0, height - 1)  # (N, 3, 1)
-        inside = ((px[:, None, None] + d[None, None, :] == nx) & (py[:, None, None] + d[None, :, None] == ny))
+        inside = (px[:, None, None] + d[None, None, :] == nx) & (py[:, None, None] + d[None, :, None] == ny)
         mass = jnp.where(inside, h.reshape(-1)[(ny * width + nx) * num_keypoints + types[:, None, None]], 0.0)
         mass = jnp.maximum(mass, 0.0)  # (N, 3, 3)
         total = jnp.maximum(mass.sum((1, 2)), 1e-12)

@@ -82,8 +82,9 @@ def bilinear_sample(field, points, channels=None):
 
     expand = (...,) + (None,) * len(trailing)
     fx, fy = fx[expand], fy[expand]
-    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1))
-            + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+    return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
+        (1 - fx) * at(y1, x0) + fx * at(y1, x1)
+    )
 
 
 def _refine_step(offsets, field, base, channels, height, width):

@@ -115,8 +115,16 @@ DEFAULT_OPTIONS = {
     "batch_mode": "auto",
 }
 BATCH_MODES = ("auto", "vmap", "map")
-_INT_OPTIONS = ("max_people", "max_candidates", "refine_steps", "oks_radius", "hough_stride", "mask_stride",
-                "mask_tile", "mask_candidates")
+_INT_OPTIONS = (
+    "max_people",
+    "max_candidates",
+    "refine_steps",
+    "oks_radius",
+    "hough_stride",
+    "mask_stride",
+    "mask_tile",
+    "mask_candidates",
+)
 
 
 def decode_options(**options) -> dict:
@@ -153,8 +161,9 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 
-def _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, moments=None,
-                   **options):
+def _decode_people(
+    heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, moments=None, **options
+):
     """`decode_single` up to the masks: with long offsets and segmentation the dict holds 'mask_owners'
     (gh, gw), the person of each mask_stride block (`grouping.block_owners`), instead of 'masks'. `moments`:
     the `hough.hough_grid` of these inputs if already computed (the batch computes it for all images at once)."""
@@ -168,21 +177,33 @@ def _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets=None, segm
     if stride == 1:  # Eq. (1) at every pixel, smoothed, peaks on the full-resolution map
         votes = hough.hough_votes(heatmaps, short, o["radius"])  # (H, W, 17)
         smoothed = hough.smooth(votes, o["hough_sigma"])
-        positions, types, _, cand_valid = hough.find_peaks(smoothed, o["peak_threshold"], o["max_candidates"],
-                                                           short)
+        positions, types, _, cand_valid = hough.find_peaks(
+            smoothed, o["peak_threshold"], o["max_candidates"], short
+        )
     else:  # Eq. (1) sampled every `stride` pixels onto a grid of that spacing (see hough.hough_grid)
         if moments is None:
             moments = hough.hough_grid(heatmaps, short, o["radius"], stride)
-        positions, types, _, cand_valid = hough.grid_peaks(moments, stride, o["peak_threshold"],
-                                                           o["max_candidates"], o["hough_sigma"], short)
+        positions, types, _, cand_valid = hough.grid_peaks(
+            moments, stride, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], short
+        )
     skeletons, reached = grouping.traverse(mid, short, positions, types, cand_valid, o["refine_steps"])
     present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
     if long_offsets is not None and o["complete_from_long"]:
         skeletons, present, heat = grouping.complete_from_long(
-            skeletons, present, heat, long_offsets, short, heatmaps, min_scale=o["min_scale"],
-            mask_threshold=o["mask_threshold"], min_keypoint_score=o["min_keypoint_score"],
-            refine_steps=max(o["refine_steps"], 1))
-    seeds, count = grouping.greedy_select(positions, types, cand_valid, skeletons, present, o["nms_radius"], num)
+            skeletons,
+            present,
+            heat,
+            long_offsets,
+            short,
+            heatmaps,
+            min_scale=o["min_scale"],
+            mask_threshold=o["mask_threshold"],
+            min_keypoint_score=o["min_keypoint_score"],
+            refine_steps=max(o["refine_steps"], 1),
+        )
+    seeds, count = grouping.greedy_select(
+        positions, types, cand_valid, skeletons, present, o["nms_radius"], num
+    )
 
     valid = jnp.arange(num) < count  # (P,) detection order
     points = skeletons[seeds]  # (P, 17, 2)
@@ -191,15 +212,19 @@ def _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets=None, segm
     if stride == 1:
         keypoint_scores = grouping.expected_oks(votes, heat[seeds], points, present, scales, o["oks_radius"])
     else:
-        keypoint_scores = grouping.expected_oks_grid(moments, stride, heat[seeds], points, present, scales,
-                                                     o["oks_radius"])
-    scores = jnp.where(valid, grouping.soft_nms_scores(points, keypoint_scores, present, valid, o["nms_radius"]),
-                       0.0)
+        keypoint_scores = grouping.expected_oks_grid(
+            moments, stride, heat[seeds], points, present, scales, o["oks_radius"]
+        )
+    scores = jnp.where(
+        valid, grouping.soft_nms_scores(points, keypoint_scores, present, valid, o["nms_radius"]), 0.0
+    )
 
     order = jnp.argsort(jnp.where(valid, -scores, jnp.inf), stable=True)  # best first, padding last
     points, present, scales = points[order], present[order], scales[order]
     keypoint_scores, scores = keypoint_scores[order], scores[order]
-    points = jnp.where(valid[:, None, None], points, 0.0)  # `valid` is order-invariant: the first `count` rows
+    points = jnp.where(
+        valid[:, None, None], points, 0.0
+    )  # `valid` is order-invariant: the first `count` rows
     out = {
         "keypoints": jnp.concatenate([points, keypoint_scores[..., None]], axis=-1),
         "keypoint_valid": present,
@@ -213,8 +238,18 @@ def _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets=None, segm
         if o["refine_steps"] > 0 and o["refine_long"]:
             long = offsets_lib.refine_long_offsets(long, short, o["refine_steps"])
         out["mask_owners"] = grouping.block_owners(
-            long, segmentation, points, keypoint_scores, scales, valid, o["mask_threshold"],
-            o["seg_threshold"], o["mask_stride"], o["mask_tile"], o["mask_candidates"])
+            long,
+            segmentation,
+            points,
+            keypoint_scores,
+            scales,
+            valid,
+            o["mask_threshold"],
+            o["seg_threshold"],
+            o["mask_stride"],
+            o["mask_tile"],
+            o["mask_candidates"],
+        )
     return out
 
 
@@ -224,9 +259,15 @@ def _expand_masks(out, segmentation, o):
     select, and XLA would recompute the owners for every mask pixel)."""
     out = dict(out)
     owners = grouping.stored(out.pop("mask_owners"), jnp.any(out["valid"]))
-    expand = functools.partial(grouping.owners_to_masks, num_people=o["max_people"],
-                               seg_threshold=o["seg_threshold"], stride=o["mask_stride"])
-    out["masks"] = expand(owners, segmentation) if owners.ndim == 2 else jax.vmap(expand)(owners, segmentation)
+    expand = functools.partial(
+        grouping.owners_to_masks,
+        num_people=o["max_people"],
+        seg_threshold=o["seg_threshold"],
+        stride=o["mask_stride"],
+    )
+    out["masks"] = (
+        expand(owners, segmentation) if owners.ndim == 2 else jax.vmap(expand)(owners, segmentation)
+    )
     return out
 
 

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 from jhuman.ops.personlab_targets import RADIUS, encode_batch
 
 LOSS_WEIGHTS = types.MappingProxyType(
-    {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125})
+    {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125}
+)
 
 
 def logistic_loss(logits, targets):
@@ -66,15 +67,17 @@ def personlab_losses(outputs, targets, radius=RADIUS, weights=LOSS_WEIGHTS):
     weights = {**LOSS_WEIGHTS, **weights}
     terms = _terms(outputs, targets, radius)
     if "intermediate" in outputs:
-        terms.update({f"intermediate_{k}": v for k, v in _terms(outputs["intermediate"], targets, radius).items()})
+        terms.update(
+            {f"intermediate_{k}": v for k, v in _terms(outputs["intermediate"], targets, radius).items()}
+        )
     total = sum(weights[name.removeprefix("intermediate_")] * value for name, value in terms.items())
     return jnp.asarray(total, jnp.float32), terms
 
 
-def personlab_losses_from_annotations(outputs, keypoints, instance_ids, segmentation, ignore, radius=RADIUS,
-                                      weights=LOSS_WEIGHTS):
+def personlab_losses_from_annotations(
+    outputs, keypoints, instance_ids, segmentation, ignore, radius=RADIUS, weights=LOSS_WEIGHTS
+):
     """personlab_losses with the targets encoded on the fly from the compact batch (B, P, 17, 3), (B, H, W) x 3
     (what a jitted train step does: the dense targets never leave the device)."""
     targets = encode_batch(keypoints, instance_ids, segmentation, ignore, radius)
     return personlab_losses(outputs, targets, radius, weights)
-

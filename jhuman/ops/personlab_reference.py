@@ -27,11 +27,13 @@ import numpy as np
 import scipy.ndimage
 
 from jhuman.classes import COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+
+# the breadth-first edge order of the tree from each seed type (plain numpy tables)
+from jhuman.ops.grouping import TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS
+
 # the options, their defaults and the automatic strides: one definition (jax-only options are accepted and
 # ignored here: mask_tile, mask_candidates, batch_mode)
 from jhuman.ops.personlab import decode_options
-# the breadth-first edge order of the tree from each seed type (plain numpy tables)
-from jhuman.ops.grouping import TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS
 
 NUM_KEYPOINTS = 17
 EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES])
@@ -49,19 +51,23 @@ def bilinear_sample(field, points, channels=None):
     fx, fy = x - x0, y - y0
     x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
     if channels is None:
+
         def at(yy, xx):
             return field[yy, xx]
+
         trailing = field.ndim - 2
     else:
         channels = np.broadcast_to(np.asarray(channels), x0.shape)
 
         def at(yy, xx):
             return field[yy, xx, channels]
+
         trailing = field.ndim - 3
     expand = (...,) + (None,) * trailing
     fx, fy = fx[expand], fy[expand]
-    return ((1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1))
-            + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1)))
+    return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
+        (1 - fx) * at(y1, x0) + fx * at(y1, x1)
+    )
 
 
 def _grid(height, width):
@@ -114,15 +120,18 @@ def hough_votes(heatmaps, short_offsets, radius):
                 x, y = x0 + dx, y0 + dy
                 inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
                 index = (y[inside] * width + x[inside]).astype(np.int64)
-                out[:, :, k] += np.bincount(index, (heatmaps[:, :, k] * wx * wy)[inside],
-                                            minlength=height * width).reshape(height, width)
+                out[:, :, k] += np.bincount(
+                    index, (heatmaps[:, :, k] * wx * wy)[inside], minlength=height * width
+                ).reshape(height, width)
     return out / (math.pi * radius * radius)
 
 
 def smooth(h, sigma):
     if sigma <= 0:
         return np.asarray(h, np.float64)
-    h = scipy.ndimage.gaussian_filter1d(np.asarray(h, np.float64), sigma, axis=0, mode="constant", truncate=3.0)
+    h = scipy.ndimage.gaussian_filter1d(
+        np.asarray(h, np.float64), sigma, axis=0, mode="constant", truncate=3.0
+    )
     return scipy.ndimage.gaussian_filter1d(h, sigma, axis=1, mode="constant", truncate=3.0)
 
 
@@ -178,8 +187,10 @@ def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets)
     flat = (ys * nx + xs) * num_keypoints + ks
     order = np.lexsort((flat, -bounds))[:max_candidates]
     ys, xs, ks, flat, scores = ys[order], xs[order], ks[order], flat[order], bounds[order]
-    positions = np.stack([summed[1, ys, xs, ks] / summed[0, ys, xs, ks],
-                          summed[2, ys, xs, ks] / summed[0, ys, xs, ks]], axis=-1).reshape(-1, 2)
+    positions = np.stack(
+        [summed[1, ys, xs, ks] / summed[0, ys, xs, ks], summed[2, ys, xs, ks] / summed[0, ys, xs, ks]],
+        axis=-1,
+    ).reshape(-1, 2)
     if sigma > 0:
         scores = np.zeros(len(ys))
         for n, (y, x, k) in enumerate(zip(ys, xs, ks)):
@@ -193,7 +204,9 @@ def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets)
         keep = np.lexsort((flat, -scores))
         keep = keep[scores[keep] > threshold]
         positions, ks, scores = positions[keep], ks[keep], scores[keep]
-    snap = np.array([bilinear_sample(short_offsets[:, :, k], p) for p, k in zip(positions, ks)]).reshape(-1, 2)
+    snap = np.array([bilinear_sample(short_offsets[:, :, k], p) for p, k in zip(positions, ks)]).reshape(
+        -1, 2
+    )
     return positions + np.clip(snap, -stride, stride), ks, scores
 
 
@@ -201,8 +214,18 @@ def _inside(point, height, width):
     return 0 <= point[0] <= width - 1 and 0 <= point[1] <= height - 1
 
 
-def complete_from_long(points, present, heat, heatmaps, long_offsets, short_offsets, min_scale, mask_threshold,
-                       min_keypoint_score, refine_steps):
+def complete_from_long(
+    points,
+    present,
+    heat,
+    heatmaps,
+    long_offsets,
+    short_offsets,
+    min_scale,
+    mask_threshold,
+    min_keypoint_score,
+    refine_steps,
+):
     """One person: fill the keypoints that are not present from the long-range offsets at the present keypoint
     whose pixel fits the person best (see grouping.complete_from_long). Returns new (points, present, heat)."""
     height, width = heatmaps.shape[:2]
@@ -213,8 +236,10 @@ def complete_from_long(points, present, heat, heatmaps, long_offsets, short_offs
         others = [l for l in np.flatnonzero(present) if l != k]
         if not others:
             continue
-        error = sum(np.hypot(*(points[k] + bilinear_sample(long_offsets[:, :, l], points[k]) - points[l]))
-                    for l in others)
+        error = sum(
+            np.hypot(*(points[k] + bilinear_sample(long_offsets[:, :, l], points[k]) - points[l]))
+            for l in others
+        )
         distance = error / (len(others) * scale)
         if distance < best:
             best, source = distance, k
@@ -231,8 +256,9 @@ def complete_from_long(points, present, heat, heatmaps, long_offsets, short_offs
     return points, present, heat
 
 
-def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score,
-                 complete=None):
+def group_people(
+    heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score, complete=None
+):
     """The paper's greedy loop. -> list of (points (17, 2), reached (17,), present (17,), heat (17,)).
     complete: None, or a function (points, present, heat) -> (points, present, heat) applied to each new
     person before it joins the list (the long-range completion)."""
@@ -254,8 +280,12 @@ def group_people(heatmaps, mid_refined, positions, types, nms_radius, max_people
             else:
                 points[target] = np.clip(start, 0, [width - 1, height - 1])
         heat = np.array([bilinear_sample(heatmaps[:, :, j], points[j]) for j in range(NUM_KEYPOINTS)])
-        present = np.array([reached[j] and _inside(points[j], height, width) and heat[j] >= min_keypoint_score
-                            for j in range(NUM_KEYPOINTS)])
+        present = np.array(
+            [
+                reached[j] and _inside(points[j], height, width) and heat[j] >= min_keypoint_score
+                for j in range(NUM_KEYPOINTS)
+            ]
+        )
         if complete is not None:
             points, present, heat = complete(points, present, heat)
         people.append((points, reached, present, heat))
@@ -298,8 +328,11 @@ def expected_oks_grid(moments, stride, heat, points, present, scale, oks_radius)
         if not present[k]:
             continue
         centre = np.round(points[k])
-        near = ((mass[..., k] > 0) & (np.abs(cx[..., k] - centre[0]) <= oks_radius)
-                & (np.abs(cy[..., k] - centre[1]) <= oks_radius))
+        near = (
+            (mass[..., k] > 0)
+            & (np.abs(cx[..., k] - centre[0]) <= oks_radius)
+            & (np.abs(cy[..., k] - centre[1]) <= oks_radius)
+        )
         d2 = (cx[..., k][near] - points[k, 0]) ** 2 + (cy[..., k][near] - points[k, 1]) ** 2
         total = np.sum(mass[..., k][near] * np.exp(-d2 / (2.0 * (scale * kappas[k]) ** 2)))
         scores[k] = heat[k] * min(total, 1.0)
@@ -319,8 +352,9 @@ def soft_nms_scores(points, keypoint_scores, present, nms_radius):
     return out
 
 
-def instance_masks(long_offsets, segmentation, points, keypoint_scores, scales, mask_threshold, seg_threshold,
-                   stride=1):
+def instance_masks(
+    long_offsets, segmentation, points, keypoint_scores, scales, mask_threshold, seg_threshold, stride=1
+):
     """Nearest person in the long-range embedding; every pixel against every person. -> (P, H, W) bool. With
     stride s the owner is decided at one pixel per s x s block (min(s i + s // 2, size - 1)) for the block."""
     height, width = segmentation.shape
@@ -376,26 +410,43 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
         positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
     else:
         moments = hough_grid(heatmaps, short, o["radius"], stride)
-        positions, types, _ = grid_peaks(moments, o["peak_threshold"], o["max_candidates"], o["hough_sigma"],
-                                         stride, short)
+        positions, types, _ = grid_peaks(
+            moments, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], stride, short
+        )
     mid = refine_mid_offsets(mid_offsets, short, o["refine_steps"])
     complete = None
     if long_offsets is not None and o["complete_from_long"]:
+
         def complete(points, present, heat):
-            return complete_from_long(points, present, heat, heatmaps, np.asarray(long_offsets, np.float64), short,
-                                      o["min_scale"], o["mask_threshold"], o["min_keypoint_score"],
-                                      max(o["refine_steps"], 1))
-    people = group_people(heatmaps, mid, positions, types, o["nms_radius"], o["max_people"],
-                          o["min_keypoint_score"], complete)
+            return complete_from_long(
+                points,
+                present,
+                heat,
+                heatmaps,
+                np.asarray(long_offsets, np.float64),
+                short,
+                o["min_scale"],
+                o["mask_threshold"],
+                o["min_keypoint_score"],
+                max(o["refine_steps"], 1),
+            )
+
+    people = group_people(
+        heatmaps, mid, positions, types, o["nms_radius"], o["max_people"], o["min_keypoint_score"], complete
+    )
     num = len(people)
     points = np.array([p[0] for p in people]).reshape(num, NUM_KEYPOINTS, 2)
     present = np.array([p[2] for p in people]).reshape(num, NUM_KEYPOINTS)
     scales = np.array([person_scale(p[0], p[2], o["min_scale"]) for p in people])
     if stride == 1:
-        keypoint_scores = [expected_oks(votes, p[3], p[0], p[2], s, o["oks_radius"]) for p, s in zip(people, scales)]
+        keypoint_scores = [
+            expected_oks(votes, p[3], p[0], p[2], s, o["oks_radius"]) for p, s in zip(people, scales)
+        ]
     else:
-        keypoint_scores = [expected_oks_grid(moments, stride, p[3], p[0], p[2], s, o["oks_radius"])
-                           for p, s in zip(people, scales)]
+        keypoint_scores = [
+            expected_oks_grid(moments, stride, p[3], p[0], p[2], s, o["oks_radius"])
+            for p, s in zip(people, scales)
+        ]
     keypoint_scores = np.array(keypoint_scores).reshape(num, NUM_KEYPOINTS)
     scores = soft_nms_scores(points, keypoint_scores, present, o["nms_radius"])
     order = np.argsort(-scores, kind="stable")
@@ -420,7 +471,15 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
         if o["refine_steps"] > 0 and o["refine_long"]:
             long = refine_long_offsets(long, short, o["refine_steps"])
         masks = np.zeros((cap, height, width), bool)
-        masks[:num] = instance_masks(long, np.asarray(segmentation, np.float64), points, keypoint_scores, scales,
-                                     o["mask_threshold"], o["seg_threshold"], int(o["mask_stride"]))
+        masks[:num] = instance_masks(
+            long,
+            np.asarray(segmentation, np.float64),
+            points,
+            keypoint_scores,
+            scales,
+            o["mask_threshold"],
+            o["seg_threshold"],
+            int(o["mask_stride"]),
+        )
         out["masks"] = masks
     return out

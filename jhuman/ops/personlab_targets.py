@@ -46,8 +46,17 @@ import numpy as np
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
 
 RADIUS = 32.0  # the paper's disk radius R in pixels (not scaled with person size)
-TARGET_KEYS = ("heatmaps", "short_offsets", "short_mask", "mid_offsets", "mid_mask", "long_offsets",
-               "long_mask", "segmentation", "keypoint_weight")
+TARGET_KEYS = (
+    "heatmaps",
+    "short_offsets",
+    "short_mask",
+    "mid_offsets",
+    "mid_mask",
+    "long_offsets",
+    "long_mask",
+    "segmentation",
+    "keypoint_weight",
+)
 
 
 def pixel_grid(height: int, width: int) -> jnp.ndarray:
@@ -74,14 +83,18 @@ def nearest_disk_owner(points, labelled, height, width, radius=RADIUS):
         take = lab[:, None, None] & (dist2 < best)  # strictly nearer: ties keep the lower index
         return (jnp.where(take, dist2, best), jnp.where(take, j, owner), j + 1), None
 
-    init = (jnp.full((num_keypoints, height, width), jnp.inf, jnp.float32),
-            jnp.zeros((num_keypoints, height, width), jnp.int32), jnp.int32(0))
+    init = (
+        jnp.full((num_keypoints, height, width), jnp.inf, jnp.float32),
+        jnp.zeros((num_keypoints, height, width), jnp.int32),
+        jnp.int32(0),
+    )
     (best, owner, _), _ = jax.lax.scan(step, init, (points, labelled))
     return owner, best <= radius * radius
 
 
-def encode_targets(keypoints, instance_ids, segmentation, ignore, radius=RADIUS,
-                   edges=PERSONLAB_DIRECTED_EDGES):
+def encode_targets(
+    keypoints, instance_ids, segmentation, ignore, radius=RADIUS, edges=PERSONLAB_DIRECTED_EDGES
+):
     """Dense PersonLab targets of one example; see the module docstring. Shapes (K = 17, E = 32 edges):
 
     returns {'heatmaps' (H, W, K), 'short_offsets' (H, W, K, 2), 'short_mask' (H, W, K),
@@ -131,8 +144,10 @@ def encode_targets(keypoints, instance_ids, segmentation, ignore, radius=RADIUS,
     }
 
 
-def encode_batch(keypoints, instance_ids, segmentation, ignore, radius=RADIUS,
-                 edges=PERSONLAB_DIRECTED_EDGES):
+def encode_batch(
+    keypoints, instance_ids, segmentation, ignore, radius=RADIUS, edges=PERSONLAB_DIRECTED_EDGES
+):
     """encode_targets over a leading batch axis: (B, P, 17, 3), (B, H, W) x 3 -> dict of (B, ...) arrays."""
     return jax.vmap(lambda k, i, s, g: encode_targets(k, i, s, g, radius, edges))(
-        keypoints, instance_ids, segmentation, ignore)
+        keypoints, instance_ids, segmentation, ignore
+    )

@@ -62,8 +62,17 @@ JOINT_GROUPS = (
     (19,),  # 8 right shoe
 )
 NUM_JOINTS = len(JOINT_GROUPS)  # 9
-JOINT_NAMES = ("head", "upper_body", "lower_body", "left_arm", "right_arm", "left_leg", "right_leg",
-               "left_shoe", "right_shoe")
+JOINT_NAMES = (
+    "head",
+    "upper_body",
+    "lower_body",
+    "left_arm",
+    "right_arm",
+    "left_leg",
+    "right_leg",
+    "left_shoe",
+    "right_shoe",
+)
 
 
 def _class_to_joint() -> np.ndarray:
@@ -101,8 +110,9 @@ def joint_centers(labels: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     image = jnp.arange(num_images, dtype=jnp.int32)[:, None]  # (N, 1)
     dump = num_images * NUM_JOINTS
     segment = jnp.where(joint >= 0, image * NUM_JOINTS + joint, dump).reshape(-1)  # (N*HW,)
-    rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.int32), jnp.arange(width, dtype=jnp.int32),
-                              indexing="ij")
+    rows, cols = jnp.meshgrid(
+        jnp.arange(height, dtype=jnp.int32), jnp.arange(width, dtype=jnp.int32), indexing="ij"
+    )
     pixel = jnp.stack([jnp.ones_like(rows), cols, rows], axis=-1).reshape(1, height * width, 3)  # (1, HW, 3)
     data = jnp.broadcast_to(pixel, (num_images, height * width, 3)).reshape(-1, 3)  # (N*HW, 3)
     sums = jax.ops.segment_sum(data, segment, num_segments=dump + 1)[:dump]  # (N*9, 3) [count, sum x, sum y]
@@ -127,8 +137,9 @@ def soft_joint_centers(probabilities: jnp.ndarray) -> tuple[jnp.ndarray, jnp.nda
     if num_classes != LIP_NUM_CLASSES:
         raise ValueError(f"expected {LIP_NUM_CLASSES} class probabilities, got {num_classes}")
     hi = jax.lax.Precision.HIGHEST
-    group = jnp.einsum("...hwc,cj->...hwj", probabilities, jnp.asarray(CLASS_TO_JOINT_MATRIX),
-                       precision=hi)  # (..., H, W, 9)
+    group = jnp.einsum(
+        "...hwc,cj->...hwj", probabilities, jnp.asarray(CLASS_TO_JOINT_MATRIX), precision=hi
+    )  # (..., H, W, 9)
     by_row = group.sum(axis=-2)  # (..., H, 9)
     by_col = group.sum(axis=-3)  # (..., W, 9)
     mass = by_row.sum(axis=-2)  # (..., 9)
@@ -140,8 +151,9 @@ def soft_joint_centers(probabilities: jnp.ndarray) -> tuple[jnp.ndarray, jnp.nda
     return centers, visible  # (..., 9, 2), (..., 9)
 
 
-def joint_heatmaps(centers: jnp.ndarray, visible: jnp.ndarray, height: int, width: int,
-                   sigma: float = 1.0) -> jnp.ndarray:
+def joint_heatmaps(
+    centers: jnp.ndarray, visible: jnp.ndarray, height: int, width: int, sigma: float = 1.0
+) -> jnp.ndarray:
     """Heatmaps C_i of Eq. (1): one Gaussian per joint over the full (height, width) grid.
 
     C_i(x, y) = 4 / (sigma * sqrt(2 pi)) * exp(-((x - cx)^2 + (y - cy)^2) / (2 sigma^2)), zero for invisible
@@ -165,8 +177,9 @@ def _heatmap_loss(heat_gt: jnp.ndarray, heat_pred: jnp.ndarray, weight: float) -
     return weight * 0.5 * jnp.sum((heat_pred - heat_gt) ** 2, axis=(-3, -2, -1))
 
 
-def joint_loss(labels_gt: jnp.ndarray, labels_pred: jnp.ndarray, sigma: float = 1.0,
-               weight: float = 0.05) -> jnp.ndarray:
+def joint_loss(
+    labels_gt: jnp.ndarray, labels_pred: jnp.ndarray, sigma: float = 1.0, weight: float = 0.05
+) -> jnp.ndarray:
     """L_Joint of Eq. (1) per image, times `weight` (0.05, the released HeatmapError scale).
 
     labels_gt, labels_pred: int (..., H, W) at the logit resolution (ground truth `label[::8, ::8]`, the
@@ -180,8 +193,9 @@ def joint_loss(labels_gt: jnp.ndarray, labels_pred: jnp.ndarray, sigma: float = 
     return _heatmap_loss(heat_gt, heat_pred, weight)
 
 
-def soft_joint_loss(labels_gt: jnp.ndarray, logits: jnp.ndarray, sigma: float = 1.0,
-                    weight: float = 0.05) -> jnp.ndarray:
+def soft_joint_loss(
+    labels_gt: jnp.ndarray, logits: jnp.ndarray, sigma: float = 1.0, weight: float = 0.05
+) -> jnp.ndarray:
     """L_Joint with predicted joints from `soft_joint_centers(softmax(logits))`: differentiable in logits.
 
     labels_gt int (..., H, W); logits (..., H, W, C). Returns (...,) float32.
@@ -198,8 +212,9 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"unknown SSL variant {variant!r}; expected one of {VARIANTS}")
 
 
-def structure_sensitive_loss(ce_per_image: jnp.ndarray, joint_loss: jnp.ndarray,
-                             variant: str = "stop_gradient") -> jnp.ndarray:
+def structure_sensitive_loss(
+    ce_per_image: jnp.ndarray, joint_loss: jnp.ndarray, variant: str = "stop_gradient"
+) -> jnp.ndarray:
     """L_Structure of Eq. (2) per image, (...,) x (...,) -> (...,).
 
     - 'stop_gradient': stop_gradient(joint_loss) * CE. The gradient is L_Joint times the CE gradient of that
@@ -219,8 +234,13 @@ def structure_sensitive_loss(ce_per_image: jnp.ndarray, joint_loss: jnp.ndarray,
     return joint_loss * ce_per_image
 
 
-def ssl_weights(labels_gt_logit_res: jnp.ndarray, logits: jnp.ndarray, variant: str = "stop_gradient",
-                sigma: float = 1.0, weight: float = 0.05) -> tuple[jnp.ndarray, jnp.ndarray]:
+def ssl_weights(
+    labels_gt_logit_res: jnp.ndarray,
+    logits: jnp.ndarray,
+    variant: str = "stop_gradient",
+    sigma: float = 1.0,
+    weight: float = 0.05,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Per-image multiplier of the cross-entropy, and L_Joint for reporting.
 
     labels_gt_logit_res int (..., h, w) (ground truth at the logit grid, 255 = ignore); logits
@@ -243,8 +263,9 @@ def ssl_weights(labels_gt_logit_res: jnp.ndarray, logits: jnp.ndarray, variant: 
     return multiplier, hard
 
 
-def per_image_cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray,
-                            ignore_label: int = IGNORE_LABEL) -> jnp.ndarray:
+def per_image_cross_entropy(
+    logits: jnp.ndarray, labels: jnp.ndarray, ignore_label: int = IGNORE_LABEL
+) -> jnp.ndarray:
     """L_Parsing per image: softmax cross-entropy averaged over that image's non-ignored pixels.
 
     logits (..., h, w, C); labels int (..., h, w), `ignore_label` (and any value outside 0..C-1) ignored.

@@ -31,8 +31,10 @@ def joint_centers(labels):
                 rows, cols = np.nonzero(mask)
                 centers[n, joint] = (cols.mean(), rows.mean())
                 visible[n, joint] = True
-    return (centers.reshape(*lead, len(JOINT_GROUPS), 2).astype(np.float32),
-            visible.reshape(*lead, len(JOINT_GROUPS)))
+    return (
+        centers.reshape(*lead, len(JOINT_GROUPS), 2).astype(np.float32),
+        visible.reshape(*lead, len(JOINT_GROUPS)),
+    )
 
 
 def soft_joint_centers(probabilities):
@@ -50,8 +52,10 @@ def soft_joint_centers(probabilities):
             if mass > 0.5:
                 centers[n, joint] = ((group * cols).sum() / mass, (group * rows).sum() / mass)
                 visible[n, joint] = True
-    return (centers.reshape(*lead, len(JOINT_GROUPS), 2).astype(np.float32),
-            visible.reshape(*lead, len(JOINT_GROUPS)))
+    return (
+        centers.reshape(*lead, len(JOINT_GROUPS), 2).astype(np.float32),
+        visible.reshape(*lead, len(JOINT_GROUPS)),
+    )
 
 
 def joint_heatmaps(centers, visible, height, width, sigma=1.0):
@@ -68,7 +72,9 @@ def joint_heatmaps(centers, visible, height, width, sigma=1.0):
             cx, cy = flat_c[n, joint]
             for y in range(height):
                 for x in range(width):
-                    out[n, y, x, joint] = scale * math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * sigma**2))
+                    out[n, y, x, joint] = scale * math.exp(
+                        -((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * sigma**2)
+                    )
     return out.reshape(*lead, height, width, len(JOINT_GROUPS)).astype(np.float32)
 
 

@@ -42,7 +42,9 @@ def check_input_norm(name: str) -> str:
 def apply(net: nn.Module, variables, images, train: bool = False, rng=None):
     """(outputs, new_model_state); the model state only changes when training with batch norm."""
     mutable = [k for k in variables if k != "params"] if train else False
-    result = net.apply(variables, images, train=train, rngs={"dropout": rng} if train else None, mutable=mutable)
+    result = net.apply(
+        variables, images, train=train, rngs={"dropout": rng} if train else None, mutable=mutable
+    )
     return result if mutable else (result, {})
 
 
@@ -53,12 +55,19 @@ def data_root(config, task: str, real_name: str) -> str:
         from input_pipeline import synthetic
 
         return synthetic.ensure_dataset(
-            task, os.path.expanduser(data.cache_dir), num=int(data.synthetic_num), seed=int(data.synthetic_seed),
-            size=tuple(data.synthetic_size), val_fraction=float(data.synthetic_val_fraction))
+            task,
+            os.path.expanduser(data.cache_dir),
+            num=int(data.synthetic_num),
+            seed=int(data.synthetic_seed),
+            size=tuple(data.synthetic_size),
+            val_fraction=float(data.synthetic_val_fraction),
+        )
     if data.name == real_name:
         if not data.root or not os.path.isdir(os.path.expanduser(data.root)):
-            raise FileNotFoundError(f"data.root={data.root!r} is not a folder: point it at the {real_name} data "
-                                    f"(e.g. --config.data.root=/data/{real_name})")
+            raise FileNotFoundError(
+                f"data.root={data.root!r} is not a folder: point it at the {real_name} data "
+                f"(e.g. --config.data.root=/data/{real_name})"
+            )
         return os.path.expanduser(data.root)
     raise ValueError(f"data.name={data.name!r} is not one of [{real_name!r}, 'synthetic']")
 
@@ -109,8 +118,13 @@ def read_padded(path: str, size: int, upscale: bool):
         return None
     h, w = image.shape[:2]
     scale = size / max(h, w) if upscale else min(1.0, size / max(h, w))
-    small = image if scale == 1.0 else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                  interpolation=cv2.INTER_LINEAR)
+    small = (
+        image
+        if scale == 1.0
+        else cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR
+        )
+    )
     padded = np.empty((size, size, 3), np.float32)
     padded[:] = classes.CAFFE_MEAN_RGB
     padded[: small.shape[0], : small.shape[1]] = small

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman import classes
-from jhuman.tasks import common
 from jhuman.metrics import parsing as parsing_metrics
 from jhuman.models import deeplab
 from jhuman.ops import image as image_ops
 from jhuman.ops import ssl as ssl_ops
+from jhuman.tasks import common
 
 MODELS = ("deeplab", "attention")
 
@@ -35,12 +35,20 @@ def build_model(config) -> common.Normalized:
         raise ValueError(f"model.name={m.name!r} is not one of {MODELS}")
     dtype = jnp.dtype(config.train.compute_dtype)
     net = deeplab.DeepLab(
-        backbone=m.backbone, num_classes=m.num_classes, head=m.head, rates=tuple(m.rates), width=m.width,
-        output_stride=m.output_stride, norm=m.norm, dtype=dtype,
-        **({"stage_sizes": tuple(m.stage_sizes)} if m.stage_sizes else {}))
+        backbone=m.backbone,
+        num_classes=m.num_classes,
+        head=m.head,
+        rates=tuple(m.rates),
+        width=m.width,
+        output_stride=m.output_stride,
+        norm=m.norm,
+        dtype=dtype,
+        **({"stage_sizes": tuple(m.stage_sizes)} if m.stage_sizes else {}),
+    )
     if m.name == "attention":
-        net = deeplab.AttentionToScale(base=net, scales=tuple(m.scales), attention_width=m.attention_width,
-                                       dtype=dtype)
+        net = deeplab.AttentionToScale(
+            base=net, scales=tuple(m.scales), attention_width=m.attention_width, dtype=dtype
+        )
     return common.Normalized(net, common.check_input_norm(m.input_norm))
 
 
@@ -54,12 +62,15 @@ def parsing_losses(out, labels, ssl_cfg, step):
     prediction, Eq. (2) of the paper, with the gradient variant ssl.variant (see jhuman.ops.ssl).
     """
     logits = out["logits"].astype(jnp.float32)
-    outputs = [logits] + ([s.astype(jnp.float32) for s in out["scale_logits"]] if "scale_logits" in out else [])
+    outputs = [logits] + (
+        [s.astype(jnp.float32) for s in out["scale_logits"]] if "scale_logits" in out else []
+    )
     ce = jnp.stack([ssl_ops.per_image_cross_entropy(o, labels) for o in outputs])  # (1 + S, B)
     metrics = {"cross_entropy": jnp.mean(ce[0])}
     if ssl_cfg.enabled:
-        multiplier, joint = ssl_ops.ssl_weights(labels, logits, ssl_cfg.variant, float(ssl_cfg.sigma),
-                                                float(ssl_cfg.weight))  # (B,), (B,)
+        multiplier, joint = ssl_ops.ssl_weights(
+            labels, logits, ssl_cfg.variant, float(ssl_cfg.sigma), float(ssl_cfg.weight)
+        )  # (B,), (B,)
         active = step >= int(ssl_cfg.start_step)
         multiplier = jnp.where(active, multiplier, 1.0)
         metrics["joint_loss"] = jnp.mean(joint)
@@ -82,7 +93,10 @@ class ConfusionEvaluator:
 
     def init(self):
         shape = (self.num_classes, self.num_classes)
-        return {"low": jnp.zeros(shape, jnp.int32), "high": jnp.zeros(shape, jnp.int32)}  # two buffers: donated
+        return {
+            "low": jnp.zeros(shape, jnp.int32),
+            "high": jnp.zeros(shape, jnp.int32),
+        }  # two buffers: donated
 
     def update(self, acc, variables, batch):
         pred = self.predict_fn(variables, batch["image"])["labels"]  # (B, S, S)
@@ -110,8 +124,10 @@ class ParsingTask:
     # --- model -------------------------------------------------------------------------------------------
     def example_batch(self, batch_size: int = 1) -> dict:
         crop = int(self.config.data.crop_size)
-        return {"image": np.zeros((batch_size, crop, crop, 3), np.float32),
-                "label": np.zeros((batch_size, crop, crop), np.int32)}
+        return {
+            "image": np.zeros((batch_size, crop, crop, 3), np.float32),
+            "label": np.zeros((batch_size, crop, crop), np.int32),
+        }
 
     def init(self, rng):
         image = jnp.asarray(self.example_batch()["image"])
@@ -123,7 +139,9 @@ class ParsingTask:
     def loss(self, params, model_state, batch, rng):
         out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
         logits = out["logits"]  # (B, h, w, C)
-        labels = image_ops.subsample_labels(batch["label"], logits.shape[1:3], int(self.config.model.output_stride))
+        labels = image_ops.subsample_labels(
+            batch["label"], logits.shape[1:3], int(self.config.model.output_stride)
+        )
         loss, metrics = parsing_losses(out, labels, self.config.ssl, batch.get("step", 0))
         valid = (labels >= 0) & (labels < self.num_classes)
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
@@ -142,7 +160,10 @@ class ParsingTask:
             for flipped in (False, True) if ev.flip else (False,):
                 out, _ = self.apply(variables, x[:, :, ::-1] if flipped else x)
                 # Logit i sits on scaled pixel stride*i, i.e. input pixel stride*i*(H-1)/(h_s-1).
-                strides = (stride * (height - 1) / max(size[0] - 1, 1), stride * (width - 1) / max(size[1] - 1, 1))
+                strides = (
+                    stride * (height - 1) / max(size[0] - 1, 1),
+                    stride * (width - 1) / max(size[1] - 1, 1),
+                )
                 if flipped:  # flip back at the scaled input's full resolution, where the geometry is exact
                     up = image_ops.upsample_aligned(out["logits"], size, stride)[:, :, ::-1]
                     up = up[..., classes.LIP_FLIP_CHANNELS]
@@ -155,7 +176,10 @@ class ParsingTask:
     def predict(self, variables, images):
         """Raw RGB (B, H, W, 3) -> {'labels': (B, H, W) int32, 'probabilities': (B, H, W, C) float32}."""
         logits = self.predict_logits(variables, images)
-        return {"labels": jnp.argmax(logits, -1).astype(jnp.int32), "probabilities": jax.nn.softmax(logits, -1)}
+        return {
+            "labels": jnp.argmax(logits, -1).astype(jnp.int32),
+            "probabilities": jax.nn.softmax(logits, -1),
+        }
 
     def evaluator(self) -> ConfusionEvaluator:
         return ConfusionEvaluator(lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes)
@@ -177,18 +201,31 @@ class ParsingTask:
 
         data = self.config.data
         return lip.train_stream(
-            self.data_root(), batch_size=per_host_batch, crop_size=int(data.crop_size),
-            scales=tuple(data.scales), seed=int(self.config.seed), start_index=start_index,
-            process_index=process_index, process_count=process_count, **self._source_kwargs())
+            self.data_root(),
+            batch_size=per_host_batch,
+            crop_size=int(data.crop_size),
+            scales=tuple(data.scales),
+            seed=int(self.config.seed),
+            start_index=start_index,
+            process_index=process_index,
+            process_count=process_count,
+            **self._source_kwargs(),
+        )
 
     def eval_batches(self, split, per_host_batch, process_index, process_count):
         from input_pipeline import lip
 
         ev = self.config.eval
         return lip.eval_stream(
-            self.data_root(), split=split, batch_size=per_host_batch, pad_size=int(ev.pad_size),
-            process_index=process_index, process_count=process_count, limit=int(ev.limit) or None,
-            **self._source_kwargs())
+            self.data_root(),
+            split=split,
+            batch_size=per_host_batch,
+            pad_size=int(ev.pad_size),
+            process_index=process_index,
+            process_count=process_count,
+            limit=int(ev.limit) or None,
+            **self._source_kwargs(),
+        )
 
     # --- pictures ----------------------------------------------------------------------------------------
     def visualize(self, batch, outputs) -> dict:
@@ -199,12 +236,18 @@ class ParsingTask:
         for i in range(len(batch["image"])):
             if "mask" in batch and not batch["mask"][i]:
                 continue
-            h, w = (int(batch["height"][i]), int(batch["width"][i])) if "height" in batch else batch["label"].shape[1:3]
+            h, w = (
+                (int(batch["height"][i]), int(batch["width"][i]))
+                if "height" in batch
+                else batch["label"].shape[1:3]
+            )
             image = np.clip(batch["image"][i, :h, :w], 0, 255).astype(np.uint8)
             pred = np.asarray(outputs["labels"][i, :h, :w])
             gt = np.asarray(batch["label"][i, :h, :w])
             rows.append([image, viz.colorize(gt), viz.colorize(pred), viz.overlay(image, pred)])
-        return {"predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction", "overlay"])}
+        return {
+            "predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction", "overlay"])
+        }
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Label PNGs (`<name>.png`, LIP values) and colour overlays for every image in a folder.
@@ -237,11 +280,25 @@ class ParsingTask:
             cv2.imwrite(os.path.join(out_dir, f"{stem}.png"), labels)
             viz.save_png(os.path.join(out_dir, f"{stem}_overlay.png"), viz.overlay(image, labels))
             counts = np.bincount(labels.ravel(), minlength=self.num_classes)
-            results.append({"image": name, "labels": f"{stem}.png", "overlay": f"{stem}_overlay.png",
-                            "height": h, "width": w,
-                            "class_fractions": {classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6)
-                                                for c in np.flatnonzero(counts)}})
-        summary = {"images": results, "skipped": skipped, "num_skipped": len(skipped), "num_images": len(results)}
+            results.append(
+                {
+                    "image": name,
+                    "labels": f"{stem}.png",
+                    "overlay": f"{stem}_overlay.png",
+                    "height": h,
+                    "width": w,
+                    "class_fractions": {
+                        classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6)
+                        for c in np.flatnonzero(counts)
+                    },
+                }
+            )
+        summary = {
+            "images": results,
+            "skipped": skipped,
+            "num_skipped": len(skipped),
+            "num_images": len(results),
+        }
         with open(os.path.join(out_dir, "predictions.json"), "w") as f:
             json.dump(summary, f, indent=2)
         return summary

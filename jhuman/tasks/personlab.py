@@ -30,8 +30,14 @@ from jhuman.tasks import common
 def build_model(config) -> common.Normalized:
     m = config.model
     net = personlab_model.build_personlab(
-        backbone=m.backbone, width=m.width, stage_sizes=tuple(m.stage_sizes) or None, output_stride=m.output_stride,
-        norm=m.norm, refine_steps=m.refine_steps, dtype=jnp.dtype(config.train.compute_dtype))
+        backbone=m.backbone,
+        width=m.width,
+        stage_sizes=tuple(m.stage_sizes) or None,
+        output_stride=m.output_stride,
+        norm=m.norm,
+        refine_steps=m.refine_steps,
+        dtype=jnp.dtype(config.train.compute_dtype),
+    )
     return common.Normalized(net, common.check_input_norm(m.input_norm))
 
 
@@ -53,15 +59,23 @@ class CocoEvaluator:
 
         out = multihost_utils.process_allgather(self.predict_fn(variables, batch["image"]), tiled=True)
         meta = multihost_utils.process_allgather(
-            {k: batch[k] for k in ("image_id", "scale", "height", "width", "mask")}, tiled=True)
+            {k: batch[k] for k in ("image_id", "scale", "height", "width", "mask")}, tiled=True
+        )
         for i in np.flatnonzero(np.asarray(meta["mask"])):
             image_id, scale = int(meta["image_id"][i]), float(meta["scale"][i])
             acc["image_ids"].append(image_id)
             acc["keypoints"] += coco_metrics.keypoint_results(
-                image_id, out["keypoints"][i], out["scores"][i], out["valid"][i], scale)
+                image_id, out["keypoints"][i], out["scores"][i], out["valid"][i], scale
+            )
             acc["segm"] += coco_metrics.mask_results(
-                image_id, out["masks"][i], out["scores"][i], out["valid"][i], int(meta["height"][i]),
-                int(meta["width"][i]), scale)
+                image_id,
+                out["masks"][i],
+                out["scores"][i],
+                out["valid"][i],
+                int(meta["height"][i]),
+                int(meta["width"][i]),
+                scale,
+            )
         return acc
 
     def finalize(self, acc) -> dict:
@@ -96,26 +110,37 @@ class PersonLabTask:
     def loss(self, params, model_state, batch, rng):
         out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
         radius = float(self.config.personlab.radius)
-        targets = personlab_targets.encode_batch(batch["keypoints"], batch["instance_ids"], batch["segmentation"],
-                                                 batch["ignore"], radius=radius)
-        total, terms = personlab_losses.personlab_losses(out, targets, radius=radius,
-                                                         weights=dict(self.config.personlab.loss_weights))
+        targets = personlab_targets.encode_batch(
+            batch["keypoints"], batch["instance_ids"], batch["segmentation"], batch["ignore"], radius=radius
+        )
+        total, terms = personlab_losses.personlab_losses(
+            out, targets, radius=radius, weights=dict(self.config.personlab.loss_weights)
+        )
         return total, ({f"loss_{k}": v for k, v in terms.items()}, dict(new_state))
 
     def decode_options(self) -> dict:
         """The config's decode options; the decoder refines the offsets itself (mid-range lazily at the
         points it reads, long-range densely) only when the model does not (model.refine_steps = 0)."""
         model_refines = int(self.config.model.refine_steps) > 0
-        return {**self.config.personlab.decode.to_dict(), "radius": float(self.config.personlab.radius),
-                "refine_steps": 0 if model_refines else 2, "refine_long": not model_refines}
+        return {
+            **self.config.personlab.decode.to_dict(),
+            "radius": float(self.config.personlab.radius),
+            "refine_steps": 0 if model_refines else 2,
+            "refine_long": not model_refines,
+        }
 
     def predict(self, variables, images):
         """Raw RGB (B, S, S, 3) -> {'keypoints' (B, P, 17, 3) [x, y, score], 'scores' (B, P), 'valid' (B, P),
         'masks' (B, P, S, S)} in network-input pixels."""
         out, _ = self.apply(variables, images)
         return personlab_ops.decode(
-            jax.nn.sigmoid(out["heatmap_logits"]), out["short_offsets"], out["mid_offsets"], out["long_offsets"],
-            jax.nn.sigmoid(out["segmentation_logits"]), **self.decode_options())
+            jax.nn.sigmoid(out["heatmap_logits"]),
+            out["short_offsets"],
+            out["mid_offsets"],
+            out["long_offsets"],
+            jax.nn.sigmoid(out["segmentation_logits"]),
+            **self.decode_options(),
+        )
 
     def evaluator(self) -> CocoEvaluator:
         from input_pipeline import coco
@@ -123,7 +148,9 @@ class PersonLabTask:
         return CocoEvaluator(self._predict_jit, coco.annotation_file(self.data_root(), "val"))
 
     def pretrained_variables(self, variables):
-        return common.pretrained_variables(self.config, variables, self.config.model.backbone, ("net", "trunk"))
+        return common.pretrained_variables(
+            self.config, variables, self.config.model.backbone, ("net", "trunk")
+        )
 
     # --- data --------------------------------------------------------------------------------------------
     def data_root(self) -> str:
@@ -131,24 +158,40 @@ class PersonLabTask:
 
     def _data_kwargs(self):
         data = self.config.data
-        return {"crop_size": int(data.crop_size), "max_persons": int(data.max_persons),
-                **common.source_kwargs(self.config, self.data_stats)}
+        return {
+            "crop_size": int(data.crop_size),
+            "max_persons": int(data.max_persons),
+            **common.source_kwargs(self.config, self.data_stats),
+        }
 
     def train_batches(self, start_index, per_host_batch, process_index, process_count):
         from input_pipeline import coco
 
         data = self.config.data
         return coco.train_stream(
-            self.data_root(), batch_size=per_host_batch, scale_range=tuple(data.scale_range),
-            max_rotation=float(data.max_rotation), seed=int(self.config.seed), start_index=start_index,
-            process_index=process_index, process_count=process_count, **self._data_kwargs())
+            self.data_root(),
+            batch_size=per_host_batch,
+            scale_range=tuple(data.scale_range),
+            max_rotation=float(data.max_rotation),
+            seed=int(self.config.seed),
+            start_index=start_index,
+            process_index=process_index,
+            process_count=process_count,
+            **self._data_kwargs(),
+        )
 
     def eval_batches(self, split, per_host_batch, process_index, process_count):
         from input_pipeline import coco
 
-        return coco.eval_stream(self.data_root(), split=split, batch_size=per_host_batch,
-                                process_index=process_index, process_count=process_count,
-                                limit=int(self.config.eval.limit) or None, **self._data_kwargs())
+        return coco.eval_stream(
+            self.data_root(),
+            split=split,
+            batch_size=per_host_batch,
+            process_index=process_index,
+            process_count=process_count,
+            limit=int(self.config.eval.limit) or None,
+            **self._data_kwargs(),
+        )
 
     # --- pictures ----------------------------------------------------------------------------------------
     def visualize(self, batch, outputs) -> dict:
@@ -164,8 +207,13 @@ class PersonLabTask:
             gt_valid = (gt_kp[:, :, 2] > 0).any(-1)
             ids = np.asarray(batch["instance_ids"][i])
             gt_masks = ids[None] == np.arange(1, len(gt_kp) + 1)[:, None, None]
-            rows.append([image, viz.draw_people(image, gt_kp, gt_valid, gt_masks),
-                         viz.draw_people(image, outputs["keypoints"][i], outputs["valid"][i], outputs["masks"][i])])
+            rows.append(
+                [
+                    image,
+                    viz.draw_people(image, gt_kp, gt_valid, gt_masks),
+                    viz.draw_people(image, outputs["keypoints"][i], outputs["valid"][i], outputs["masks"][i]),
+                ]
+            )
         return {"predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction"])}
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
@@ -195,20 +243,28 @@ class PersonLabTask:
             out = jax.device_get(self._predict_jit(variables, padded[None]))
             out = {k: v[0] for k, v in out.items()}
             for p in np.flatnonzero(out["valid"]):
-                one = (out["scores"][p:p + 1], np.ones(1, bool))
-                person = coco_metrics.keypoint_results(0, out["keypoints"][p:p + 1], *one, scale)[0]
-                mask = coco_metrics.mask_results(0, out["masks"][p:p + 1], *one, h, w, scale)
+                one = (out["scores"][p : p + 1], np.ones(1, bool))
+                person = coco_metrics.keypoint_results(0, out["keypoints"][p : p + 1], *one, scale)[0]
+                mask = coco_metrics.mask_results(0, out["masks"][p : p + 1], *one, h, w, scale)
                 person.pop("image_id")
-                results.append({"file_name": name, **person, **({"segmentation": mask[0]["segmentation"]} if mask
-                                                               else {})})
+                results.append(
+                    {
+                        "file_name": name,
+                        **person,
+                        **({"segmentation": mask[0]["segmentation"]} if mask else {}),
+                    }
+                )
             keypoints = out["keypoints"].copy()
             keypoints[..., :2] /= scale
             full_masks = [coco_metrics.mask_to_original(m, h, w, scale) for m in out["masks"]]
             picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
             viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
-        summary = {"results": results, "skipped": skipped, "num_skipped": len(skipped),
-                   "num_images": len(names) - len(skipped)}
+        summary = {
+            "results": results,
+            "skipped": skipped,
+            "num_skipped": len(skipped),
+            "num_images": len(names) - len(skipped),
+        }
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(summary, f)
         return summary
-

@@ -47,6 +47,7 @@ def _segment_distance(points, polyline):
 
 # --- determinism -----------------------------------------------------------------------------------------------
 
+
 def test_render_is_a_pure_function_of_seed_and_index():
     first = synthetic.render_person_crop(3, 17, SIZE)
     synthetic.render_person_crop(3, 5, SIZE)  # other samples in between change nothing
@@ -72,6 +73,7 @@ def test_written_files_are_byte_identical_for_any_worker_count(tmp_path):
 
 
 # --- LIP classes and layout ------------------------------------------------------------------------------------
+
 
 def test_every_lip_class_occurs_and_people_are_large():
     present = np.zeros(LIP_NUM_CLASSES, int)
@@ -152,6 +154,7 @@ def test_ensure_dataset_caches_and_regenerates_half_written(tmp_path, monkeypatc
 
 # --- people: keypoints, instances, left/right ------------------------------------------------------------------
 
+
 def test_scene_annotations_are_consistent():
     seen = np.zeros(3, int)
     for i in range(30):
@@ -177,14 +180,21 @@ def test_scene_annotations_are_consistent():
             inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
             assert np.all(inside[v > 0]) and np.all(kp[v == 0, :2] == 0)
             vis = v == 2
-            assert np.all(scene.masks[k][yi[vis], xi[vis]]) and np.all(scene.instances[yi[vis], xi[vis]] == k + 1)
+            assert np.all(scene.masks[k][yi[vis], xi[vis]]) and np.all(
+                scene.instances[yi[vis], xi[vis]] == k + 1
+            )
     assert np.all(seen > 20), seen  # truncated, occluded and visible keypoints all occur
 
 
 def test_left_parts_lie_along_the_left_limbs():
-    chains = {14: ("left_shoulder", "left_elbow", "left_wrist"), 15: ("right_shoulder", "right_elbow", "right_wrist"),
-              16: ("left_hip", "left_knee", "left_ankle"), 17: ("right_hip", "right_knee", "right_ankle"),
-              18: ("left_knee", "left_ankle"), 19: ("right_knee", "right_ankle")}
+    chains = {
+        14: ("left_shoulder", "left_elbow", "left_wrist"),
+        15: ("right_shoulder", "right_elbow", "right_wrist"),
+        16: ("left_hip", "left_knee", "left_ankle"),
+        17: ("right_hip", "right_knee", "right_ankle"),
+        18: ("left_knee", "left_ankle"),
+        19: ("right_knee", "right_ankle"),
+    }
     checked = 0
     for i in range(60):
         crop = synthetic.render_person_crop(7, i, SIZE)
@@ -209,9 +219,19 @@ def test_frontal_people_show_their_left_on_the_image_right():
     rng = np.random.default_rng(0)
     for yaw, left_is_right in ((0.0, True), (180.0, False)):
         spec = synthetic.sample_person(rng, 150.0, (80, 95), kind="stand")
-        bare = dataclasses.replace(spec.outfit, top=CLS["Upper-clothes"], sleeve=0.0, coat=False, gloves=False,
-                                   bottom=CLS["Skirt"], bottom_length=0.2, socks=0.0)  # arms and legs show
-        spec = dataclasses.replace(spec, outfit=bare, angles=dataclasses.replace(spec.angles, yaw=yaw), roll=0.0)
+        bare = dataclasses.replace(
+            spec.outfit,
+            top=CLS["Upper-clothes"],
+            sleeve=0.0,
+            coat=False,
+            gloves=False,
+            bottom=CLS["Skirt"],
+            bottom_length=0.2,
+            socks=0.0,
+        )  # arms and legs show
+        spec = dataclasses.replace(
+            spec, outfit=bare, angles=dataclasses.replace(spec.angles, yaw=yaw), roll=0.0
+        )
         background = np.zeros((200, 160, 3), np.uint8)
         scene = synthetic.compose(background, [spec], rng)
         kp = scene.keypoints[0]
@@ -231,6 +251,7 @@ def test_frontal_people_show_their_left_on_the_image_right():
 
 
 # --- matting -----------------------------------------------------------------------------------------------------
+
 
 def test_image_is_alpha_composite_of_foreground_and_background():
     for i in range(6):

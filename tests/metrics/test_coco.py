@@ -16,20 +16,35 @@ def person(image_id, ann_id, x0, y0, w, h, rng):
     kps[:, 1] = rng.uniform(y0 + 2, y0 + h - 2, 17)
     kps[:, 2] = 2
     kps[3, :] = 0  # one unlabelled keypoint
-    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "area": float(w * h),
-            "bbox": [x0, y0, w, h], "segmentation": [[x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]],
-            "keypoints": kps.reshape(-1).tolist(), "num_keypoints": 16}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "iscrowd": 0,
+        "area": float(w * h),
+        "bbox": [x0, y0, w, h],
+        "segmentation": [[x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]],
+        "keypoints": kps.reshape(-1).tolist(),
+        "num_keypoints": 16,
+    }
 
 
 @pytest.fixture
 def gt_file(tmp_path):
     rng = np.random.default_rng(0)
-    anns = [person(1, 1, 10, 10, 60, 120, rng), person(1, 2, 100, 20, 50, 110, rng),
-            person(2, 3, 30, 40, 70, 140, rng)]
-    gt = {"images": [{"id": 1, "width": 200, "height": 160, "file_name": "1.jpg"},
-                     {"id": 2, "width": 180, "height": 200, "file_name": "2.jpg"}],
-          "annotations": anns,
-          "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)], "skeleton": []}]}
+    anns = [
+        person(1, 1, 10, 10, 60, 120, rng),
+        person(1, 2, 100, 20, 50, 110, rng),
+        person(2, 3, 30, 40, 70, 140, rng),
+    ]
+    gt = {
+        "images": [
+            {"id": 1, "width": 200, "height": 160, "file_name": "1.jpg"},
+            {"id": 2, "width": 180, "height": 200, "file_name": "2.jpg"},
+        ],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)], "skeleton": []}],
+    }
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(gt))
     return str(path), anns
@@ -42,11 +57,15 @@ def test_perfect_keypoints_give_ap_one_and_shifted_ones_less(gt_file):
         kp = np.asarray(ann["keypoints"], float).reshape(17, 3)
         kp[:, :2] *= 0.5  # network input at half the original size
         kp[:, 2] = 1.0
-        results += coco.keypoint_results(ann["image_id"], kp[None], np.array([0.9]), np.array([True]), scale=0.5)
+        results += coco.keypoint_results(
+            ann["image_id"], kp[None], np.array([0.9]), np.array([True]), scale=0.5
+        )
     assert "bbox" not in results[0] and len(results[0]["keypoints"]) == 51
     perfect = coco.evaluate(path, results, "keypoints")
     assert perfect["AP"] > 0.99 and perfect["AR"] > 0.99
-    shifted = [dict(r, keypoints=(np.asarray(r["keypoints"]) + np.tile([6.0, 0, 0], 17)).tolist()) for r in results]
+    shifted = [
+        dict(r, keypoints=(np.asarray(r["keypoints"]) + np.tile([6.0, 0, 0], 17)).tolist()) for r in results
+    ]
     assert coco.evaluate(path, shifted, "keypoints")["AP"] < perfect["AP"]
 
 
@@ -67,12 +86,13 @@ def test_masks_are_encoded_at_the_original_size(gt_file):
         image = {1: (160, 200), 2: (200, 180)}[ann["image_id"]]
         x0, y0, w, h = ann["bbox"]
         full = np.zeros(image, np.uint8)
-        full[y0:y0 + h + 1, x0:x0 + w + 1] = 1
+        full[y0 : y0 + h + 1, x0 : x0 + w + 1] = 1
         # The network saw the image at scale 0.5, padded to 128 x 128.
         small = np.zeros((128, 128), bool)
         small[: image[0] // 2, : image[1] // 2] = full[::2, ::2]
-        results += coco.mask_results(ann["image_id"], small[None], np.array([0.8]), np.array([True]), image[0],
-                                     image[1], scale=0.5)
+        results += coco.mask_results(
+            ann["image_id"], small[None], np.array([0.8]), np.array([True]), image[0], image[1], scale=0.5
+        )
     assert isinstance(results[0]["segmentation"]["counts"], str)
     assert results[0]["segmentation"]["size"] == [160, 200]
     decoded = mask_utils.decode(results[0]["segmentation"])
@@ -92,11 +112,20 @@ def test_masks_map_back_exactly_from_an_upscaled_input(scale):
     height, width = 150, 170
     mask = np.zeros((height, width), np.uint8)
     for _ in range(6):
-        cv2.line(mask, tuple(rng.integers(0, width, 2).tolist()), tuple(rng.integers(0, height, 2).tolist()), 1,
-                 int(rng.integers(2, 6)))
+        cv2.line(
+            mask,
+            tuple(rng.integers(0, width, 2).tolist()),
+            tuple(rng.integers(0, height, 2).tolist()),
+            1,
+            int(rng.integers(2, 6)),
+        )
     size = round(max(height, width) * scale) + 3
-    warped = cv2.warpAffine(mask, np.array([[scale, 0, 0], [0, scale, 0]]), (size, size), flags=cv2.INTER_NEAREST)
-    result = coco.mask_results(3, warped[None].astype(bool), np.ones(1), np.ones(1, bool), height, width, scale)
+    warped = cv2.warpAffine(
+        mask, np.array([[scale, 0, 0], [0, scale, 0]]), (size, size), flags=cv2.INTER_NEAREST
+    )
+    result = coco.mask_results(
+        3, warped[None].astype(bool), np.ones(1), np.ones(1, bool), height, width, scale
+    )
     back = mask_utils.decode(result[0]["segmentation"]).astype(bool)
     iou = (back & (mask > 0)).sum() / (back | (mask > 0)).sum()
     assert iou >= 0.998, iou  # all but a pixel or two (bilinear values exactly at 0.5)

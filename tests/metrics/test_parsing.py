@@ -22,14 +22,10 @@ def _loop_confusion(gt, pred, c):
 
 
 def test_hand_worked_example():
-    gt = np.array([[0, 0, 1, 1],
-                   [0, 2, 2, 255]])
-    pred = np.array([[0, 1, 1, 1],
-                     [0, 2, 0, 2]])
+    gt = np.array([[0, 0, 1, 1], [0, 2, 2, 255]])
+    pred = np.array([[0, 1, 1, 1], [0, 2, 0, 2]])
     m = parsing.confusion_matrix(gt, pred, num_classes=3)
-    np.testing.assert_array_equal(m, [[2, 1, 0],
-                                      [0, 2, 0],
-                                      [1, 0, 1]])
+    np.testing.assert_array_equal(m, [[2, 1, 0], [0, 2, 0], [1, 0, 1]])
     assert m.dtype == np.int64
     s = parsing.scores(m)
     assert s["pixel_accuracy"] == pytest.approx(5 / 7)
@@ -92,7 +88,9 @@ def test_jax_version_equals_numpy_inside_jit():
     np.testing.assert_array_equal(np.asarray(masked), parsing.confusion_matrix(gt[valid], pred[valid]))
     pixel_mask = rng.random(gt.shape) < 0.5
     masked = fn(jnp.asarray(gt), jnp.asarray(pred), 20, jnp.asarray(pixel_mask))
-    np.testing.assert_array_equal(np.asarray(masked), parsing.confusion_matrix(gt[pixel_mask], pred[pixel_mask]))
+    np.testing.assert_array_equal(
+        np.asarray(masked), parsing.confusion_matrix(gt[pixel_mask], pred[pixel_mask])
+    )
 
 
 def test_format_table():
@@ -101,7 +99,9 @@ def test_format_table():
     table = parsing.format_table(s)
     for name in LIP_CLASSES:
         assert name in table
-    assert "100.00" in table and "mean IoU" in table and "pixel accuracy" in table and "mean accuracy" in table
+    assert (
+        "100.00" in table and "mean IoU" in table and "pixel accuracy" in table and "mean accuracy" in table
+    )
     assert len(table.splitlines()) == 20 + 2 + 1 + 3
 
 

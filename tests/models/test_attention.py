@@ -14,8 +14,16 @@ import numpy as np
 import pytest
 
 from jhuman.models.deeplab import (
-    ATTENTION_PATTERN, CLASSIFIER_PATTERN, AttentionToScale, DeepLab, build_attention, build_deeplab, build_model,
-    resize_bilinear, scaled_size)
+    ATTENTION_PATTERN,
+    CLASSIFIER_PATTERN,
+    AttentionToScale,
+    DeepLab,
+    build_attention,
+    build_deeplab,
+    build_model,
+    resize_bilinear,
+    scaled_size,
+)
 
 TINY_VGG = dict(backbone="vgg16", width=8, fc_width=16, num_classes=20)
 TINY_RESNET = dict(backbone="resnet50", width=8, stage_sizes=(1, 1, 1, 1), num_classes=20)
@@ -24,7 +32,9 @@ SIZE = 64
 
 
 def _abstract(model, x, **kwargs):
-    variables = jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x))
+    variables = jax.eval_shape(
+        lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x)
+    )
     return variables, jax.eval_shape(lambda v: model.apply(v, x, **kwargs), variables)
 
 
@@ -75,7 +85,8 @@ def test_output_shapes_and_param_tree_for_both_trunks(deeplab, channels):
     assert _count(params["net"]) == _count(single["params"])
     assert jax.tree.map(lambda p: p.shape, params["attention"]) == {
         "conv1": {"kernel": (3, 3, 3 * channels, 8), "bias": (8,)},
-        "conv2": {"kernel": (1, 1, 8, 3), "bias": (3,)}}
+        "conv2": {"kernel": (1, 1, 8, 3), "bias": (3,)},
+    }
     # training mode (dropout in the trunk and in the attention branch) keeps the shapes
     _, train_out = _abstract(model, x, train=True, rngs={"dropout": jax.random.key(2)})
     assert train_out["logits"].shape == (2, 8, 8, 20)
@@ -86,9 +97,15 @@ def test_path_regexes_select_the_heads():
     paths = list(flax.traverse_util.flatten_dict(variables["params"], sep="/"))
     attention = [p for p in paths if re.search(ATTENTION_PATTERN, p)]
     classifier = [p for p in paths if re.search(CLASSIFIER_PATTERN, p)]
-    assert sorted(attention) == ["attention/conv1/bias", "attention/conv1/kernel", "attention/conv2/bias",
-                                 "attention/conv2/kernel"]
-    assert sorted(classifier) == sorted(f"net/classifier/branch{i}/{n}" for i in range(4) for n in ("kernel", "bias"))
+    assert sorted(attention) == [
+        "attention/conv1/bias",
+        "attention/conv1/kernel",
+        "attention/conv2/bias",
+        "attention/conv2/kernel",
+    ]
+    assert sorted(classifier) == sorted(
+        f"net/classifier/branch{i}/{n}" for i in range(4) for n in ("kernel", "bias")
+    )
     assert all(p.startswith("net/trunk/") for p in paths if p not in attention + classifier)
     assert all(re.search(ATTENTION_PATTERN, "net/" + p) for p in attention)  # under the task's ParsingNet
 
@@ -117,7 +134,9 @@ def test_attention_is_a_softmax_over_scales_and_fuses_the_scale_logits(numpy_ini
     assert np.all(attention >= 0) and np.all(attention <= 1)
     np.testing.assert_allclose(attention.sum(-1), 1.0, rtol=1e-6, atol=1e-6)
     assert attention.std(axis=(0, 1, 2)).max() > 1e-3  # the weights do vary over pixels: a real test below
-    fused = np.einsum("bhws,sbhwc->bhwc", attention.astype(np.float64), out["scale_logits"].astype(np.float64))
+    fused = np.einsum(
+        "bhws,sbhwc->bhwc", attention.astype(np.float64), out["scale_logits"].astype(np.float64)
+    )
     np.testing.assert_allclose(out["logits"], fused, rtol=1e-5, atol=1e-5)
     assert not np.allclose(out["logits"], out["scale_logits"].mean(0), atol=1e-3)  # not a plain average
 
@@ -180,8 +199,16 @@ def test_base_as_module_or_mapping_gives_the_same_model():
 
 
 def test_builders_from_config_values():
-    model = build_model("attention", backbone="vgg16", width=8, fc_width=16, scales=[1, 0.75], attention_width=8,
-                        dtype="bfloat16", base={"dropout_rate": 0.3})
+    model = build_model(
+        "attention",
+        backbone="vgg16",
+        width=8,
+        fc_width=16,
+        scales=[1, 0.75],
+        attention_width=8,
+        dtype="bfloat16",
+        base={"dropout_rate": 0.3},
+    )
     assert model.scales == (1.0, 0.75) and model.dtype == jnp.bfloat16
     assert model.base.backbone == "vgg16" and model.base.dropout_rate == 0.3 and model.dropout_rate == 0.5
     _, out = _abstract(model, jnp.zeros((1, SIZE, SIZE, 3)))

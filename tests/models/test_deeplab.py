@@ -25,14 +25,17 @@ def _count(tree):
     return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("config, size, os_, out, feature_channels", [
-    (dict(TINY_RESNET, output_stride=8), 65, 8, 9, 256),
-    (dict(TINY_RESNET, output_stride=8), 64, 8, 8, 256),
-    (dict(TINY_RESNET, output_stride=16), 65, 16, 5, 256),
-    (dict(TINY_RESNET, output_stride=16), 64, 16, 4, 256),
-    (TINY_VGG, 65, 8, 9, 16),
-    (TINY_VGG, 64, 8, 8, 16),
-])
+@pytest.mark.parametrize(
+    "config, size, os_, out, feature_channels",
+    [
+        (dict(TINY_RESNET, output_stride=8), 65, 8, 9, 256),
+        (dict(TINY_RESNET, output_stride=8), 64, 8, 8, 256),
+        (dict(TINY_RESNET, output_stride=16), 65, 16, 5, 256),
+        (dict(TINY_RESNET, output_stride=16), 64, 16, 4, 256),
+        (TINY_VGG, 65, 8, 9, 16),
+        (TINY_VGG, 64, 8, 8, 16),
+    ],
+)
 def test_logits_and_features_shapes(config, size, os_, out, feature_channels):
     _, outputs = _abstract(DeepLab(**config), jnp.zeros((2, size, size, 3)))
     assert outputs["logits"].shape == (2, out, out, 20)
@@ -69,7 +72,9 @@ def test_frozen_batchnorm(norm, updates_stats, numpy_init):
     x = jnp.asarray(np.random.default_rng(0).normal(1.0, 2.0, (2, 33, 33, 3)), jnp.float32)
     variables = numpy_init(model, x)
     _, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
-    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), variables["batch_stats"], state["batch_stats"])
+    changed = jax.tree.map(
+        lambda a, b: not np.array_equal(a, b), variables["batch_stats"], state["batch_stats"]
+    )
     assert any(jax.tree.leaves(changed)) == updates_stats
 
 

@@ -13,8 +13,13 @@ from jhuman.models.personlab import PersonLab, build_personlab, refine_offsets
 from jhuman.ops.image import upsample_aligned
 
 TINY = dict(backbone="resnet50", width=8, stage_sizes=(1, 1, 1, 1))
-SHAPES = {"heatmap_logits": (2, 64, 64, 17), "short_offsets": (2, 64, 64, 17, 2),
-          "mid_offsets": (2, 64, 64, 32, 2), "long_offsets": (2, 64, 64, 17, 2), "segmentation_logits": (2, 64, 64)}
+SHAPES = {
+    "heatmap_logits": (2, 64, 64, 17),
+    "short_offsets": (2, 64, 64, 17, 2),
+    "mid_offsets": (2, 64, 64, 32, 2),
+    "long_offsets": (2, 64, 64, 17, 2),
+    "segmentation_logits": (2, 64, 64),
+}
 
 
 def _images(batch=2, size=64, seed=0):
@@ -42,8 +47,9 @@ def _bilinear(field, x, y):
     x0, y0 = int(np.floor(x)), int(np.floor(y))
     x1, y1 = min(x0 + 1, field.shape[1] - 1), min(y0 + 1, field.shape[0] - 1)
     fx, fy = x - x0, y - y0
-    return ((1 - fy) * ((1 - fx) * field[y0, x0] + fx * field[y0, x1])
-            + fy * ((1 - fx) * field[y1, x0] + fx * field[y1, x1]))
+    return (1 - fy) * ((1 - fx) * field[y0, x0] + fx * field[y0, x1]) + fy * (
+        (1 - fx) * field[y1, x0] + fx * field[y1, x1]
+    )
 
 
 def _refine_pixel(offset, field, row, col, steps):
@@ -62,7 +68,9 @@ def test_refine_offsets_against_manual_bilinear():
     channels = np.array([4, 0, 2])
     got = np.asarray(refine_offsets(offsets, field, channels, steps=2))
     for b, row, col, e in [(0, 5, 7, 0), (1, 0, 14, 2), (1, 11, 0, 1), (0, 3, 3, 2)]:
-        want = _refine_pixel(offsets[b, row, col, e].astype(np.float64), field[b, ..., channels[e], :], row, col, 2)
+        want = _refine_pixel(
+            offsets[b, row, col, e].astype(np.float64), field[b, ..., channels[e], :], row, col, 2
+        )
         np.testing.assert_allclose(got[b, row, col, e], want, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(refine_offsets(offsets, field, channels, steps=0), offsets)
 
@@ -81,22 +89,29 @@ def test_refine_steps_zero_gives_raw_heads_and_refinement_uses_short_offsets(num
 
     # Raw heads by hand: trunk res5 -> 1x1 convs -> upsample_aligned (stride 16) -> offsets x 32.
     trunk = resnet.ResNet(stage_sizes=(1, 1, 1, 1), width=8, output_stride=16, norm="frozen")
-    res5 = trunk.apply({"params": params["trunk"], "batch_stats": variables["batch_stats"]["trunk"]}, x)["res5"]
+    res5 = trunk.apply({"params": params["trunk"], "batch_stats": variables["batch_stats"]["trunk"]}, x)[
+        "res5"
+    ]
 
     def head(name):
         p = params["heads"][name]
-        return upsample_aligned(jnp.einsum("bhwc,cd->bhwd", res5, p["kernel"][0, 0]) + p["bias"], (64, 64), 16)
+        return upsample_aligned(
+            jnp.einsum("bhwc,cd->bhwd", res5, p["kernel"][0, 0]) + p["bias"], (64, 64), 16
+        )
 
     np.testing.assert_allclose(raw["heatmap_logits"], head("heatmap"), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(raw["segmentation_logits"], head("segmentation")[..., 0], rtol=1e-4, atol=1e-4)
     for name, size in (("short", 17), ("mid", 32), ("long", 17)):
-        np.testing.assert_allclose(raw[f"{name}_offsets"], 32 * head(name).reshape(2, 64, 64, size, 2),
-                                   rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(
+            raw[f"{name}_offsets"], 32 * head(name).reshape(2, 64, 64, size, 2), rtol=1e-4, atol=1e-3
+        )
 
     refined = jax.jit(PersonLab(**TINY, refine_steps=2).apply)(variables, x)
     np.testing.assert_array_equal(refined["heatmap_logits"], raw["heatmap_logits"])
     np.testing.assert_array_equal(refined["short_offsets"], raw["short_offsets"])
-    short, mid, long = (np.asarray(raw[k], np.float64) for k in ("short_offsets", "mid_offsets", "long_offsets"))
+    short, mid, long = (
+        np.asarray(raw[k], np.float64) for k in ("short_offsets", "mid_offsets", "long_offsets")
+    )
     for b, row, col, e in [(0, 10, 20, 3), (1, 63, 0, 30), (0, 40, 51, 17)]:
         k, l = PERSONLAB_DIRECTED_EDGES[e]
         want = _refine_pixel(mid[b, row, col, e], short[b, ..., l, :], row, col, 2)

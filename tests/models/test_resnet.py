@@ -18,14 +18,17 @@ def _shapes(model, size):
     return {k: v.shape for k, v in out.items()}
 
 
-@pytest.mark.parametrize("size, os_, expected", [
-    # ceil(H / stride) at every stride-2 step: 65 -> 33 -> 17 -> 9 (Caffe's 321 -> 41 rule), 64 -> 32 -> 16 -> 8
-    (65, 8, {"res2": 17, "res3": 9, "res4": 9, "res5": 9}),
-    (65, 16, {"res2": 17, "res3": 9, "res4": 5, "res5": 5}),
-    (65, 32, {"res2": 17, "res3": 9, "res4": 5, "res5": 3}),
-    (64, 8, {"res2": 16, "res3": 8, "res4": 8, "res5": 8}),
-    (64, 16, {"res2": 16, "res3": 8, "res4": 4, "res5": 4}),
-])
+@pytest.mark.parametrize(
+    "size, os_, expected",
+    [
+        # ceil(H / stride) at every stride-2 step: 65 -> 33 -> 17 -> 9 (Caffe's 321 -> 41 rule), 64 -> 32 -> 16 -> 8
+        (65, 8, {"res2": 17, "res3": 9, "res4": 9, "res5": 9}),
+        (65, 16, {"res2": 17, "res3": 9, "res4": 5, "res5": 5}),
+        (65, 32, {"res2": 17, "res3": 9, "res4": 5, "res5": 3}),
+        (64, 8, {"res2": 16, "res3": 8, "res4": 8, "res5": 8}),
+        (64, 16, {"res2": 16, "res3": 8, "res4": 4, "res5": 4}),
+    ],
+)
 def test_feature_shapes(size, os_, expected):
     shapes = _shapes(resnet.ResNet(**TINY, output_stride=os_), size)
     w = TINY["width"]
@@ -52,8 +55,12 @@ def test_torchvision_names_and_hwio_kernels():
     assert params["conv1.kernel"].shape == (7, 7, 3, 8)
     assert params["bn1.scale"].shape == (8,)
     block = "layer1.block0."
-    for name, shape in [("conv1", (1, 1, 8, 8)), ("conv2", (3, 3, 8, 8)), ("conv3", (1, 1, 8, 32)),
-                        ("downsample_conv", (1, 1, 8, 32))]:
+    for name, shape in [
+        ("conv1", (1, 1, 8, 8)),
+        ("conv2", (3, 3, 8, 8)),
+        ("conv3", (1, 1, 8, 32)),
+        ("downsample_conv", (1, 1, 8, 32)),
+    ]:
         assert params[block + name + ".kernel"].shape == shape
     for name in ["bn1", "bn2", "bn3", "downsample_bn"]:
         assert block + name + ".scale" in params and block + name + ".bias" in params
@@ -77,7 +84,8 @@ def test_stride_position(stride_in_1x1, conv1_size, conv2_size, numpy_init):
     x = jnp.zeros((1, 64, 64, 3))
     variables = numpy_init(model, x)
     _, state = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]))(
-        variables, x)
+        variables, x
+    )
     block = state["intermediates"]["layer2"]["block0"]
     assert block["conv1"]["__call__"][0].shape[1] == conv1_size
     assert block["conv2"]["__call__"][0].shape[1] == conv2_size

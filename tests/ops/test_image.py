@@ -13,8 +13,12 @@ def numpy_upsample(x, out_hw, stride):
             y0, x0 = int(np.floor(sy)), int(np.floor(sx))
             y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
             fy, fx = sy - y0, sx - x0
-            out[:, y, xx] = ((1 - fy) * (1 - fx) * x[:, y0, x0] + (1 - fy) * fx * x[:, y0, x1]
-                             + fy * (1 - fx) * x[:, y1, x0] + fy * fx * x[:, y1, x1])
+            out[:, y, xx] = (
+                (1 - fy) * (1 - fx) * x[:, y0, x0]
+                + (1 - fy) * fx * x[:, y0, x1]
+                + fy * (1 - fx) * x[:, y1, x0]
+                + fy * fx * x[:, y1, x1]
+            )
     return out
 
 
@@ -23,7 +27,9 @@ def test_upsample_aligned_matches_numpy_and_hits_grid_points():
     x = rng.normal(size=(2, 5, 4, 3)).astype(np.float32)
     got = np.asarray(image.upsample_aligned(x, (37, 30), 8))
     np.testing.assert_allclose(got, numpy_upsample(x, (37, 30), 8), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got[:, ::8, ::8][:, :5, :4], x, rtol=1e-6)  # logit (i, j) sits on pixel (8i, 8j)
+    np.testing.assert_allclose(
+        got[:, ::8, ::8][:, :5, :4], x, rtol=1e-6
+    )  # logit (i, j) sits on pixel (8i, 8j)
 
 
 def test_subsample_labels_is_strided_and_padded():

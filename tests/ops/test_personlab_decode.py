@@ -16,10 +16,27 @@ HEIGHT, WIDTH, RADIUS = 160, 224, 16.0
 OPTIONS = {"radius": RADIUS, "max_people": 8, "max_candidates": 160}
 
 # An upright person in units of its half height: (x, y) per COCO keypoint.
-TEMPLATE = np.array([
-    [0.0, -0.88], [-0.07, -0.93], [0.07, -0.93], [-0.16, -0.9], [0.16, -0.9], [-0.27, -0.66], [0.27, -0.66],
-    [-0.36, -0.3], [0.36, -0.3], [-0.42, 0.05], [0.42, 0.05], [-0.16, 0.02], [0.16, 0.02], [-0.18, 0.46],
-    [0.18, 0.46], [-0.19, 0.9], [0.19, 0.9]])
+TEMPLATE = np.array(
+    [
+        [0.0, -0.88],
+        [-0.07, -0.93],
+        [0.07, -0.93],
+        [-0.16, -0.9],
+        [0.16, -0.9],
+        [-0.27, -0.66],
+        [0.27, -0.66],
+        [-0.36, -0.3],
+        [0.36, -0.3],
+        [-0.42, 0.05],
+        [0.42, 0.05],
+        [-0.16, 0.02],
+        [0.16, 0.02],
+        [-0.18, 0.46],
+        [0.18, 0.46],
+        [-0.19, 0.9],
+        [0.19, 0.9],
+    ]
+)
 
 
 def make_people(rng, num, height=HEIGHT, width=WIDTH, half_height=(30.0, 42.0), margin=3.0):
@@ -60,7 +77,9 @@ def perfect_outputs(people, height=HEIGHT, width=WIDTH, radius=RADIUS, masks=Non
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     grid = np.stack([xs, ys], axis=-1)
     labelled = people[:, :, 2] > 0  # (P, 17)
-    dist = np.hypot(xs[None, None] - people[:, :, 0, None, None], ys[None, None] - people[:, :, 1, None, None])
+    dist = np.hypot(
+        xs[None, None] - people[:, :, 0, None, None], ys[None, None] - people[:, :, 1, None, None]
+    )
     dist = np.where(labelled[..., None, None], dist, np.inf)  # (P, 17, H, W)
     owner = np.argmin(dist, axis=0)  # (17, H, W)
     disk = np.min(dist, axis=0) <= radius
@@ -110,8 +129,9 @@ def test_public_constants_and_traversal_orders():
     assert grouping.TRAVERSAL_EDGES.shape == (17, 16)
     for seed in range(17):
         depth = {seed: 0}
-        for e, s, t in zip(grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed],
-                           grouping.TRAVERSAL_TARGETS[seed]):
+        for e, s, t in zip(
+            grouping.TRAVERSAL_EDGES[seed], grouping.TRAVERSAL_SOURCES[seed], grouping.TRAVERSAL_TARGETS[seed]
+        ):
             assert PERSONLAB_DIRECTED_EDGES[e] == (s, t) and s in depth and t not in depth
             depth[t] = depth[s] + 1
         # breadth-first: targets in non-decreasing depth; every keypoint reached once
@@ -132,14 +152,20 @@ def test_sampling_and_refinement_match_numpy():
     refined = jax.jit(offsets.refine_mid_offsets, static_argnums=2)(mid, short, 2)
     np.testing.assert_allclose(refined, reference.refine_mid_offsets(mid, short, 2), atol=1e-3)
     # (random fields amplify float32 rounding at every refinement round: one round each here)
-    np.testing.assert_allclose(jax.jit(offsets.refine_long_offsets, static_argnums=2)(long, short, 1),
-                               reference.refine_long_offsets(long, short, 1), atol=1e-3)
+    np.testing.assert_allclose(
+        jax.jit(offsets.refine_long_offsets, static_argnums=2)(long, short, 1),
+        reference.refine_long_offsets(long, short, 1),
+        atol=1e-3,
+    )
     sampled = offsets.bilinear_sample(mid, points, edges)
     np.testing.assert_allclose(sampled, reference.bilinear_sample(mid, points, edges), atol=1e-4)
     lazy = jax.jit(offsets.sample_refined_mid, static_argnums=4)(mid, short, points, edges, 2)
     np.testing.assert_allclose(lazy, offsets.bilinear_sample(refined, points, edges), atol=1e-3)
-    np.testing.assert_allclose(offsets.bilinear_sample(short[..., 3, :], points),
-                               reference.bilinear_sample(short[..., 3, :], points), atol=1e-4)
+    np.testing.assert_allclose(
+        offsets.bilinear_sample(short[..., 3, :], points),
+        reference.bilinear_sample(short[..., 3, :], points),
+        atol=1e-4,
+    )
 
 
 def test_hough_votes_peak_at_the_keypoints(scene):
@@ -148,8 +174,12 @@ def test_hough_votes_peak_at_the_keypoints(scene):
     np.testing.assert_allclose(votes, reference.hough_votes(heatmaps, short, RADIUS), atol=5e-5)  # peaks ~1
     # On the raw votes the 3x3 centroid is exact for a bilinear splat; the mass there is ~1 per keypoint.
     positions, types, scores, valid = jax.device_get(hough.find_peaks(votes, 0.05, 200))
-    far = ((people[..., 0] > RADIUS) & (people[..., 0] < WIDTH - 1 - RADIUS)
-           & (people[..., 1] > RADIUS) & (people[..., 1] < HEIGHT - 1 - RADIUS))
+    far = (
+        (people[..., 0] > RADIUS)
+        & (people[..., 0] < WIDTH - 1 - RADIUS)
+        & (people[..., 1] > RADIUS)
+        & (people[..., 1] < HEIGHT - 1 - RADIUS)
+    )
     votes = np.asarray(votes)
     checked = 0
     for j, k in zip(*np.nonzero(far)):
@@ -157,7 +187,7 @@ def test_hough_votes_peak_at_the_keypoints(scene):
         d = np.linalg.norm(positions[same] - people[j, k, :2], axis=-1)
         assert d.min() < 0.5, (j, k, d.min())
         x, y = np.round(positions[same][d.argmin()]).astype(int)
-        mass = votes[y - 1:y + 2, x - 1:x + 2, k].sum()
+        mass = votes[y - 1 : y + 2, x - 1 : x + 2, k].sum()
         assert 0.85 < mass < 1.1, (j, k, mass)  # a disk of radius R has ~pi R^2 pixels
         checked += 1
     assert checked >= 20
@@ -185,7 +215,7 @@ def test_hough_grid_keeps_the_vote_mass_and_places_peaks_at_the_keypoints(scene,
     ys, xs = np.mgrid[o:HEIGHT:stride, o:WIDTH:stride]
     zx, zy = xs[..., None] + s[..., 0], ys[..., None] + s[..., 1]
     inside = (zx >= 0) & (zx <= WIDTH - 1) & (zy >= 0) & (zy <= HEIGHT - 1)
-    total = (p * inside).sum((0, 1)) * stride ** 2 / (np.pi * RADIUS ** 2)
+    total = (p * inside).sum((0, 1)) * stride**2 / (np.pi * RADIUS**2)
     np.testing.assert_allclose(moments[0].sum((0, 1)), total, rtol=1e-4)
     # a perfect keypoint: ~1 of mass, its votes' centroid is the keypoint, the candidate sits on it
     positions, types, scores, valid = jax.device_get(hough.grid_peaks(moments, stride, 0.01, 200, 2.0, short))
@@ -213,8 +243,8 @@ def test_decode_recovers_every_person(scene, decoded):
     assert out["keypoints"].shape == (8, 17, 3) and out["scores"].shape == (8,) and out["valid"].shape == (8,)
     assert out["masks"].shape == (8, HEIGHT, WIDTH) and out["masks"].dtype == bool
     assert int(out["valid"].sum()) == len(people) == int(out["num_people"])
-    assert out["valid"][:len(people)].all()  # valid people first, sorted by score
-    assert np.all(np.diff(out["scores"][:len(people)]) <= 0)
+    assert out["valid"][: len(people)].all()  # valid people first, sorted by score
+    assert np.all(np.diff(out["scores"][: len(people)]) <= 0)
     index, error = match(out["keypoints"][out["valid"]], people)
     assert len(set(index)) == len(people) and error.max() < 1.0, error
     assert error.max() < 0.05  # perfect outputs: sub-pixel exact
@@ -252,14 +282,21 @@ def test_batched_decode_equals_single_images(scene, decoded):
     batch = [np.stack([a, b]) for a, b in zip(outputs, second)]
     single = jax.device_get(personlab.decode(*second, **OPTIONS))
     exact = {"hough_stride": 1, "mask_stride": 1}
-    first_exact, second_exact = (jax.device_get(personlab.decode(*o, **OPTIONS, **exact)) for o in (outputs, second))
-    for mode, strides, want in (("auto", {}, (decoded, single)), ("map", {}, (decoded, single)),
-                                ("auto", exact, (first_exact, second_exact))):  # auto = vmap
+    first_exact, second_exact = (
+        jax.device_get(personlab.decode(*o, **OPTIONS, **exact)) for o in (outputs, second)
+    )
+    for mode, strides, want in (
+        ("auto", {}, (decoded, single)),
+        ("map", {}, (decoded, single)),
+        ("auto", exact, (first_exact, second_exact)),
+    ):  # auto = vmap
         out = jax.device_get(personlab.decode(*batch, **OPTIONS, **strides, batch_mode=mode))
         assert out["keypoints"].shape == (2, 8, 17, 3) and out["masks"].shape == (2, 8, HEIGHT, WIDTH)
         for key in ("keypoints", "scores", "valid", "keypoint_valid", "num_people", "masks"):
             for i in range(2):
-                np.testing.assert_allclose(out[key][i], want[i][key], atol=1e-5, err_msg=f"{mode} {strides} {key}")
+                np.testing.assert_allclose(
+                    out[key][i], want[i][key], atol=1e-5, err_msg=f"{mode} {strides} {key}"
+                )
 
 
 def test_missing_keypoints_are_flagged_never_at_the_origin():
@@ -322,8 +359,15 @@ def test_keypoints_cut_off_from_the_tree_are_completed_from_long_offsets():
     np.testing.assert_allclose(np.sort(want["scores"]), np.sort(out["scores"]), atol=1e-4)
 
 
-@pytest.mark.parametrize("strides", [{"hough_stride": 1, "mask_stride": 1}, {"hough_stride": 4, "mask_stride": 2},
-                                     {"hough_stride": 8, "mask_stride": 4}], ids=["exact", "grid4", "grid8"])
+@pytest.mark.parametrize(
+    "strides",
+    [
+        {"hough_stride": 1, "mask_stride": 1},
+        {"hough_stride": 4, "mask_stride": 2},
+        {"hough_stride": 8, "mask_stride": 4},
+    ],
+    ids=["exact", "grid4", "grid8"],
+)
 def test_matches_the_numpy_reference_on_noisy_outputs(strides):
     rng = np.random.default_rng(11)
     people = make_people(rng, 4)
@@ -368,10 +412,12 @@ def test_tiled_masks_equal_brute_force_nearest_person():
     long = points[owner] - offsets.pixel_grid(h, w)[:, :, None, :] + rng.normal(0, 6, (h, w, 17, 2))
     seg = rng.uniform(0, 1, (h, w)).astype(np.float32)
     for stride, tile in ((1, 4), (1, 16), (2, 8), (3, 8), (4, 64)):
-        got = grouping.assign_instance_masks(long, seg, points, scores, scales, valid, 0.25, 0.5, stride=stride,
-                                             tile=tile, candidates=5)  # every person may reach every tile
-        want = reference.instance_masks(np.asarray(long), seg, points[:5], scores[:5], scales[:5], 0.25, 0.5,
-                                        stride)
+        got = grouping.assign_instance_masks(
+            long, seg, points, scores, scales, valid, 0.25, 0.5, stride=stride, tile=tile, candidates=5
+        )  # every person may reach every tile
+        want = reference.instance_masks(
+            np.asarray(long), seg, points[:5], scores[:5], scales[:5], 0.25, 0.5, stride
+        )
         np.testing.assert_array_equal(np.asarray(got)[:5], want)
         assert not np.asarray(got)[5:].any()
         assert want.any(axis=(1, 2)).sum() >= 3
@@ -381,7 +427,9 @@ def test_new_values_do_not_recompile(scene, caplog):
     heatmaps, short, mid, long, seg = scene[2]
     jax.block_until_ready(personlab.decode(*(jnp.asarray(a) for a in scene[2]), **OPTIONS))
     size = personlab._decode_jit._cache_size()
-    variants = [[jnp.asarray(a) for a in (heatmaps * s, short + s, mid, long * s, seg * s)] for s in (0.5, 0.9)]
+    variants = [
+        [jnp.asarray(a) for a in (heatmaps * s, short + s, mid, long * s, seg * s)] for s in (0.5, 0.9)
+    ]
     jax.config.update("jax_log_compiles", True)
     try:
         with caplog.at_level(logging.WARNING, logger="jax"):

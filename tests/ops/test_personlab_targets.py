@@ -2,7 +2,6 @@
 losses (jhuman.ops.personlab_losses) against hand computations."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -21,9 +20,12 @@ def numpy_targets(keypoints, instance_ids, segmentation, ignore, radius):
     height, width = instance_ids.shape
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
     out = {
-        "heatmaps": np.zeros((height, width, 17)), "short_offsets": np.zeros((height, width, 17, 2)),
-        "mid_offsets": np.zeros((height, width, 32, 2)), "mid_mask": np.zeros((height, width, 32)),
-        "long_offsets": np.zeros((height, width, 17, 2)), "long_mask": np.zeros((height, width, 17)),
+        "heatmaps": np.zeros((height, width, 17)),
+        "short_offsets": np.zeros((height, width, 17, 2)),
+        "mid_offsets": np.zeros((height, width, 32, 2)),
+        "mid_mask": np.zeros((height, width, 32)),
+        "long_offsets": np.zeros((height, width, 17, 2)),
+        "long_mask": np.zeros((height, width, 17)),
     }
     owner = np.full((height, width, 17), -1)
     for k in range(17):
@@ -33,7 +35,7 @@ def numpy_targets(keypoints, instance_ids, segmentation, ignore, radius):
             if v <= 0:
                 continue
             d2 = (cols - x) ** 2 + (rows - y) ** 2
-            take = (d2 <= radius ** 2) & (d2 < best)
+            take = (d2 <= radius**2) & (d2 < best)
             best[take] = d2[take]
             owner[take, k] = j
             out["short_offsets"][take, k] = np.stack([x - cols[take], y - rows[take]], axis=-1)
@@ -62,7 +64,7 @@ def numpy_targets(keypoints, instance_ids, segmentation, ignore, radius):
 
 def _disk(cx, cy, radius, height=H, width=W):
     rows, cols = np.mgrid[0:height, 0:width]
-    return (cols - cx) ** 2 + (rows - cy) ** 2 <= radius ** 2
+    return (cols - cx) ** 2 + (rows - cy) ** 2 <= radius**2
 
 
 def scene(rng=None, num_persons=4):
@@ -102,7 +104,9 @@ def test_matches_numpy_loop_reference():
 def test_disk_membership_is_distance_at_most_radius():
     kp = np.zeros((2, 17, 3), np.float32)
     kp[0, 0] = (20, 30, 2)
-    t = encode(kp, np.zeros((H, W), np.int32), np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8), radius=R)
+    t = encode(
+        kp, np.zeros((H, W), np.int32), np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8), radius=R
+    )
     heat = np.asarray(t["heatmaps"])
     np.testing.assert_array_equal(heat[..., 0], _disk(20, 30, R))
     assert heat[30, 28, 0] == 1 and heat[30, 12, 0] == 1 and heat[38, 20, 0] == 1  # distance exactly 8
@@ -110,7 +114,9 @@ def test_disk_membership_is_distance_at_most_radius():
     assert heat[..., 1:].sum() == 0
     short = np.asarray(t["short_offsets"])[..., 0, :]
     rows, cols = np.nonzero(heat[..., 0])
-    np.testing.assert_allclose(short[rows, cols] + np.stack([cols, rows], -1), np.tile([20, 30], (len(rows), 1)))
+    np.testing.assert_allclose(
+        short[rows, cols] + np.stack([cols, rows], -1), np.tile([20, 30], (len(rows), 1))
+    )
     assert np.abs(short[heat[..., 0] == 0]).sum() == 0
 
 
@@ -118,7 +124,9 @@ def test_overlapping_disks_go_to_the_nearest_person():
     kp = np.zeros((3, 17, 3), np.float32)
     kp[0, 5] = (20, 30, 2)
     kp[2, 5] = (30, 30, 2)  # disks overlap on columns 22..28 (rows near 30)
-    t = encode(kp, np.zeros((H, W), np.int32), np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8), radius=R)
+    t = encode(
+        kp, np.zeros((H, W), np.int32), np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8), radius=R
+    )
     short = np.asarray(t["short_offsets"])[30, :, 5]  # row 30
     np.testing.assert_allclose(short[24], (-4, 0))  # nearer to person 0 (4 px) than to person 2 (6 px)
     np.testing.assert_allclose(short[26], (4, 0))  # nearer to person 2
@@ -143,8 +151,11 @@ def test_mid_offsets_only_where_both_keypoints_are_labelled():
     assert own_nose_0.any() and (_disk(*kp[0, 0, :2], R) & ~own_nose_0).any()  # the disks do overlap
     assert t["mid_mask"][own_nose_0, e_02].all()  # where person 0 owns the nose disk: its right eye
     rows, cols = np.nonzero(own_nose_0)
-    np.testing.assert_allclose(t["mid_offsets"][rows, cols, e_02] + np.stack([cols, rows], -1),
-                               np.tile(kp[0, 2, :2], (len(rows), 1)), atol=1e-5)
+    np.testing.assert_allclose(
+        t["mid_offsets"][rows, cols, e_02] + np.stack([cols, rows], -1),
+        np.tile(kp[0, 2, :2], (len(rows), 1)),
+        atol=1e-5,
+    )
 
 
 def test_long_offsets_on_own_pixels_only_and_unlabelled_keypoints_give_nothing():
@@ -155,8 +166,11 @@ def test_long_offsets_on_own_pixels_only_and_unlabelled_keypoints_give_nothing()
     assert long_mask[ids == 1].all() and long_mask[ids == 3].all()
     np.testing.assert_array_equal(long_mask[ids == 2], np.tile(kp[1, :, 2] > 0, ((ids == 2).sum(), 1)))
     rows, cols = np.nonzero(ids == 3)
-    np.testing.assert_allclose(t["long_offsets"][rows, cols, 7] + np.stack([cols, rows], -1),
-                               np.tile(kp[2, 7, :2], (len(rows), 1)), atol=1e-4)
+    np.testing.assert_allclose(
+        t["long_offsets"][rows, cols, 7] + np.stack([cols, rows], -1),
+        np.tile(kp[2, 7, :2], (len(rows), 1)),
+        atol=1e-4,
+    )
     # Person 1's unlabelled left shoulder (5): no disk of its own, nothing points at it.
     assert not ((t["heatmaps"][..., 5] > 0) & ~_disk(*kp[0, 5, :2], R) & ~_disk(*kp[2, 5, :2], R)).any()
     for e, (_, l) in enumerate(PERSONLAB_DIRECTED_EDGES):
@@ -165,9 +179,22 @@ def test_long_offsets_on_own_pixels_only_and_unlabelled_keypoints_give_nothing()
             hits = np.linalg.norm(landing - kp[1, 5, :2], axis=-1) < 1e-3
             assert not (hits & (t["mid_mask"][..., e] > 0)).any()
     # Padded persons and all-unlabelled keypoints: nothing.
-    empty = encode(np.zeros((3, 17, 3), np.float32), np.zeros((H, W), np.int32), np.zeros((H, W), np.uint8),
-                   np.zeros((H, W), np.uint8), radius=R)
-    for key in ("heatmaps", "short_mask", "mid_mask", "long_mask", "short_offsets", "mid_offsets", "long_offsets"):
+    empty = encode(
+        np.zeros((3, 17, 3), np.float32),
+        np.zeros((H, W), np.int32),
+        np.zeros((H, W), np.uint8),
+        np.zeros((H, W), np.uint8),
+        radius=R,
+    )
+    for key in (
+        "heatmaps",
+        "short_mask",
+        "mid_mask",
+        "long_mask",
+        "short_offsets",
+        "mid_offsets",
+        "long_offsets",
+    ):
         assert np.asarray(empty[key]).sum() == 0, key
 
 
@@ -206,12 +233,14 @@ def test_batched_vmap_equals_per_example():
 
 # --- losses ------------------------------------------------------------------------------------------------------
 
+
 def perfect_outputs(targets, big=30.0):
     """Outputs equal to the targets: logits +-big, offsets copied."""
     return {
         "heatmap_logits": (2 * targets["heatmaps"] - 1) * big,
         "segmentation_logits": (2 * targets["segmentation"] - 1) * big,
-        "short_offsets": targets["short_offsets"], "mid_offsets": targets["mid_offsets"],
+        "short_offsets": targets["short_offsets"],
+        "mid_offsets": targets["mid_offsets"],
         "long_offsets": targets["long_offsets"],
     }
 
@@ -219,10 +248,14 @@ def perfect_outputs(targets, big=30.0):
 def tiny_targets():
     """B=1, H=1, W=2, K=17, E=32 targets with a few supervised entries."""
     t = {
-        "heatmaps": np.zeros((1, 1, 2, 17), np.float32), "short_offsets": np.zeros((1, 1, 2, 17, 2), np.float32),
-        "short_mask": np.zeros((1, 1, 2, 17), np.float32), "mid_offsets": np.zeros((1, 1, 2, 32, 2), np.float32),
-        "mid_mask": np.zeros((1, 1, 2, 32), np.float32), "long_offsets": np.zeros((1, 1, 2, 17, 2), np.float32),
-        "long_mask": np.zeros((1, 1, 2, 17), np.float32), "segmentation": np.array([[[1, 0]]], np.float32),
+        "heatmaps": np.zeros((1, 1, 2, 17), np.float32),
+        "short_offsets": np.zeros((1, 1, 2, 17, 2), np.float32),
+        "short_mask": np.zeros((1, 1, 2, 17), np.float32),
+        "mid_offsets": np.zeros((1, 1, 2, 32, 2), np.float32),
+        "mid_mask": np.zeros((1, 1, 2, 32), np.float32),
+        "long_offsets": np.zeros((1, 1, 2, 17, 2), np.float32),
+        "long_mask": np.zeros((1, 1, 2, 17), np.float32),
+        "segmentation": np.array([[[1, 0]]], np.float32),
         "keypoint_weight": np.array([[[1, 0]]], np.float32),
     }
     t["heatmaps"][0, 0, 0, 3] = 1
@@ -237,8 +270,10 @@ def tiny_targets():
 def test_losses_by_hand():
     t = tiny_targets()
     out = {
-        "heatmap_logits": np.zeros((1, 1, 2, 17), np.float32), "segmentation_logits": np.array([[[2.0, -1.0]]]),
-        "short_offsets": np.zeros((1, 1, 2, 17, 2), np.float32), "mid_offsets": np.zeros((1, 1, 2, 32, 2), np.float32),
+        "heatmap_logits": np.zeros((1, 1, 2, 17), np.float32),
+        "segmentation_logits": np.array([[[2.0, -1.0]]]),
+        "short_offsets": np.zeros((1, 1, 2, 17, 2), np.float32),
+        "mid_offsets": np.zeros((1, 1, 2, 32, 2), np.float32),
         "long_offsets": np.full((1, 1, 2, 17, 2), 5.0, np.float32),
     }
     total, terms = personlab_losses(out, t, radius=32.0)
@@ -251,7 +286,10 @@ def test_losses_by_hand():
     want_total = sum(LOSS_WEIGHTS[k] * float(terms[k]) for k in LOSS_WEIGHTS)
     np.testing.assert_allclose(total, want_total, rtol=1e-6)
     np.testing.assert_allclose(
-        personlab_losses(out, t, radius=32.0, weights={"heatmap": 0.0})[0], want_total - 4.0 * np.log(2), rtol=1e-6)
+        personlab_losses(out, t, radius=32.0, weights={"heatmap": 0.0})[0],
+        want_total - 4.0 * np.log(2),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="unknown loss weight"):
         personlab_losses(out, t, weights={"heatmaps": 1.0})
 

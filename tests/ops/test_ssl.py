@@ -39,7 +39,9 @@ def test_centers_and_heatmaps_match_numpy_reference():
     rng = np.random.default_rng(0)
     labels = random_labels(rng, (2, 3, 9, 11))  # two leading axes
     labels[0, 1] = rng.choice([0, 3, 6, 8, 10, 255], size=(9, 11))  # an image without any joint
-    labels[1, 2] = random_labels(rng, (9, 11), drop=(9, 12, 16, 19))  # lower body, left leg, right shoe missing
+    labels[1, 2] = random_labels(
+        rng, (9, 11), drop=(9, 12, 16, 19)
+    )  # lower body, left leg, right shoe missing
     centers, visible = joint_centers(labels)
     ref_c, ref_v = ssl_reference.joint_centers(labels)
     assert centers.shape == (2, 3, 9, 2) and centers.dtype == jnp.float32 and visible.dtype == jnp.bool_
@@ -127,6 +129,7 @@ def _loss_fn(labels, variant):
         multiplier, _ = ssl_weights(labels, logits, variant)
         ce = ssl.per_image_cross_entropy(logits, labels)
         return jnp.sum(ssl.structure_sensitive_loss(ce, multiplier, variant))
+
     return loss
 
 
@@ -145,7 +148,9 @@ def test_gradient_variants_differ_as_documented():
     for i in range(3):
         np.testing.assert_allclose(grad["stop_gradient"][i], hard[i] * ce_jac[i, i], rtol=1e-5, atol=1e-8)
     # The literal product with the argmax L_joint is the same function of the logits for jax.grad.
-    literal = jax.jit(jax.grad(lambda lg: jnp.sum(joint_loss(labels, jnp.argmax(lg, -1)) * ce_fn(lg))))(logits)
+    literal = jax.jit(jax.grad(lambda lg: jnp.sum(joint_loss(labels, jnp.argmax(lg, -1)) * ce_fn(lg))))(
+        logits
+    )
     np.testing.assert_array_equal(literal, grad["stop_gradient"])
     # product: soft L_joint * CE, i.e. L_soft * dCE plus the extra term CE * dL_soft.
     soft_fn = lambda lg: soft_joint_loss(labels, lg)  # noqa: E731
@@ -206,6 +211,8 @@ def test_jit_static_shapes_and_no_recompilation():
         heat, multiplier, reported = jitted(labels, logits)
         c, v = ssl_reference.joint_centers(np.asarray(labels))
         np.testing.assert_allclose(heat, ssl_reference.joint_heatmaps(c, v, 9, 9), atol=2e-6)
-        np.testing.assert_allclose(reported, ssl_reference.joint_loss(labels, np.argmax(logits, -1)), rtol=1e-5)
+        np.testing.assert_allclose(
+            reported, ssl_reference.joint_loss(labels, np.argmax(logits, -1)), rtol=1e-5
+        )
         np.testing.assert_allclose(multiplier, soft_joint_loss(labels, logits), rtol=1e-5)
     assert len(traces) == 1

@@ -9,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jhuman import classes, cli, config as config_lib, train
+from jhuman import classes, cli, train
+from jhuman import config as config_lib
 from jhuman.ops import ssl as ssl_ops
 from jhuman.tasks import parsing
 
-PARSING = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                       "configs", "parsing.py")
+PARSING = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "parsing.py"
+)
 
 
 def make_task(arg="size=tiny", **overrides):
@@ -98,8 +100,11 @@ def _loss(task, variables, batch, **ssl):
 def test_ssl_report_only_equals_plain_cross_entropy_and_stop_gradient_weights_it():
     task, variables = make_task(model__norm="frozen")
     rng = np.random.default_rng(0)
-    batch = {"image": random_images(3), "label": jnp.asarray(rng.integers(0, 20, (3, 48, 48)).astype(np.int32)),
-             "step": jnp.int32(10)}
+    batch = {
+        "image": random_images(3),
+        "label": jnp.asarray(rng.integers(0, 20, (3, 48, 48)).astype(np.int32)),
+        "step": jnp.int32(10),
+    }
     plain, (m_plain, _) = _loss(task, variables, batch, enabled=False)
     report, (m_report, _) = _loss(task, variables, batch, enabled=True, variant="report_only")
     assert float(plain) == float(report) and float(m_report["joint_loss"]) > 0
@@ -117,11 +122,16 @@ def test_ssl_report_only_equals_plain_cross_entropy_and_stop_gradient_weights_it
 def test_attention_loss_adds_one_cross_entropy_per_scale():
     task, variables = make_task("size=tiny,model=attention_resnet", model__norm="frozen")
     rng = np.random.default_rng(1)
-    batch = {"image": random_images(2), "label": jnp.asarray(rng.integers(0, 20, (2, 48, 48)).astype(np.int32))}
+    batch = {
+        "image": random_images(2),
+        "label": jnp.asarray(rng.integers(0, 20, (2, 48, 48)).astype(np.int32)),
+    }
     loss, (metrics, _) = _loss(task, variables, batch, enabled=False)
     out, _ = task.apply(variables, batch["image"], train=True, rng=jax.random.key(1))
     labels = np.asarray(batch["label"])[:, ::8, ::8]
-    per_output = [np.mean(ssl_ops.per_image_cross_entropy(o, labels)) for o in [out["logits"], *out["scale_logits"]]]
+    per_output = [
+        np.mean(ssl_ops.per_image_cross_entropy(o, labels)) for o in [out["logits"], *out["scale_logits"]]
+    ]
     assert len(per_output) == 4
     np.testing.assert_allclose(float(loss), sum(per_output), rtol=1e-5)
     np.testing.assert_allclose(float(metrics["cross_entropy"]), per_output[0], rtol=1e-5)
@@ -184,9 +194,12 @@ def _torchvision_state_dict(variables, prefix=("net", "trunk")):
                 torch_name = torch_name.replace("downsample_conv", "downsample.0")
                 torch_name = torch_name.replace(".block", ".")
                 state[f"{torch_name}.weight"] = np.transpose(  # HWIO -> OIHW
-                    rng.normal(size=np.shape(sub["kernel"])).astype(np.float32), (3, 2, 0, 1))
+                    rng.normal(size=np.shape(sub["kernel"])).astype(np.float32), (3, 2, 0, 1)
+                )
             elif "scale" in sub:
-                torch_name = ".".join(names + [name]).replace("downsample_bn", "downsample.1").replace(".block", ".")
+                torch_name = (
+                    ".".join(names + [name]).replace("downsample_bn", "downsample.1").replace(".block", ".")
+                )
                 n = np.shape(sub["scale"])[0]
                 state[f"{torch_name}.weight"] = rng.normal(size=n).astype(np.float32)
                 state[f"{torch_name}.bias"] = rng.normal(size=n).astype(np.float32)
@@ -216,24 +229,41 @@ def test_backbone_weights_from_the_config_land_in_the_trunk(tmp_path):
     np.testing.assert_array_equal(kernel, np.transpose(state_dict["layer2.0.conv2.weight"], (2, 3, 1, 0)))
     mean = np.asarray(state["model_state"]["batch_stats"]["net"]["trunk"]["bn1"]["mean"])
     np.testing.assert_array_equal(mean, state_dict["bn1.running_mean"])
-    assert state["params"]["net"]["trunk"]["conv1"]["kernel"].sharding == setup.state_shardings["params"]["net"][
-        "trunk"]["conv1"]["kernel"]
+    assert (
+        state["params"]["net"]["trunk"]["conv1"]["kernel"].sharding
+        == setup.state_shardings["params"]["net"]["trunk"]["conv1"]["kernel"]
+    )
 
 
 @pytest.mark.slow
 def test_tiny_attention_with_ssl_learns(synthetic_cache, tmp_path):
     config = config_lib.load_config(f"{PARSING}:size=tiny,model=attention_resnet,ssl=on")
-    config_lib.apply_overrides(config, [
-        f"data.cache_dir={synthetic_cache}", "data.synthetic_num=1200", "data.synthetic_size=(96, 128)",
-        "train.steps=300", "ssl.start_step=150", "train.eval_every=0", "train.checkpoint_every=300",
-        "train.num_pictures=0", "train.progress_bar=false", "eval.limit=48", "eval.pad_size=128"])
+    config_lib.apply_overrides(
+        config,
+        [
+            f"data.cache_dir={synthetic_cache}",
+            "data.synthetic_num=1200",
+            "data.synthetic_size=(96, 128)",
+            "train.steps=300",
+            "ssl.start_step=150",
+            "train.eval_every=0",
+            "train.checkpoint_every=300",
+            "train.num_pictures=0",
+            "train.progress_bar=false",
+            "eval.limit=48",
+            "eval.pad_size=128",
+        ],
+    )
     setup = train.build(config)
-    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
-        jax.random.key(0)))
+    untrained = train.evaluate(
+        setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+    )
     summary = train.run(config, str(tmp_path / "run"))
     trained = summary["eval"]
     print(f"attention+ssl: untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}")
-    assert trained["mean_iou"] > untrained["mean_iou"] + 0.04 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    assert (
+        trained["mean_iou"] > untrained["mean_iou"] + 0.04 and trained["mean_iou"] > 3 * untrained["mean_iou"]
+    )
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     joint = [r["joint_loss"] for r in rows if "joint_loss" in r]
     assert len(joint) > 5 and all(np.isfinite(joint))

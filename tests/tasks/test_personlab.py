@@ -8,20 +8,31 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jhuman import config as config_lib, train
+from jhuman import config as config_lib
+from jhuman import train
 from jhuman.metrics import coco as coco_metrics
 from jhuman.ops import personlab as personlab_ops
 from jhuman.ops import personlab_targets
 
-PERSONLAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "configs", "personlab.py")
+PERSONLAB = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "personlab.py"
+)
 
 
 def tiny_config(cache_dir, *overrides):
     config = config_lib.load_config(f"{PERSONLAB}:size=tiny")
-    return config_lib.apply_overrides(config, [
-        f"data.cache_dir={cache_dir}", "data.synthetic_num=120", "data.synthetic_val_fraction=0.25",
-        "train.progress_bar=false", "train.num_pictures=0", "train.eval_every=0", *overrides])
+    return config_lib.apply_overrides(
+        config,
+        [
+            f"data.cache_dir={cache_dir}",
+            "data.synthetic_num=120",
+            "data.synthetic_val_fraction=0.25",
+            "train.progress_bar=false",
+            "train.num_pictures=0",
+            "train.eval_every=0",
+            *overrides,
+        ],
+    )
 
 
 def oracle(config, radius):
@@ -36,26 +47,56 @@ def oracle(config, radius):
 
     @jax.jit
     def perfect(batch):
-        t = personlab_targets.encode_batch(batch["keypoints"], batch["instance_ids"], batch["segmentation"],
-                                           batch["ignore"], radius=radius)
-        return personlab_ops.decode(t["heatmaps"], t["short_offsets"], t["mid_offsets"], t["long_offsets"],
-                                    t["segmentation"], **options)
+        t = personlab_targets.encode_batch(
+            batch["keypoints"], batch["instance_ids"], batch["segmentation"], batch["ignore"], radius=radius
+        )
+        return personlab_ops.decode(
+            t["heatmaps"],
+            t["short_offsets"],
+            t["mid_offsets"],
+            t["long_offsets"],
+            t["segmentation"],
+            **options,
+        )
 
     kp_results, segm_results, image_ids = [], [], []
-    for batch in coco.eval_stream(root, split="val", batch_size=8, crop_size=int(config.data.crop_size),
-                                  max_persons=int(config.data.max_persons)):
-        out = jax.device_get(perfect({k: jnp.asarray(v) for k, v in batch.items()
-                                      if k in ("keypoints", "instance_ids", "segmentation", "ignore")}))
+    for batch in coco.eval_stream(
+        root,
+        split="val",
+        batch_size=8,
+        crop_size=int(config.data.crop_size),
+        max_persons=int(config.data.max_persons),
+    ):
+        out = jax.device_get(
+            perfect(
+                {
+                    k: jnp.asarray(v)
+                    for k, v in batch.items()
+                    if k in ("keypoints", "instance_ids", "segmentation", "ignore")
+                }
+            )
+        )
         for i in np.flatnonzero(batch["mask"]):
             image_id, scale = int(batch["image_id"][i]), float(batch["scale"][i])
             image_ids.append(image_id)
-            kp_results += coco_metrics.keypoint_results(image_id, out["keypoints"][i], out["scores"][i],
-                                                        out["valid"][i], scale)
-            segm_results += coco_metrics.mask_results(image_id, out["masks"][i], out["scores"][i], out["valid"][i],
-                                                      int(batch["height"][i]), int(batch["width"][i]), scale)
+            kp_results += coco_metrics.keypoint_results(
+                image_id, out["keypoints"][i], out["scores"][i], out["valid"][i], scale
+            )
+            segm_results += coco_metrics.mask_results(
+                image_id,
+                out["masks"][i],
+                out["scores"][i],
+                out["valid"][i],
+                int(batch["height"][i]),
+                int(batch["width"][i]),
+                scale,
+            )
     gt = coco.annotation_file(root, "val")
-    return (coco_metrics.evaluate(gt, kp_results, "keypoints", image_ids),
-            coco_metrics.evaluate(gt, segm_results, "segm", image_ids), len(image_ids))
+    return (
+        coco_metrics.evaluate(gt, kp_results, "keypoints", image_ids),
+        coco_metrics.evaluate(gt, segm_results, "segm", image_ids),
+        len(image_ids),
+    )
 
 
 def test_oracle_targets_decode_to_the_ground_truth(synthetic_cache):
@@ -79,10 +120,14 @@ def test_decode_is_batched_and_ignores_the_order_of_people(synthetic_cache):
     config = tiny_config(synthetic_cache)
     root = train.build(config).task.data_root()
     batch = next(iter(coco.eval_stream(root, split="val", batch_size=4, crop_size=128, max_persons=10)))
-    targets = jax.jit(lambda b: personlab_targets.encode_batch(
-        b["keypoints"], b["instance_ids"], b["segmentation"], b["ignore"], radius=10.0))(
-        {k: jnp.asarray(batch[k]) for k in ("keypoints", "instance_ids", "segmentation", "ignore")})
-    fields = [targets[k] for k in ("heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")]
+    targets = jax.jit(
+        lambda b: personlab_targets.encode_batch(
+            b["keypoints"], b["instance_ids"], b["segmentation"], b["ignore"], radius=10.0
+        )
+    )({k: jnp.asarray(batch[k]) for k in ("keypoints", "instance_ids", "segmentation", "ignore")})
+    fields = [
+        targets[k] for k in ("heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")
+    ]
     options = dict(radius=10.0, max_people=10, nms_radius=4.0)
     batched = jax.device_get(personlab_ops.decode(*fields, **options))
     for i in range(4):
@@ -93,12 +138,25 @@ def test_decode_is_batched_and_ignores_the_order_of_people(synthetic_cache):
     kp, ids = np.asarray(batch["keypoints"][0]), np.asarray(batch["instance_ids"][0])
     order = np.random.default_rng(0).permutation(len(kp))
     new_ids = np.where(ids > 0, np.argsort(order)[np.maximum(ids - 1, 0)] + 1, ids)
-    shuffled = personlab_targets.encode_targets(jnp.asarray(kp[order]), jnp.asarray(new_ids),
-                                                jnp.asarray(batch["segmentation"][0]), jnp.asarray(batch["ignore"][0]),
-                                                radius=10.0)
-    again = jax.device_get(personlab_ops.decode(*[shuffled[k] for k in (
-        "heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")], **options))
-    people = lambda out: sorted(map(tuple, np.round(out["keypoints"][out["valid"]][:, :, :2], 3).reshape(-1, 34)))
+    shuffled = personlab_targets.encode_targets(
+        jnp.asarray(kp[order]),
+        jnp.asarray(new_ids),
+        jnp.asarray(batch["segmentation"][0]),
+        jnp.asarray(batch["ignore"][0]),
+        radius=10.0,
+    )
+    again = jax.device_get(
+        personlab_ops.decode(
+            *[
+                shuffled[k]
+                for k in ("heatmaps", "short_offsets", "mid_offsets", "long_offsets", "segmentation")
+            ],
+            **options,
+        )
+    )
+    people = lambda out: sorted(
+        map(tuple, np.round(out["keypoints"][out["valid"]][:, :, :2], 3).reshape(-1, 34))
+    )
     assert people(again) == people({k: v[0] for k, v in batched.items()})
 
 
@@ -122,22 +180,34 @@ def test_predict_folder_writes_people_pictures_and_coco_results(synthetic_cache,
         assert person["file_name"] == "wide.jpg" and len(person["keypoints"]) == 51
 
 
-
 @pytest.mark.slow
 def test_tiny_personlab_learns(synthetic_cache, tmp_path):
     """A tiny PersonLab trained for a few hundred CPU steps on synthetic people finds some of them: keypoint and
     mask AP clearly above the untrained model's (which finds nobody: its heatmaps are ~0.5 everywhere and its
     offsets ~0, so every pixel votes for itself and no Hough peak reaches the threshold)."""
-    config = tiny_config(synthetic_cache, "data.synthetic_num=400", "data.crop_size=96", "train.steps=500",
-                         "train.checkpoint_every=500", "train.log_every=100", "eval.limit=48",
-                         "optim.learning_rate=4e-3")  # measured: kp AP 0.015, AP50 0.055, segm AP50 0.128
+    config = tiny_config(
+        synthetic_cache,
+        "data.synthetic_num=400",
+        "data.crop_size=96",
+        "train.steps=500",
+        "train.checkpoint_every=500",
+        "train.log_every=100",
+        "eval.limit=48",
+        "optim.learning_rate=4e-3",
+    )  # measured: kp AP 0.015, AP50 0.055, segm AP50 0.128
     setup = train.build(config)
-    untrained = train.evaluate(setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(
-        jax.random.key(0)))
+    untrained = train.evaluate(
+        setup, jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+    )
     summary = train.run(config, str(tmp_path / "run"))
     trained = summary["eval"]
-    print("untrained -> trained: " + ", ".join(
-        f"{k} {untrained[k]:.4f} -> {trained[k]:.4f}" for k in ("keypoints/AP", "keypoints/AP50", "segm/AP50")))
+    print(
+        "untrained -> trained: "
+        + ", ".join(
+            f"{k} {untrained[k]:.4f} -> {trained[k]:.4f}"
+            for k in ("keypoints/AP", "keypoints/AP50", "segm/AP50")
+        )
+    )
     assert trained["keypoints/AP50"] >= untrained["keypoints/AP50"] + 0.02, (untrained, trained)
     assert trained["keypoints/AP"] >= untrained["keypoints/AP"] + 0.005
     assert trained["segm/AP50"] >= untrained["segm/AP50"] + 0.04
