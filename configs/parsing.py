@@ -19,7 +19,7 @@ Pretrained trunks: --config.init.backbone_weights=resnet101.safetensors (torchvi
 
 import ml_collections
 
-from jhuman.config import DATA, DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
+from jhuman.config import DATA, DISTRIBUTED, INIT, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "deeplab_resnet", "ssl": "off", "data": "synthetic", "size": "tiny"}
 MODELS = {  # arg -> (model.name, backbone); "attention" is the paper's Attention (VGG-16 trunk)
@@ -72,9 +72,9 @@ def get_config(arg=None):
     c.ssl.weight = 0.05
     c.ssl.start_step = 0 if tiny else 30 * LIP_TRAIN_IMAGES // 10
 
-    c.init = ml_collections.ConfigDict()
-    # A torchvision-layout ResNet/VGG-16 file (.safetensors, .npz, or .pth with the [torch] extra).
-    c.init.backbone_weights = ""
+    # init.backbone_weights: a torchvision-layout ResNet/VGG-16 file (.safetensors, .npz, or .pth with the
+    # [torch] extra); init.from_workdir: start from another run's checkpoint (jhuman.stages).
+    c.init = section(INIT)
 
     c.data = section(
         DATA,

@@ -16,7 +16,7 @@ decoder, not the model, refine the offsets.
 
 import ml_collections
 
-from jhuman.config import DATA, DISTRIBUTED, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
+from jhuman.config import DATA, DISTRIBUTED, INIT, MESH, OPTIM, TRAIN, check_choice, parse_arg, section
 
 DEFAULTS = {"model": "resnet101", "data": "synthetic", "size": "tiny"}
 
@@ -62,8 +62,7 @@ def get_config(arg=None):
         }
     )
 
-    c.init = ml_collections.ConfigDict()
-    c.init.backbone_weights = ""
+    c.init = section(INIT)
 
     c.data = section(
         DATA,

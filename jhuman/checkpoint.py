@@ -14,6 +14,9 @@ import jax
 import orbax.checkpoint as ocp
 
 
+ITEM = "default"  # the manager's folder of a step's one item (what a plain PyTreeCheckpointer reads)
+
+
 class Checkpoints:
     """A thin wrapper over `ocp.CheckpointManager` at `<workdir>/checkpoints`."""
 

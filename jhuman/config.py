@@ -145,6 +145,7 @@ TRAIN = {
     "grad_accum_steps": 1,
     "compute_dtype": "float32",
     "ema_decay": 0.0,
+    "ema_group": "",  # an optim.groups name: EMA over that group only ('' = every parameter)
     "log_every": 25,
     "eval_every": 500,
     "checkpoint_every": 500,
@@ -167,7 +168,12 @@ OPTIM = {
     "warmup_steps": 0,
     "lr_multipliers": (),
     "grad_clip_norm": 0.0,
+    # {name: {pattern, frozen, start_step, end_step, any key above}}: see jhuman.optim (empty = one chain)
+    "groups": {},
 }
+# How a fresh run's parameters start (jhuman.train.create_or_restore): pretrained backbones
+# (jhuman.tasks.common.pretrained_variables), then other runs' checkpoints (stage chaining: jhuman.stages).
+INIT = {"backbone_weights": "", "from_workdir": "", "from_step": 0, "from_pattern": ""}
 # The data keys every task reads through jhuman.tasks.common (data_root, source_kwargs, the synthetic cache);
 # source 'folders' (the official layout under root) or 'tfds' (the project's builder, manual_dir = root).
 # A task's own data keys are set after: `c.data = section(DATA, ...); c.data.scales = ...`.

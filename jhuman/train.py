@@ -26,10 +26,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jhuman import checkpoint, optim, sharding, tasks, writers
+from jhuman import checkpoint, optim, sharding, stages, tasks, writers
 from jhuman import config as config_lib
+from jhuman import update as update_lib
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,14 @@ class Setup:
     config: Any
     task: Any
     mesh: Any
-    tx: optax.GradientTransformation
-    schedule: Callable
+    optimizer: optim.Optimizer
     abstract_state: Any
     state_shardings: Any
     init_state: Callable
+
+    @property
+    def schedule(self) -> Callable:
+        return self.optimizer.schedule
 
 
 def total_steps(config) -> int:
@@ -64,7 +67,7 @@ def build(config) -> Setup:
     rng = jax.random.key(int(config.seed))
 
     abstract_vars = jax.eval_shape(task.init, rng)
-    tx, schedule = optim.make_optimizer(config.optim, abstract_vars["params"], total_steps(config))
+    optimizer = optim.Optimizer(config.optim, abstract_vars["params"], total_steps(config))
     use_ema = float(config.train.ema_decay) > 0
 
     def init_state(key):
@@ -74,7 +77,7 @@ def build(config) -> Setup:
             "step": jnp.zeros((), jnp.int32),
             "params": params,
             "model_state": {k: v for k, v in variables.items() if k != "params"},
-            "opt_state": tx.init(params),
+            "opt_state": optimizer.init(params),
         }
         if use_ema:
             state["ema_params"] = params
@@ -82,91 +85,59 @@ def build(config) -> Setup:
 
     abstract_state = jax.eval_shape(init_state, rng)
     shardings = sharding.state_shardings(abstract_state, mesh, int(config.mesh.fsdp_min_size))
-    return Setup(config, task, mesh, tx, schedule, abstract_state, shardings, init_state)
+    return Setup(config, task, mesh, optimizer, abstract_state, shardings, init_state)
+
+
+def ema_mask(setup: Setup):
+    """The leaves the EMA averages: train.ema_group's ('' = every parameter)."""
+    group = setup.config.train.get("ema_group", "")
+    return setup.optimizer.group_mask(group) if group else None
 
 
 def make_train_step(setup: Setup) -> Callable:
-    """The jitted `(state, batch) -> (state, metrics)`: state donated, shardings explicit."""
-    config, task, tx = setup.config, setup.task, setup.tx
+    """The jitted `(state, batch) -> (state, metrics)`: state donated, shardings explicit.
+
+    The update is the task's own `update(state, batch, rng, optimizer)` when it has one, else
+    `jhuman.update.default_update`; around it the step adds the rng of this step, `batch["step"]`, the
+    batch-norm statistics of frozen groups kept as they were, EMA (over train.ema_group), the finite guard
+    and the step counter.
+    """
+    config, task, optimizer = setup.config, setup.task, setup.optimizer
     accum = int(config.train.grad_accum_steps)
     ema_decay = float(config.train.ema_decay)
+    ema_leaves = ema_mask(setup)
     base_key = jax.random.key(int(config.seed) + 1)
-
-    def grads_of(params, model_state, batch, rng):
-        grad_fn = jax.value_and_grad(task.loss, has_aux=True)
-        (loss, (metrics, new_model_state)), grads = grad_fn(params, model_state, batch, rng)
-        return loss, metrics, new_model_state, grads
+    task_update = getattr(task, "update", None)
 
     def step(state, batch):
         rng = jax.random.fold_in(base_key, state["step"])
-        params = state["params"]
-        if accum == 1:
-            loss, metrics, model_state, grads = grads_of(
-                params, state["model_state"], {**batch, "step": state["step"]}, rng
-            )
+        batch = {**batch, "step": state["step"]}
+        inner = {k: v for k, v in state.items() if k != "ema_params"}
+        if task_update is not None:
+            if accum != 1:
+                raise ValueError("train.grad_accum_steps > 1 needs the default update; this task has its own")
+            new_state, metrics = task_update(inner, batch, rng, optimizer)
         else:
-            # Micro-batch i takes rows i, i+accum, ...: every device keeps working on its own rows.
-            micro = jax.tree.map(
-                lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
-            )
-
-            def body(carry, xs):
-                model_state, grad_sum, loss_sum, metric_sum = carry
-                micro_batch, i = xs
-                loss, metrics, model_state, grads = grads_of(
-                    params, model_state, {**micro_batch, "step": state["step"]}, jax.random.fold_in(rng, i)
-                )
-                add = lambda a, b: jax.tree.map(jnp.add, a, b)
-                return (model_state, add(grad_sum, grads), loss_sum + loss, add(metric_sum, metrics)), None
-
-            zero_metrics = jax.eval_shape(
-                lambda: grads_of(
-                    params,
-                    state["model_state"],
-                    {**jax.tree.map(lambda x: x[0], micro), "step": state["step"]},
-                    rng,
-                )[1]
-            )
-            init = (
-                state["model_state"],
-                jax.tree.map(jnp.zeros_like, params),
-                jnp.zeros((), jnp.float32),
-                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics),
-            )
-            (model_state, grads, loss, metrics), _ = jax.lax.scan(body, init, (micro, jnp.arange(accum)))
-            grads = jax.tree.map(lambda g: g / accum, grads)
-            loss = loss / accum
-            metrics = jax.tree.map(lambda m: m / accum, metrics)
-
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
-        new_params = optax.apply_updates(params, updates)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        new_state = {
-            "step": state["step"] + 1,
-            "params": new_params,
-            "model_state": model_state,
-            "opt_state": opt_state,
-        }
+            new_state, metrics = update_lib.default_update(task, inner, batch, rng, optimizer, accum)
+        # Batch-norm statistics of a frozen group (or one outside its step window) stay as they were.
+        frozen = optimizer.frozen_mask(state["model_state"], state["step"])
+        new_state["model_state"] = jax.tree.map(
+            lambda f, new, old: jnp.where(f, old, new), frozen, new_state["model_state"], state["model_state"]
+        )
+        new_state["step"] = state["step"] + 1
         if "ema_params" in state:
-            new_state["ema_params"] = jax.tree.map(
-                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new_params
+            new_state["ema_params"] = update_lib.ema_update(
+                state["ema_params"], new_state["params"], ema_decay, ema_leaves
             )
         # A non-finite step changes nothing but the step counter: the state stays the last good one.
-        keep = {k: v for k, v in state.items() if k != "step"}
+        finite = update_lib.all_finite(metrics)
         guarded = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old),
             {k: v for k, v in new_state.items() if k != "step"},
-            keep,
+            {k: v for k, v in state.items() if k != "step"},
         )
         guarded["step"] = new_state["step"]
-        metrics = {
-            **metrics,
-            "loss": loss,
-            "grad_norm": grad_norm,
-            "finite": finite,
-            "learning_rate": setup.schedule(state["step"]),
-        }
+        metrics = {**metrics, "finite": finite, **optimizer.learning_rates(state["step"])}
         return guarded, metrics
 
     batch_sharding = sharding.batch_sharding(setup.mesh)
@@ -243,11 +214,14 @@ class _Preemption:
 
 
 def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
-    """The sharded initial state, or the latest checkpoint in the workdir restored into that sharding."""
+    """The latest checkpoint in the workdir restored into the run's sharding; else the sharded initial state
+    with `init.backbone_weights` imported, then the `init.from_workdir` sources restored over it (stage
+    chaining: jhuman.stages). A run that resumes its own checkpoint never reads those again."""
     if ckpt.latest_step() is not None:
         return ckpt.restore(setup.abstract_state, setup.state_shardings)
     init = jax.jit(setup.init_state, out_shardings=setup.state_shardings)
     state = init(jax.random.key(int(setup.config.seed)))
+    changed = False
     # Pretrained weights (e.g. init.backbone_weights) are imported on the host into the fresh state.
     load = getattr(setup.task, "pretrained_variables", None)
     variables = load({"params": state["params"], **state["model_state"]}) if load else None
@@ -257,6 +231,14 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
             params=variables["params"],
             model_state={k: v for k, v in variables.items() if k != "params"},
         )
+        changed = True
+    init_cfg = setup.config.get("init", {})
+    srcs = stages.sources(init_cfg) if init_cfg else []
+    if srcs:
+        state, report = stages.restore_sources(state, setup.state_shardings, srcs)
+        print(report)
+        changed = True
+    if changed:
         if "ema_params" in state:
             state["ema_params"] = state["params"]
         state = jax.device_put(state, setup.state_shardings)

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from jhuman import optim
@@ -74,3 +75,89 @@ def test_sgd_momentum_matches_hand_computation():
 def test_unknown_optimizer_lists_valid():
     with pytest.raises(ValueError, match="sgd"):
         optim.make_optimizer(cfg(name="lamb"), PARAMS, 10)
+
+
+def grouped(**groups):
+    c = cfg()
+    c.groups = ml_collections.ConfigDict(groups)
+    return c
+
+
+def test_without_groups_the_state_tree_is_the_single_chain_of_before():
+    c = cfg(momentum=0.9, weight_decay=0.5, lr_multipliers=(("classifier", 10.0),))
+    state = optim.Optimizer(c, PARAMS, 10).init(PARAMS)
+
+    def multipliers():  # the earlier per-parameter multiplier transformation: stateless
+        return optax.GradientTransformation(lambda p: optax.EmptyState(), lambda u, s, p=None: (u, s))
+
+    before = optax.chain(
+        optax.add_decayed_weights(0.5, mask=optim.decay_mask(PARAMS, False)),
+        optax.sgd(optim.make_schedule(c, 10), momentum=0.9),
+        multipliers(),
+    ).init(PARAMS)
+    assert jax.tree.structure(state) == jax.tree.structure(before)
+
+
+def test_groups_have_their_own_rates_and_a_frozen_group_never_moves():
+    opt = optim.Optimizer(
+        grouped(
+            head={"pattern": "^classifier/", "learning_rate": 1.0},
+            trunk={"pattern": "^backbone/", "frozen": True},
+        ),
+        PARAMS,
+        10,
+    )
+    state = opt.init(PARAMS)
+    assert jax.tree.leaves(state.inner_states["trunk"]) == []  # frozen: no optimizer state
+    grads = jax.tree.map(jnp.ones_like, PARAMS)
+    params, state = opt.apply(grads, state, PARAMS, jnp.asarray(0))
+    np.testing.assert_array_equal(params["backbone"]["kernel"], PARAMS["backbone"]["kernel"])
+    np.testing.assert_allclose(params["classifier"]["kernel"], PARAMS["classifier"]["kernel"] - 1.0)
+    assert opt.trainable == {
+        "backbone": {"bias": False, "kernel": False},
+        "classifier": {"bias": True, "kernel": True},
+    }
+
+
+def test_a_window_schedule_counts_from_its_start_and_other_groups_keep_their_state():
+    # SGD without momentum and unit gradients: each update is -lr(k), k = the group's own update count.
+    opt = optim.Optimizer(
+        grouped(
+            head={
+                "pattern": "^classifier/",
+                "schedule": "poly",
+                "poly_power": 1.0,
+                "start_step": 5,
+                "end_step": 15,
+            },
+            trunk={"pattern": "^backbone/", "name": "adam"},
+        ),
+        PARAMS,
+        20,
+    )
+    state, params = opt.init(PARAMS), PARAMS
+    grads = jax.tree.map(jnp.ones_like, PARAMS)
+    moves = []
+    for step in range(12):
+        before = params["classifier"]["bias"]
+        params, state = opt.apply(grads, state, params, jnp.asarray(step))
+        moves.append(float((before - params["classifier"]["bias"])[0]))
+    expected = [0.0] * 5 + [0.1 * (1 - k / 10) for k in range(7)]
+    np.testing.assert_allclose(moves, expected, rtol=1e-5, atol=1e-7)
+    rates = opt.learning_rates(jnp.asarray(7))
+    assert np.isclose(float(rates["learning_rate/head"]), 0.1 * (1 - 2 / 10))
+    # Updating one group leaves the other's Adam moments exactly as they were.
+    trunk = jax.tree.map(np.asarray, state.inner_states["trunk"])
+    _, after = opt.apply(grads, state, params, jnp.asarray(8), groups=("head",))
+    jax.tree.map(np.testing.assert_array_equal, trunk, jax.tree.map(np.asarray, after.inner_states["trunk"]))
+    with pytest.raises(ValueError, match=r"unknown optimizer groups \['disc'\]; valid: \['head', 'trunk'\]"):
+        opt.apply(grads, state, params, jnp.asarray(8), groups=("disc",))
+
+
+def test_group_window_and_pattern_errors():
+    with pytest.raises(ValueError, match="window start_step=5 .. end_step=5 is empty"):
+        optim.Optimizer(grouped(all={"pattern": ".", "start_step": 5, "end_step": 5}), PARAMS, 10)
+    with pytest.raises(ValueError, match="needs a 'pattern'"):
+        optim.Optimizer(grouped(all={"learning_rate": 0.1}), PARAMS, 10)
+    with pytest.raises(ValueError, match="is not a regex"):
+        optim.Optimizer(grouped(all={"pattern": "("}), PARAMS, 10)

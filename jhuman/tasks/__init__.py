@@ -4,6 +4,11 @@ A task is a class built from the config with:
   init(rng) -> variables                              {'params': ..., other collections (batch_stats)}
   loss(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))   pure, jitted by the trainer;
                                                       batch["step"] holds the current step (a scalar)
+  update(state, batch, rng, optimizer) -> (state, metrics)   optional: the task's own update for several
+                                                      networks (a GAN's discriminator then generator, k:1
+                                                      schedules), built from jhuman.update.compute_gradients
+                                                      and optimizer.apply(..., groups=...); default:
+                                                      jhuman.update.default_update over `loss`
   evaluator() -> object with init() -> acc, update(acc, variables, batch) -> acc (on device, jitted),
                  finalize(acc) -> dict of floats (host)
   train_batches(start_index, per_host_batch, process_index, process_count) -> iterator of numpy dicts
@@ -28,8 +33,11 @@ REGISTRY = {
 
 
 def build(config):
-    """The task object named by `config.task`."""
+    """The task object named by `config.task` (a REGISTRY entry: "module:Class", or a class itself)."""
     if config.task not in REGISTRY:
         raise ValueError(f"config.task={config.task!r} is not one of {sorted(REGISTRY)}")
-    module, _, name = REGISTRY[config.task].partition(":")
+    entry = REGISTRY[config.task]
+    if not isinstance(entry, str):
+        return entry(config)
+    module, _, name = entry.partition(":")
     return getattr(importlib.import_module(module), name)(config)
