@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-
 ITEM = "default"  # the manager's folder of a step's one item (what a plain PyTreeCheckpointer reads)
 
 
