@@ -1,6 +1,8 @@
-"""Importing torchvision-layout weights: tiny PyTorch ResNet / VGG-16 (torchvision's parameter names, random
-weights and BatchNorm statistics) exported to .safetensors, .npz and .pth, imported into the linen trunks,
-features compared on the same input; plus the report, shape and arch errors, and .pth without torch."""
+"""Importing torchvision-layout weights: tiny PyTorch ResNet / VGG-16 / VGG-19 (torchvision's parameter names,
+random weights and BatchNorm statistics) exported to .safetensors, .npz and .pth, imported into the linen trunks,
+features compared on the same input; a first conv widened for more input channels; several entries of
+`init.backbone_weights`; plus the report, shape and arch errors, and .pth without torch. (The Keras layout:
+test_weights_keras.py.)"""
 
 import sys
 
@@ -107,6 +109,37 @@ def torch_vgg16_features(model, x):
         x = layer(x)
         if i in names:
             out[names[i]] = x
+    return out
+
+
+def torch_plain_vgg(convs_per_block, width=WIDTH, pooling="max", cin=3):
+    """torchvision's vgg16/vgg19: `features` (conv, ReLU pairs; a 2x2 stride-2 pool closing each block, here max
+    or average) and a `classifier`; the conv indices follow from that order, as in torchvision."""
+    pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+    layers = []
+    for block, n in enumerate(convs_per_block):
+        cout = width * min(2**block, 8)
+        for _ in range(n):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+            cin = cout
+        layers.append(pool(2, 2))
+    model = nn.Module()
+    model.features = nn.Sequential(*layers)
+    model.classifier = nn.Sequential(nn.Linear(cin * 7 * 7, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 10))
+    return model
+
+
+def torch_plain_vgg_activations(model, x):
+    """{'conv{b}_{k}': output of the ReLU after the k-th conv of block b}, counted along `features`."""
+    out, block, k = {}, 1, 0
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            k += 1
+        elif isinstance(layer, nn.ReLU):
+            out[f"conv{block}_{k}"] = x
+        else:
+            block, k = block + 1, 0
     return out
 
 
@@ -291,11 +324,124 @@ def test_vgg16_matches_torch_in_every_format(tmp_path):
         assert len(report.loaded) == 26 and report.ignored == []
 
 
+# ---------------------------------------------------------------------------------------- VGG-19
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_vgg19_matches_torch_in_every_format(pooling, tmp_path):
+    """All 16 post-ReLU activations of the linen VGG19 with imported weights equal torch's, for max and average
+    pooling; torchvision's classifier is unexpected; a VGG19 stopped at conv4_4 (the perceptual loss) takes
+    conv1_1..conv4_4 and leaves conv5_* unexpected."""
+    torch_model = randomise(torch_plain_vgg((2, 2, 4, 4, 4), pooling=pooling), seed=3)
+    paths = export(torch_model.state_dict(), tmp_path)
+    x = image(36, seed=3)
+    with torch.no_grad():
+        expected = torch_plain_vgg_activations(torch_model, torch_input(x))
+    assert len(expected) == 16 and expected["conv5_4"].shape == (2, 8 * WIDTH, 2, 2)
+    model = vgg.VGG19(width=WIDTH, pooling=pooling)
+    variables = zeros_like_init(model, x)
+    apply = jax.jit(model.apply)
+    for path in paths:
+        new, report = weights.import_backbone(variables, path, "vgg19", prefix=())
+        diffs = max_diff(apply(new, x), expected)
+        assert max(diffs.values()) < ATOL, (path.suffix, diffs)
+        assert float(np.abs(nchw_to_nhwc(expected["conv5_4"])).mean()) > 0.05  # a non-degenerate comparison
+        assert report.layout == "torchvision" and report.missing == [] and len(report.loaded) == 32
+        assert sorted(report.unexpected) == [
+            f"classifier.{i}.{p}" for i in (0, 3) for p in ("bias", "weight")
+        ]
+        assert "imported vgg19 (torchvision layout)" in str(report)
+
+    short = vgg.VGG19(width=WIDTH, pooling=pooling, last_layer="conv4_4")
+    new, report = weights.import_backbone(zeros_like_init(short, x), paths[0], "vgg19", prefix=())
+    features = jax.jit(short.apply)(new, x)
+    assert list(features) == list(expected)[:12]
+    diffs = max_diff(features, {k: expected[k] for k in features})
+    assert max(diffs.values()) < ATOL, diffs
+    assert report.missing == [] and len(report.loaded) == 24
+    assert sorted(k for k in report.unexpected if k.startswith("features.")) == sorted(
+        f"features.{i}.{p}" for i in (28, 30, 32, 34) for p in ("weight", "bias")
+    )
+
+
+def test_vgg19_bn_file_rejected():
+    state = {"features.0.weight": np.zeros((8, 3, 3, 3)), "features.1.running_mean": np.zeros(8)}
+    model = vgg.VGG19(width=WIDTH)
+    with pytest.raises(ValueError, match="vgg19_bn"):
+        weights.import_backbone(zeros_like_init(model, image()), state, "vgg19", prefix=())
+
+
+# ---------------------------------------------------------------------------------------- widened first conv
+
+
+def test_vgg16_file_into_a_six_channel_encoder():
+    """SHM's M-Net encoder: RGB + 3 trimap channels. The file's conv1_1 fills input channels 0..2, channels
+    3..5 are zero, so on an input whose extra channels are zero the encoder computes the torch VGG-16's
+    activations (and the 3-channel linen network's)."""
+    torch_model = randomise(torch_plain_vgg((2, 2, 3, 3, 3)), seed=4)
+    state = torch_model.state_dict()
+    x = image(32, seed=4)
+    with torch.no_grad():
+        expected = torch_plain_vgg_activations(torch_model, torch_input(x))
+    x6 = np.concatenate([x, np.zeros_like(x)], axis=-1)
+    model = vgg.VGG16(width=WIDTH)
+    ones = jax.tree.map(jnp.ones_like, zeros_like_init(model, x6))  # ones: untouched leaves would show
+    wide, report = weights.import_backbone(ones, state, "vgg16", prefix=())
+    kernel = np.asarray(wide["params"]["conv1_1"]["kernel"])
+    assert kernel.shape == (3, 3, 6, WIDTH)
+    np.testing.assert_array_equal(kernel[:, :, :3], state["features.0.weight"].numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(kernel[:, :, 3:], 0)
+    assert report.widened == ["params/conv1_1/kernel: 3 -> 6 input channels"]
+    assert report.missing == [] and len(report.loaded) == 26
+    assert "widened params/conv1_1/kernel: 3 -> 6 input channels (extra channels zero)" in str(report)
+
+    apply = jax.jit(model.apply)
+    features = apply(wide, x6)
+    diffs = max_diff(features, expected)
+    assert max(diffs.values()) < ATOL, diffs
+    narrow, narrow_report = weights.import_backbone(zeros_like_init(model, x), state, "vgg16", prefix=())
+    assert narrow_report.widened == [] and "widened" not in str(narrow_report)
+    narrow_features = apply(narrow, x)
+    for name in expected:
+        np.testing.assert_allclose(features[name], narrow_features[name], atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "file_cin, model_cin, other",
+    [(3, 2, {}), (4, 6, {}), (3, 6, {"features.2.weight": (WIDTH, 2 * WIDTH, 3, 3)})],
+    ids=["fewer-channels", "file-not-rgb", "another-layer"],
+)
+def test_other_shape_mismatches_stay_errors(file_cin, model_cin, other):
+    """Only a 3-channel file kernel going into a first conv with MORE input channels is widened; a narrower
+    model, a file that is not 3-channel, or a mismatch elsewhere is an error naming the key."""
+    rng = np.random.default_rng(0)
+    state = {"features.0.weight": rng.normal(size=(WIDTH, file_cin, 3, 3)).astype(np.float32)}
+    state.update({k: rng.normal(size=shape).astype(np.float32) for k, shape in other.items()})
+    model = vgg.VGG16(width=WIDTH, last_layer="conv1_2")
+    variables = zeros_like_init(model, np.zeros((1, 8, 8, model_cin), np.float32))
+    key = list(other)[0] if other else "features.0.weight"
+    with pytest.raises(ValueError, match=f"shape mismatch importing vgg16.*'{key}'"):
+        weights.import_backbone(variables, state, "vgg16", prefix=())
+
+
+def test_resnet_conv1_widened_too(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = zeros_like_init(model, np.zeros((1, 32, 32, 4), np.float32))
+    new, report = weights.import_backbone(variables, resnet_files[1][0], "resnet50", prefix=())
+    assert report.widened == ["params/conv1/kernel: 3 -> 4 input channels"]
+    kernel = np.asarray(new["params"]["conv1"]["kernel"])
+    expected = resnet_files[0].conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(kernel[:, :, :3], expected)
+    np.testing.assert_array_equal(kernel[:, :, 3], 0)
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 
 def test_unknown_arch_lists_valid():
-    with pytest.raises(ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16"):
+    with pytest.raises(
+        ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16.*vgg19"
+    ):
         weights.import_backbone({"params": {}}, {}, "resnet18")
 
 
@@ -317,4 +463,6 @@ def test_pth_without_torch_says_what_to_do(resnet_files, monkeypatch):
 
 def test_unsupported_suffix(tmp_path):
     with pytest.raises(ValueError, match="suffix must be one of"):
+        weights.load_state_dict(tmp_path / "w.bin")
+    with pytest.raises(ValueError, match="are Keras files"):
         weights.load_state_dict(tmp_path / "w.h5")

@@ -8,18 +8,21 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jhuman import classes
+from jhuman import classes, weights_keras
 
 INPUT_NORMS = {
     # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
     "torchvision": (np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255, False),
     "caffe": (np.array(classes.CAFFE_MEAN_RGB), np.ones(3), True),
+    # Keras' VGG-16/19 weights (jhuman.weights_keras): BGR minus the ImageNet means of the VGG Caffe models
+    "keras_caffe": (np.array(weights_keras.KERAS_VGG_MEAN_BGR[::-1]), np.ones(3), True),
 }
 
 
 class Normalized(nn.Module):
     """Normalises raw RGB (0..255) as `input_norm` says ('torchvision': ImageNet mean/std on [0, 1] RGB, the
-    layout of imported torchvision weights; 'caffe': BGR minus the Caffe mean), then runs `net`."""
+    layout of imported torchvision weights; 'caffe': BGR minus the DeepLab Caffe mean; 'keras_caffe': BGR minus
+    the ImageNet means Keras' VGG weights expect), then runs `net`."""
 
     net: nn.Module
     input_norm: str = "torchvision"
