@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -17,6 +18,7 @@ from torch import nn  # noqa: E402
 
 from jhuman import weights  # noqa: E402
 from jhuman.models import deeplab, resnet, vgg  # noqa: E402
+from jhuman.tasks import common  # noqa: E402
 
 WIDTH = 8
 STAGES = (1, 1, 1, 1)
@@ -433,6 +435,108 @@ def test_resnet_conv1_widened_too(resnet_files):
     expected = resnet_files[0].conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
     np.testing.assert_array_equal(kernel[:, :, :3], expected)
     np.testing.assert_array_equal(kernel[:, :, 3], 0)
+
+
+# ---------------------------------------------------------------------------------------- several entries
+
+
+def _config(backbone_weights):
+    return ml_collections.ConfigDict({"init": {"backbone_weights": backbone_weights}})
+
+
+def test_several_backbone_entries_land_in_their_sub_networks(resnet_files, tmp_path, capsys):
+    """(prefix, arch, file) entries of init.backbone_weights: a ResNet file into net/tnet/trunk (params and
+    batch_stats) and a VGG-16 file into a 6-channel net/mnet/encoder (widened), one variables tree; the
+    sub-networks' other leaves and the rest of the tree keep their values."""
+    x = image(32)
+    trunk_vars = zeros_like_init(resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen"), x)
+    encoder = vgg.VGG16(width=WIDTH)
+    encoder_vars = zeros_like_init(encoder, np.zeros((1, 32, 32, 6), np.float32))
+    variables = {
+        "params": {
+            "net": {
+                "tnet": {"trunk": trunk_vars["params"], "head": {"kernel": jnp.ones((3, 3))}},
+                "mnet": {"encoder": encoder_vars["params"], "decoder": {"kernel": jnp.ones((2, 2))}},
+            }
+        },
+        "batch_stats": {"net": {"tnet": {"trunk": trunk_vars["batch_stats"]}}},
+    }
+    torch_vgg = randomise(torch_plain_vgg((2, 2, 3, 3, 3)), seed=5)
+    vgg_path = export(torch_vgg.state_dict(), tmp_path)[1]  # .npz
+    resnet_path = resnet_files[1][0]
+    config = _config(
+        (("net/tnet/trunk", "resnet50", str(resnet_path)), ["net/mnet/encoder", "vgg16", str(vgg_path)])
+    )
+    new = common.pretrained_variables(config, variables, "resnet101", ("ignored", "default"))
+
+    torch_resnet = resnet_files[0]
+    tnet, mnet = new["params"]["net"]["tnet"], new["params"]["net"]["mnet"]
+    np.testing.assert_array_equal(
+        tnet["trunk"]["layer3"]["block0"]["conv2"]["kernel"],
+        torch_resnet.layer3[0].conv2.weight.detach().numpy().transpose(2, 3, 1, 0),
+    )
+    np.testing.assert_array_equal(
+        new["batch_stats"]["net"]["tnet"]["trunk"]["bn1"]["var"], torch_resnet.bn1.running_var.numpy()
+    )
+    np.testing.assert_array_equal(mnet["encoder"]["conv4_2"]["bias"], torch_vgg.features[19].bias.detach())
+    kernel = np.asarray(mnet["encoder"]["conv1_1"]["kernel"])
+    np.testing.assert_array_equal(
+        kernel[:, :, :3], torch_vgg.features[0].weight.detach().numpy().transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(kernel[:, :, 3:], 0)
+    np.testing.assert_array_equal(tnet["head"]["kernel"], 1)
+    np.testing.assert_array_equal(mnet["decoder"]["kernel"], 1)
+    printed = capsys.readouterr().out
+    assert printed.count("imported ") == 2
+    assert (
+        "imported resnet50 (torchvision layout)" in printed
+        and "imported vgg16 (torchvision layout)" in printed
+    )
+    assert "widened params/net/mnet/encoder/conv1_1/kernel: 3 -> 6" in printed
+
+
+def test_single_backbone_path_keeps_the_task_default(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = {c: {"net": {"trunk": v}} for c, v in zeros_like_init(model, image()).items()}
+    path = str(resnet_files[1][1])  # .npz
+    new = common.pretrained_variables(_config(path), variables, "resnet50", ("net", "trunk"))
+    expected, _ = weights.import_backbone(variables, path, "resnet50", ("net", "trunk"))
+    jax.tree.map(np.testing.assert_array_equal, new, expected)
+    assert common.pretrained_variables(_config(""), variables, "resnet50", ("net", "trunk")) is None
+    with pytest.raises(ValueError, match=r"init\.backbone_weights=.*no default backbone"):
+        common.pretrained_variables(_config(path), variables)
+
+
+@pytest.mark.parametrize(
+    "entry, error, pattern",
+    [
+        (
+            ("net/trunk", "resnet50"),
+            ValueError,
+            r"entry \('net/trunk', 'resnet50'\) is not a \(prefix, arch, file\)",
+        ),
+        ("net/trunk,resnet50,w.npz", ValueError, r"entry 'net/trunk,resnet50,w.npz' is not a \(prefix"),
+        (
+            ("net/trunk", "resnet18", "{file}"),
+            ValueError,
+            r"entry \('net/trunk', 'resnet18', .*unknown arch 'resnet18'",
+        ),
+        (
+            ("net/trunk", "resnet50", "{missing}"),
+            FileNotFoundError,
+            r"entry \('net/trunk', 'resnet50', .*no file",
+        ),
+    ],
+    ids=["pair", "string", "unknown-arch", "missing-file"],
+)
+def test_bad_backbone_entries_name_the_setting_and_entry(resnet_files, tmp_path, entry, error, pattern):
+    files = {"file": str(resnet_files[1][0]), "missing": str(tmp_path / "nowhere.npz")}
+    if isinstance(entry, tuple):
+        entry = tuple(e.format(**files) for e in entry)
+    good = ("net/trunk", "resnet50", files["file"])
+    variables = {"params": {"net": {"trunk": {}}}}
+    with pytest.raises(error, match=r"init\.backbone_weights " + pattern):
+        common.pretrained_variables(_config((good, entry)), variables)
 
 
 # ---------------------------------------------------------------------------------------- errors
