@@ -1,7 +1,13 @@
-"""Import pretrained torchvision backbones (ResNet-50/101/152, VGG-16) into the linen trunks' variables.
+"""Import pretrained backbones (ResNet-50/101/152, VGG-16, VGG-19) into the linen trunks' variables.
 
-Files hold a torchvision-layout state dict: `.safetensors` (read with safetensors.numpy), `.npz` (numpy) or
-`.pth`/`.pt` (torch.load(weights_only=True); needs the optional `jhuman[torch]` extra). Names map one to one:
+Two layouts, chosen by the file's suffix:
+- torchvision: a state dict in `.safetensors` (read with safetensors.numpy), `.npz` (numpy) or `.pth`/`.pt`
+  (torch.load(weights_only=True); needs the optional `jhuman[torch]` extra); conv kernels OIHW.
+- Keras (`.h5`/`.hdf5`, VGG only): the legacy HDF5 weight file that keras.applications downloads (e.g.
+  vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5), or a full-model save (model.save('x.h5')); one group
+  per layer, conv kernels HWIO; read with h5py by jhuman.weights_keras.
+
+Names map one to one:
 
   ResNet  conv1.weight                      -> conv1/kernel            (OIHW -> HWIO)
           bn1.weight / bias                 -> bn1/scale / bias        ('params')
@@ -13,10 +19,23 @@ Files hold a torchvision-layout state dict: `.safetensors` (read with safetensor
           *.num_batches_tracked: ignored; fc.*: unexpected (the trunk has no classifier)
   VGG-16  features.{0,2,5,7,10,12,14,17,19,21,24,26,28}.{weight,bias} -> conv1_1 .. conv5_3/{kernel,bias}
           classifier.*: unexpected (DeepLab's fc6/fc7 are dilated convs of another shape; they stay missing)
+  VGG-19  features.{0,2,5,7,10,12,14,16,19,21,23,25,28,30,32,34}.{weight,bias} -> conv1_1 .. conv5_4
+  Keras   block{b}_conv{k}/{kernel,bias}    -> conv{b}_{k}/{kernel,bias}   (VGG-16 and VGG-19; HWIO as is)
+          fc1, fc2, predictions (the include_top file): unexpected
 
 The mapping follows the file's keys, so a file of another depth than the model (e.g. a ResNet-50 file into a
-(1, 1, 1, 1) test trunk) loads what both have and lists the rest in the report's `unexpected` / `missing`.
-Shapes must match exactly (a width-8 model does not take a width-64 file).
+(1, 1, 1, 1) test trunk, a VGG-19 file into a VGG19(last_layer='conv4_4')) loads what both have and lists the
+rest in the report's `unexpected` / `missing`. Shapes must match exactly (a width-8 model does not take a
+width-64 file), with one exception: a first convolution (conv1_1, ResNet conv1) with more input channels than
+the file's 3, as in Semantic Human Matting's M-Net (RGB + trimap, 4 or 6 channels), gets the file's weights in
+its first 3 input channels and zeros in the others, so it computes the pretrained function of the RGB
+channels; the report lists it under `widened`.
+
+Input conventions of the weights: torchvision's expect RGB on [0, 1] normalised with the ImageNet mean/std
+(jhuman.tasks.common INPUT_NORMS['torchvision']); Keras' VGG weights (converted from the original VGG Caffe
+models) expect caffe-style input: BGR on 0..255 minus the ImageNet BGR means (103.939, 116.779, 123.68)
+(weights_keras.KERAS_VGG_MEAN_BGR and keras_vgg_preprocess; INPUT_NORMS['keras_caffe']), which are not the
+DeepLab Caffe means of classes.CAFFE_MEAN_RGB (INPUT_NORMS['caffe']).
 
     variables = model.init(...)                      # {'params': {'trunk': ...}, 'batch_stats': {'trunk': ...}}
     variables, report = import_backbone(variables, "resnet101.safetensors", "resnet101")
@@ -30,8 +49,10 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-ARCHS = ("resnet50", "resnet101", "resnet152", "vgg16")
-SUFFIXES = (".safetensors", ".npz", ".pth", ".pt")
+from jhuman import weights_keras
+
+ARCHS = ("resnet50", "resnet101", "resnet152", "vgg16", "vgg19")
+SUFFIXES = (".safetensors", ".npz", ".pth", ".pt")  # torchvision layout
 COLLECTIONS = ("params", "batch_stats")
 
 # torchvision vgg16.features indices of the 13 convs, in order.
@@ -50,6 +71,15 @@ VGG16_FEATURE_INDEX = {
     26: "conv5_2",
     28: "conv5_3",
 }
+# torchvision vgg19.features indices of the 16 convs, in order.
+VGG19_FEATURE_INDEX = dict(
+    zip(
+        (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34),
+        [f"conv{b}_{k}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for k in range(1, n + 1)],
+    )
+)
+# The first convolution's kernel, the one that may take more input channels than the file's 3.
+FIRST_CONV = {"resnet": ("conv1", "kernel"), "vgg": ("conv1_1", "kernel")}
 
 # torchvision BatchNorm2d attribute -> (linen collection, leaf name); None = ignored.
 _BN = {
@@ -101,7 +131,12 @@ def load_state_dict(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"unsupported weight file {path!r}: the suffix must be one of {list(SUFFIXES)}")
+        keras = ""
+        if suffix in weights_keras.SUFFIXES:
+            keras = f" ({list(weights_keras.SUFFIXES)} are Keras files: weights_keras.load_keras_h5)"
+        raise ValueError(
+            f"unsupported weight file {path!r}: the suffix must be one of {list(SUFFIXES)}{keras}"
+        )
     if suffix in (".pth", ".pt"):
         return _load_torch(path)
     if not os.path.exists(path):
@@ -152,14 +187,17 @@ def _resnet_target(key):
     return None
 
 
-def _vgg16_target(key):
-    m = re.fullmatch(r"features\.(\d+)\.(weight|bias)", key)
-    if not m or int(m.group(1)) not in VGG16_FEATURE_INDEX:
-        return None
-    name = VGG16_FEATURE_INDEX[int(m.group(1))]
-    if m.group(2) == "weight":
-        return "params", (name, "kernel"), True
-    return "params", (name, "bias"), False
+def _vgg_torchvision_target(feature_index):
+    def target(key):
+        m = re.fullmatch(r"features\.(\d+)\.(weight|bias)", key)
+        if not m or int(m.group(1)) not in feature_index:
+            return None
+        name = feature_index[int(m.group(1))]
+        if m.group(2) == "weight":
+            return "params", (name, "kernel"), True
+        return "params", (name, "bias"), False
+
+    return target
 
 
 # ----------------------------------------------------------------------------------------------- import
@@ -172,23 +210,27 @@ class ImportReport:
 
     arch: str
     source: str
+    layout: str = "torchvision"  # or 'keras'
     loaded: list = dataclasses.field(default_factory=list)  # linen paths that received a file tensor
     missing: list = dataclasses.field(default_factory=list)  # trunk leaves that received nothing
     unexpected: list = dataclasses.field(default_factory=list)  # file keys not used
     ignored: list = dataclasses.field(
         default_factory=list
     )  # file keys skipped on purpose (num_batches_tracked)
+    # first-conv kernels given more input channels than the file's 3, as 'path: 3 -> C input channels'
+    widened: list = dataclasses.field(default_factory=list)
 
     def __str__(self):
         def few(items, n=4):
             shown = ", ".join(items[:n])
             return f" ({shown}{', ...' if len(items) > n else ''})" if items else ""
 
+        widened = f", widened {'; '.join(self.widened)} (extra channels zero)" if self.widened else ""
         return (
-            f"imported {self.arch} from {self.source}: {len(self.loaded)} loaded, "
+            f"imported {self.arch} ({self.layout} layout) from {self.source}: {len(self.loaded)} loaded, "
             f"{len(self.missing)} missing{few(self.missing)}, "
             f"{len(self.unexpected)} unexpected{few(self.unexpected)}, "
-            f"{len(self.ignored)} ignored (num_batches_tracked)"
+            f"{len(self.ignored)} ignored (num_batches_tracked){widened}"
         )
 
 
@@ -224,41 +266,70 @@ def _place(value, target):
     return jax.numpy.asarray(value)
 
 
+def _read(path_or_state_dict, arch):
+    """(state, source, layout, target_of): the file's tensors and the name mapping its layout and `arch` use."""
+    if isinstance(path_or_state_dict, Mapping):
+        state, source = {str(k): _to_numpy(v) for k, v in path_or_state_dict.items()}, "<state dict>"
+        layout = "torchvision"
+    else:
+        source = os.fspath(path_or_state_dict)
+        layout = "keras" if os.path.splitext(source)[1].lower() in weights_keras.SUFFIXES else "torchvision"
+        if layout == "keras" and not arch.startswith("vgg"):
+            raise ValueError(f"{source}: Keras-layout (.h5) files are read for VGG only, not {arch}")
+        state = weights_keras.load_keras_h5(source) if layout == "keras" else load_state_dict(source)
+    if layout == "keras":
+        return state, source, layout, weights_keras.vgg_target
+    if arch.startswith("vgg"):
+        if any(re.fullmatch(r"features\.\d+\.running_mean", k) for k in state):
+            raise ValueError(
+                f"{source} looks like torchvision's {arch}_bn (BatchNorm in features); only plain {arch} "
+                "matches the linen VGG trunks"
+            )
+        index = VGG16_FEATURE_INDEX if arch == "vgg16" else VGG19_FEATURE_INDEX
+        return state, source, layout, _vgg_torchvision_target(index)
+    return state, source, layout, _resnet_target
+
+
+def _widened(kernel, shape):
+    """`kernel` (HWIO, 3 input channels) zero-padded to `shape` with more input channels, or None when the
+    shapes differ in any other way."""
+    if kernel.ndim != 4 or len(shape) != 4 or kernel.shape[2] != 3 or shape[2] <= 3:
+        return None
+    if (kernel.shape[0], kernel.shape[1], kernel.shape[3]) != (shape[0], shape[1], shape[3]):
+        return None
+    out = np.zeros(shape, kernel.dtype)
+    out[:, :, :3] = kernel
+    return out
+
+
 def import_backbone(
     variables: Mapping[str, Any],
     path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
     arch: str,
     prefix: Union[Sequence[str], str] = ("trunk",),
 ):
-    """Copy a torchvision state dict into the trunk at `prefix` of linen `variables`.
+    """Copy pretrained weights into the trunk at `prefix` of linen `variables`.
 
     variables: {'params': ..., 'batch_stats': ...} of the model (leaves: arrays, or ShapeDtypeStructs from
       jax.eval_shape); the trunk sits at `prefix` inside each collection (() for a bare ResNet/VGG,
       ('trunk',) for DeepLab, ('net', 'trunk') for a wrapped one; a string is split on '/').
-    path_or_state_dict: a weight file (see load_state_dict) or a {name: array or torch tensor} mapping.
+    path_or_state_dict: a weight file, `.h5`/`.hdf5` in the Keras layout (weights_keras, VGG only), any
+      other in the torchvision layout (load_state_dict); or a {torchvision name: array or torch tensor}
+      mapping.
     arch: one of ARCHS.
     Returns (new_variables, ImportReport). Values are cast to each target leaf's dtype; leaves that receive
-    nothing keep their value; `variables` is not modified. A shape mismatch raises ValueError naming the file
-    key, the linen path and both shapes; a file of which nothing maps onto the trunk raises ValueError.
+    nothing keep their value; `variables` is not modified. A first-conv kernel with more input channels than
+    the file's 3 is widened with zeros (report.widened); any other shape mismatch raises ValueError naming
+    the file key, the linen path and both shapes; a file of which nothing maps onto the trunk raises
+    ValueError.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; valid: {list(ARCHS)}")
     if isinstance(prefix, str):
         prefix = tuple(p for p in prefix.split("/") if p)
     prefix = tuple(prefix)
-    if isinstance(path_or_state_dict, Mapping):
-        state, source = {str(k): _to_numpy(v) for k, v in path_or_state_dict.items()}, "<state dict>"
-    else:
-        state, source = load_state_dict(path_or_state_dict), os.fspath(path_or_state_dict)
-    if arch == "vgg16":
-        if any(re.fullmatch(r"features\.\d+\.running_mean", k) for k in state):
-            raise ValueError(
-                f"{source} looks like torchvision's vgg16_bn (BatchNorm in features); "
-                "only plain vgg16 matches VGG16LargeFOV"
-            )
-        target_of = _vgg16_target
-    else:
-        target_of = _resnet_target
+    state, source, layout, target_of = _read(path_or_state_dict, arch)
+    first_conv = ("params",) + FIRST_CONV["vgg" if arch.startswith("vgg") else "resnet"]
 
     new = _copy_tree(variables)
     trunks = {c: _subtree(new, (c,) + prefix) for c in COLLECTIONS}
@@ -273,7 +344,7 @@ def import_backbone(
     def name(path):  # ('params', 'conv1', 'kernel') -> 'params/<prefix>/conv1/kernel'
         return "/".join((path[0],) + prefix + path[1:])
 
-    report = ImportReport(arch=arch, source=source)
+    report = ImportReport(arch=arch, source=source, layout=layout)
     updates, mismatches = {}, []
     for key, value in state.items():
         target = target_of(key)
@@ -287,6 +358,11 @@ def import_backbone(
         leaf_path = (collection,) + path
         leaf = trunk_leaves[leaf_path]
         converted = np.transpose(value, (2, 3, 1, 0)) if (is_conv and value.ndim == 4) else value
+        if tuple(converted.shape) != tuple(leaf.shape) and leaf_path == first_conv:
+            widened = _widened(converted, tuple(leaf.shape))
+            if widened is not None:
+                report.widened.append(f"{name(leaf_path)}: 3 -> {leaf.shape[2]} input channels")
+                converted = widened
         if tuple(converted.shape) != tuple(leaf.shape):
             layout = " (OIHW, HWIO after transposing)" if is_conv and value.ndim == 4 else ""
             mismatches.append(

@@ -1,11 +1,14 @@
-"""Importing torchvision-layout weights: tiny PyTorch ResNet / VGG-16 (torchvision's parameter names, random
-weights and BatchNorm statistics) exported to .safetensors, .npz and .pth, imported into the linen trunks,
-features compared on the same input; plus the report, shape and arch errors, and .pth without torch."""
+"""Importing torchvision-layout weights: tiny PyTorch ResNet / VGG-16 / VGG-19 (torchvision's parameter names,
+random weights and BatchNorm statistics) exported to .safetensors, .npz and .pth, imported into the linen trunks,
+features compared on the same input; a first conv widened for more input channels; several entries of
+`init.backbone_weights`; plus the report, shape and arch errors, and .pth without torch. (The Keras layout:
+test_weights_keras.py.)"""
 
 import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -15,6 +18,7 @@ from torch import nn  # noqa: E402
 
 from jhuman import weights  # noqa: E402
 from jhuman.models import deeplab, resnet, vgg  # noqa: E402
+from jhuman.tasks import common  # noqa: E402
 
 WIDTH = 8
 STAGES = (1, 1, 1, 1)
@@ -107,6 +111,37 @@ def torch_vgg16_features(model, x):
         x = layer(x)
         if i in names:
             out[names[i]] = x
+    return out
+
+
+def torch_plain_vgg(convs_per_block, width=WIDTH, pooling="max", cin=3):
+    """torchvision's vgg16/vgg19: `features` (conv, ReLU pairs; a 2x2 stride-2 pool closing each block, here max
+    or average) and a `classifier`; the conv indices follow from that order, as in torchvision."""
+    pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+    layers = []
+    for block, n in enumerate(convs_per_block):
+        cout = width * min(2**block, 8)
+        for _ in range(n):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+            cin = cout
+        layers.append(pool(2, 2))
+    model = nn.Module()
+    model.features = nn.Sequential(*layers)
+    model.classifier = nn.Sequential(nn.Linear(cin * 7 * 7, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 10))
+    return model
+
+
+def torch_plain_vgg_activations(model, x):
+    """{'conv{b}_{k}': output of the ReLU after the k-th conv of block b}, counted along `features`."""
+    out, block, k = {}, 1, 0
+    for layer in model.features:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            k += 1
+        elif isinstance(layer, nn.ReLU):
+            out[f"conv{block}_{k}"] = x
+        else:
+            block, k = block + 1, 0
     return out
 
 
@@ -291,11 +326,226 @@ def test_vgg16_matches_torch_in_every_format(tmp_path):
         assert len(report.loaded) == 26 and report.ignored == []
 
 
+# ---------------------------------------------------------------------------------------- VGG-19
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_vgg19_matches_torch_in_every_format(pooling, tmp_path):
+    """All 16 post-ReLU activations of the linen VGG19 with imported weights equal torch's, for max and average
+    pooling; torchvision's classifier is unexpected; a VGG19 stopped at conv4_4 (the perceptual loss) takes
+    conv1_1..conv4_4 and leaves conv5_* unexpected."""
+    torch_model = randomise(torch_plain_vgg((2, 2, 4, 4, 4), pooling=pooling), seed=3)
+    paths = export(torch_model.state_dict(), tmp_path)
+    x = image(36, seed=3)
+    with torch.no_grad():
+        expected = torch_plain_vgg_activations(torch_model, torch_input(x))
+    assert len(expected) == 16 and expected["conv5_4"].shape == (2, 8 * WIDTH, 2, 2)
+    model = vgg.VGG19(width=WIDTH, pooling=pooling)
+    variables = zeros_like_init(model, x)
+    apply = jax.jit(model.apply)
+    for path in paths:
+        new, report = weights.import_backbone(variables, path, "vgg19", prefix=())
+        diffs = max_diff(apply(new, x), expected)
+        assert max(diffs.values()) < ATOL, (path.suffix, diffs)
+        assert float(np.abs(nchw_to_nhwc(expected["conv5_4"])).mean()) > 0.05  # a non-degenerate comparison
+        assert report.layout == "torchvision" and report.missing == [] and len(report.loaded) == 32
+        assert sorted(report.unexpected) == [
+            f"classifier.{i}.{p}" for i in (0, 3) for p in ("bias", "weight")
+        ]
+        assert "imported vgg19 (torchvision layout)" in str(report)
+
+    short = vgg.VGG19(width=WIDTH, pooling=pooling, last_layer="conv4_4")
+    new, report = weights.import_backbone(zeros_like_init(short, x), paths[0], "vgg19", prefix=())
+    features = jax.jit(short.apply)(new, x)
+    assert list(features) == list(expected)[:12]
+    diffs = max_diff(features, {k: expected[k] for k in features})
+    assert max(diffs.values()) < ATOL, diffs
+    assert report.missing == [] and len(report.loaded) == 24
+    assert sorted(k for k in report.unexpected if k.startswith("features.")) == sorted(
+        f"features.{i}.{p}" for i in (28, 30, 32, 34) for p in ("weight", "bias")
+    )
+
+
+def test_vgg19_bn_file_rejected():
+    state = {"features.0.weight": np.zeros((8, 3, 3, 3)), "features.1.running_mean": np.zeros(8)}
+    model = vgg.VGG19(width=WIDTH)
+    with pytest.raises(ValueError, match="vgg19_bn"):
+        weights.import_backbone(zeros_like_init(model, image()), state, "vgg19", prefix=())
+
+
+# ---------------------------------------------------------------------------------------- widened first conv
+
+
+def test_vgg16_file_into_a_six_channel_encoder():
+    """SHM's M-Net encoder: RGB + 3 trimap channels. The file's conv1_1 fills input channels 0..2, channels
+    3..5 are zero, so on an input whose extra channels are zero the encoder computes the torch VGG-16's
+    activations (and the 3-channel linen network's)."""
+    torch_model = randomise(torch_plain_vgg((2, 2, 3, 3, 3)), seed=4)
+    state = torch_model.state_dict()
+    x = image(32, seed=4)
+    with torch.no_grad():
+        expected = torch_plain_vgg_activations(torch_model, torch_input(x))
+    x6 = np.concatenate([x, np.zeros_like(x)], axis=-1)
+    model = vgg.VGG16(width=WIDTH)
+    ones = jax.tree.map(jnp.ones_like, zeros_like_init(model, x6))  # ones: untouched leaves would show
+    wide, report = weights.import_backbone(ones, state, "vgg16", prefix=())
+    kernel = np.asarray(wide["params"]["conv1_1"]["kernel"])
+    assert kernel.shape == (3, 3, 6, WIDTH)
+    np.testing.assert_array_equal(kernel[:, :, :3], state["features.0.weight"].numpy().transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(kernel[:, :, 3:], 0)
+    assert report.widened == ["params/conv1_1/kernel: 3 -> 6 input channels"]
+    assert report.missing == [] and len(report.loaded) == 26
+    assert "widened params/conv1_1/kernel: 3 -> 6 input channels (extra channels zero)" in str(report)
+
+    apply = jax.jit(model.apply)
+    features = apply(wide, x6)
+    diffs = max_diff(features, expected)
+    assert max(diffs.values()) < ATOL, diffs
+    narrow, narrow_report = weights.import_backbone(zeros_like_init(model, x), state, "vgg16", prefix=())
+    assert narrow_report.widened == [] and "widened" not in str(narrow_report)
+    narrow_features = apply(narrow, x)
+    for name in expected:
+        np.testing.assert_allclose(features[name], narrow_features[name], atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "file_cin, model_cin, other",
+    [(3, 2, {}), (4, 6, {}), (3, 6, {"features.2.weight": (WIDTH, 2 * WIDTH, 3, 3)})],
+    ids=["fewer-channels", "file-not-rgb", "another-layer"],
+)
+def test_other_shape_mismatches_stay_errors(file_cin, model_cin, other):
+    """Only a 3-channel file kernel going into a first conv with MORE input channels is widened; a narrower
+    model, a file that is not 3-channel, or a mismatch elsewhere is an error naming the key."""
+    rng = np.random.default_rng(0)
+    state = {"features.0.weight": rng.normal(size=(WIDTH, file_cin, 3, 3)).astype(np.float32)}
+    state.update({k: rng.normal(size=shape).astype(np.float32) for k, shape in other.items()})
+    model = vgg.VGG16(width=WIDTH, last_layer="conv1_2")
+    variables = zeros_like_init(model, np.zeros((1, 8, 8, model_cin), np.float32))
+    key = list(other)[0] if other else "features.0.weight"
+    with pytest.raises(ValueError, match=f"shape mismatch importing vgg16.*'{key}'"):
+        weights.import_backbone(variables, state, "vgg16", prefix=())
+
+
+def test_resnet_conv1_widened_too(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = zeros_like_init(model, np.zeros((1, 32, 32, 4), np.float32))
+    new, report = weights.import_backbone(variables, resnet_files[1][0], "resnet50", prefix=())
+    assert report.widened == ["params/conv1/kernel: 3 -> 4 input channels"]
+    kernel = np.asarray(new["params"]["conv1"]["kernel"])
+    expected = resnet_files[0].conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(kernel[:, :, :3], expected)
+    np.testing.assert_array_equal(kernel[:, :, 3], 0)
+
+
+# ---------------------------------------------------------------------------------------- several entries
+
+
+def _config(backbone_weights):
+    return ml_collections.ConfigDict({"init": {"backbone_weights": backbone_weights}})
+
+
+def test_several_backbone_entries_land_in_their_sub_networks(resnet_files, tmp_path, capsys):
+    """(prefix, arch, file) entries of init.backbone_weights: a ResNet file into net/tnet/trunk (params and
+    batch_stats) and a VGG-16 file into a 6-channel net/mnet/encoder (widened), one variables tree; the
+    sub-networks' other leaves and the rest of the tree keep their values."""
+    x = image(32)
+    trunk_vars = zeros_like_init(resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen"), x)
+    encoder = vgg.VGG16(width=WIDTH)
+    encoder_vars = zeros_like_init(encoder, np.zeros((1, 32, 32, 6), np.float32))
+    variables = {
+        "params": {
+            "net": {
+                "tnet": {"trunk": trunk_vars["params"], "head": {"kernel": jnp.ones((3, 3))}},
+                "mnet": {"encoder": encoder_vars["params"], "decoder": {"kernel": jnp.ones((2, 2))}},
+            }
+        },
+        "batch_stats": {"net": {"tnet": {"trunk": trunk_vars["batch_stats"]}}},
+    }
+    torch_vgg = randomise(torch_plain_vgg((2, 2, 3, 3, 3)), seed=5)
+    vgg_path = export(torch_vgg.state_dict(), tmp_path)[1]  # .npz
+    resnet_path = resnet_files[1][0]
+    config = _config(
+        (("net/tnet/trunk", "resnet50", str(resnet_path)), ["net/mnet/encoder", "vgg16", str(vgg_path)])
+    )
+    new = common.pretrained_variables(config, variables, "resnet101", ("ignored", "default"))
+
+    torch_resnet = resnet_files[0]
+    tnet, mnet = new["params"]["net"]["tnet"], new["params"]["net"]["mnet"]
+    np.testing.assert_array_equal(
+        tnet["trunk"]["layer3"]["block0"]["conv2"]["kernel"],
+        torch_resnet.layer3[0].conv2.weight.detach().numpy().transpose(2, 3, 1, 0),
+    )
+    np.testing.assert_array_equal(
+        new["batch_stats"]["net"]["tnet"]["trunk"]["bn1"]["var"], torch_resnet.bn1.running_var.numpy()
+    )
+    np.testing.assert_array_equal(mnet["encoder"]["conv4_2"]["bias"], torch_vgg.features[19].bias.detach())
+    kernel = np.asarray(mnet["encoder"]["conv1_1"]["kernel"])
+    np.testing.assert_array_equal(
+        kernel[:, :, :3], torch_vgg.features[0].weight.detach().numpy().transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(kernel[:, :, 3:], 0)
+    np.testing.assert_array_equal(tnet["head"]["kernel"], 1)
+    np.testing.assert_array_equal(mnet["decoder"]["kernel"], 1)
+    printed = capsys.readouterr().out
+    assert printed.count("imported ") == 2
+    assert (
+        "imported resnet50 (torchvision layout)" in printed
+        and "imported vgg16 (torchvision layout)" in printed
+    )
+    assert "widened params/net/mnet/encoder/conv1_1/kernel: 3 -> 6" in printed
+
+
+def test_single_backbone_path_keeps_the_task_default(resnet_files):
+    model = resnet.ResNet(stage_sizes=STAGES, width=WIDTH, norm="frozen")
+    variables = {c: {"net": {"trunk": v}} for c, v in zeros_like_init(model, image()).items()}
+    path = str(resnet_files[1][1])  # .npz
+    new = common.pretrained_variables(_config(path), variables, "resnet50", ("net", "trunk"))
+    expected, _ = weights.import_backbone(variables, path, "resnet50", ("net", "trunk"))
+    jax.tree.map(np.testing.assert_array_equal, new, expected)
+    assert common.pretrained_variables(_config(""), variables, "resnet50", ("net", "trunk")) is None
+    with pytest.raises(ValueError, match=r"init\.backbone_weights=.*no default backbone"):
+        common.pretrained_variables(_config(path), variables)
+
+
+@pytest.mark.parametrize(
+    "entry, error, pattern",
+    [
+        (
+            ("net/trunk", "resnet50"),
+            ValueError,
+            r"entry \('net/trunk', 'resnet50'\) is not a \(prefix, arch, file\)",
+        ),
+        ("net/trunk,resnet50,w.npz", ValueError, r"entry 'net/trunk,resnet50,w.npz' is not a \(prefix"),
+        (
+            ("net/trunk", "resnet18", "{file}"),
+            ValueError,
+            r"entry \('net/trunk', 'resnet18', .*unknown arch 'resnet18'",
+        ),
+        (
+            ("net/trunk", "resnet50", "{missing}"),
+            FileNotFoundError,
+            r"entry \('net/trunk', 'resnet50', .*no file",
+        ),
+    ],
+    ids=["pair", "string", "unknown-arch", "missing-file"],
+)
+def test_bad_backbone_entries_name_the_setting_and_entry(resnet_files, tmp_path, entry, error, pattern):
+    files = {"file": str(resnet_files[1][0]), "missing": str(tmp_path / "nowhere.npz")}
+    if isinstance(entry, tuple):
+        entry = tuple(e.format(**files) for e in entry)
+    good = ("net/trunk", "resnet50", files["file"])
+    variables = {"params": {"net": {"trunk": {}}}}
+    with pytest.raises(error, match=r"init\.backbone_weights " + pattern):
+        common.pretrained_variables(_config((good, entry)), variables)
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 
 def test_unknown_arch_lists_valid():
-    with pytest.raises(ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16"):
+    with pytest.raises(
+        ValueError, match=r"unknown arch 'resnet18'.*resnet50.*resnet101.*resnet152.*vgg16.*vgg19"
+    ):
         weights.import_backbone({"params": {}}, {}, "resnet18")
 
 
@@ -317,4 +567,6 @@ def test_pth_without_torch_says_what_to_do(resnet_files, monkeypatch):
 
 def test_unsupported_suffix(tmp_path):
     with pytest.raises(ValueError, match="suffix must be one of"):
+        weights.load_state_dict(tmp_path / "w.bin")
+    with pytest.raises(ValueError, match="are Keras files"):
         weights.load_state_dict(tmp_path / "w.h5")

@@ -8,18 +8,21 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jhuman import classes
+from jhuman import classes, weights_keras
 
 INPUT_NORMS = {
     # name: (mean, std, reverse channels to BGR), applied to RGB in 0..255
     "torchvision": (np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255, False),
     "caffe": (np.array(classes.CAFFE_MEAN_RGB), np.ones(3), True),
+    # Keras' VGG-16/19 weights (jhuman.weights_keras): BGR minus the ImageNet means of the VGG Caffe models
+    "keras_caffe": (np.array(weights_keras.KERAS_VGG_MEAN_BGR[::-1]), np.ones(3), True),
 }
 
 
 class Normalized(nn.Module):
     """Normalises raw RGB (0..255) as `input_norm` says ('torchvision': ImageNet mean/std on [0, 1] RGB, the
-    layout of imported torchvision weights; 'caffe': BGR minus the Caffe mean), then runs `net`."""
+    layout of imported torchvision weights; 'caffe': BGR minus the DeepLab Caffe mean; 'keras_caffe': BGR minus
+    the ImageNet means Keras' VGG weights expect), then runs `net`."""
 
     net: nn.Module
     input_norm: str = "torchvision"
@@ -77,16 +80,58 @@ def source_kwargs(config, stats) -> dict:
     return {"source": config.data.source, "tfds_data_dir": config.data.tfds_data_dir or None, "stats": stats}
 
 
-def pretrained_variables(config, variables, arch: str, prefix: tuple):
-    """`init.backbone_weights` (torchvision layout) imported into the trunk at `prefix`, or None when unset."""
-    path = config.init.backbone_weights
-    if not path:
+def pretrained_variables(config, variables, arch: str | None = None, prefix: tuple | str | None = None):
+    """`init.backbone_weights` imported into `variables` (jhuman.weights.import_backbone), or None when unset.
+
+    The setting is either one weight file (a path string: imported as `arch` into the trunk at `prefix`, the
+    task's defaults), or a tuple/list of (prefix, arch, file) entries for a task of several networks, each
+    imported in turn into the sub-network at its '/'-joined prefix inside the variables, e.g.
+      (('net/tnet/trunk', 'resnet50', 'resnet50.safetensors'),
+       ('net/mnet/encoder', 'vgg16', 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5')).
+    The file's suffix picks the layout (.h5: Keras, otherwise torchvision). Every report is printed. An entry
+    that is not such a triple, an unknown arch and a missing file raise errors naming `init.backbone_weights`
+    and the entry, before anything is imported.
+    """
+    setting = config.init.backbone_weights
+    if not setting:
         return None
     from jhuman import weights
 
-    new, report = weights.import_backbone(variables, os.path.expanduser(path), arch, prefix=prefix)
-    print(report)
-    return new
+    if isinstance(setting, (str, os.PathLike)):
+        if arch is None or prefix is None:
+            raise ValueError(
+                f"init.backbone_weights={os.fspath(setting)!r}: this task has no default backbone; give "
+                "(prefix, arch, file) entries, e.g. (('net/trunk', 'vgg16', 'vgg16.h5'),)"
+            )
+        setting = ((prefix, arch, setting),)
+    entries = []
+    for entry in setting:
+        if (
+            isinstance(entry, (str, bytes))
+            or not isinstance(entry, (tuple, list))
+            or len(entry) != 3
+            or not isinstance(entry[1], str)
+            or not isinstance(entry[2], (str, os.PathLike))
+            or not isinstance(entry[0], (str, tuple, list))
+        ):
+            raise ValueError(
+                f"init.backbone_weights entry {entry!r} is not a (prefix, arch, file) triple, e.g. "
+                "('net/mnet/encoder', 'vgg16', 'vgg16.h5')"
+            )
+        entry_prefix, entry_arch, path = entry
+        if entry_arch not in weights.ARCHS:
+            raise ValueError(
+                f"init.backbone_weights entry {tuple(entry)!r}: unknown arch {entry_arch!r}; "
+                f"valid: {list(weights.ARCHS)}"
+            )
+        path = os.path.expanduser(os.fspath(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init.backbone_weights entry {tuple(entry)!r}: no file {path!r}")
+        entries.append((entry_prefix, entry_arch, path))
+    for entry_prefix, entry_arch, path in entries:
+        variables, report = weights.import_backbone(variables, path, entry_arch, prefix=entry_prefix)
+        print(report)
+    return variables
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
