@@ -1,12 +1,20 @@
-"""`jhuman train | eval | predict | data | eval-parsing | sweep | bench`: parse arguments, call library code."""
+"""`jhuman train | eval | predict | data | eval-parsing | sweep | bench`: parse arguments, call library code.
+
+Every failure is one line on stderr that names the file, key or argument and what to do, with a non-zero
+exit status (2: a bad argument, config or input; 1: a run that failed: NaN loss, checkpoint not written,
+...); `--debug` shows the traceback instead. Exit status 75 (EX_TEMPFAIL): the run was stopped by SIGTERM
+after saving a checkpoint, and running the same command again resumes it (what schedulers requeue on).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import runpy
 import sys
+import threading
 
 
 def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -25,19 +33,27 @@ def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
-def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: SIGTERM, checkpoint saved; run the same command again to resume
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class UsageError(ValueError):
+    """A bad command-line argument (one line, exit status 2)."""
 
 
 def cmd_train(args, overrides):
     from jhuman import config as config_lib
     from jhuman import train
 
-    config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
+    config = config_lib.validate(config_lib.apply_overrides(config_lib.load_config(args.config), overrides))
     summary = train.run(config, args.workdir)
+    if "preempted_at" in summary:
+        return EXIT_PREEMPTED
     if "eval" in summary:
         print(_format_eval(summary["eval"], config))
     print(f"workdir: {summary['workdir']}  (metrics.jsonl, tensorboard/, checkpoints/, eval/, pictures/)")
+    return 0
 
 
 def _format_eval(results, config):
@@ -55,10 +71,13 @@ def _restore(workdir, overrides, step=None):
     from jhuman import config as config_lib
 
     config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
-    setup = train.build(config)
     ckpt = checkpoint.Checkpoints(workdir)
     if ckpt.latest_step() is None:
-        raise SystemExit(f"error: no checkpoint in {ckpt.directory}; train first")
+        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first")
+    if step is not None and step not in ckpt.all_steps():
+        raise FileNotFoundError(f"--step {step}: no such checkpoint in {ckpt.directory}; available steps: "
+                                f"{ckpt.all_steps()}")  # fmt: skip
+    setup = train.build(config)
     state = ckpt.restore(setup.abstract_state, setup.state_shardings, step)
     ckpt.close()
     return config, setup, state, int(jax.device_get(state["step"]))
@@ -67,16 +86,30 @@ def _restore(workdir, overrides, step=None):
 def cmd_eval(args, overrides):
     from jhuman import train
 
+    eval_dir = os.path.join(os.path.abspath(args.workdir), "eval")
+    try:  # before minutes of computing: the scores must have a place to go
+        train.prepare_workdir(eval_dir)
+        writable = True
+    except train.WorkdirError as e:
+        print(f"warning: {e}; the scores are printed only", file=sys.stderr)
+        writable = False
     config, setup, state, step = _restore(args.workdir, overrides, args.step)
     results = train.evaluate(setup, state, args.split)
-    path = train.write_eval(os.path.abspath(args.workdir), args.split, step, results)
     print(_format_eval(results, config))
-    print(f"wrote {path}")
+    print(json.dumps({"step": step, "split": args.split, **results}))
+    if writable:
+        print(f"wrote {train.write_eval(os.path.abspath(args.workdir), args.split, step, results)}")
 
 
 def cmd_predict(args, overrides):
     from jhuman import train
 
+    images, out = os.path.abspath(args.images), os.path.abspath(args.out)
+    if not os.path.isdir(images):
+        raise UsageError(f"--images {args.images}: not a folder of images")
+    if out == images or out.startswith(images + os.sep):
+        raise UsageError(f"--out {args.out} is (inside) the --images folder; predictions would overwrite or mix "
+                         "with the inputs: choose another --out")  # fmt: skip
     _, setup, state, step = _restore(args.workdir, overrides)
     summary = setup.task.predict_folder(train.eval_variables(state), args.images, args.out)
     print(
@@ -89,7 +122,18 @@ def cmd_data(args, overrides):
     del overrides
     from input_pipeline import synthetic
 
-    size = tuple(int(s) for s in args.size.split(","))
+    if args.num < 1:
+        raise UsageError(f"--num {args.num}: write at least one image")
+    if args.task not in synthetic.TASKS:
+        raise UsageError(f"--task {args.task!r} is not one of {list(synthetic.TASKS)}")
+    try:
+        size = tuple(int(s) for s in args.size.split(","))
+        if not 1 <= len(size) <= 2 or min(size) < 16 or (len(size) == 2 and size[0] > size[1]):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--size {args.size!r}: one side length, or min,max (integers >= 16)") from None
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise UsageError(f"--val_fraction {args.val_fraction}: must be in [0, 1)")
     counts = synthetic.write_dataset(
         args.task,
         args.out,
@@ -136,15 +180,16 @@ def cmd_bench(args, overrides):
             if os.path.isdir("benchmarks")
             else []
         )
-        raise SystemExit(
-            f"error: no benchmark {path!r} (run from the repository root); available: {available}"
-        )
+        raise UsageError(f"no benchmark {path!r} (run from the repository root); available: {available}")
     sys.argv = [path, *args.bench_args]
     runpy.run_path(path, run_name="__main__")
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jhuman", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="jhuman", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train (resumes from the workdir's latest checkpoint)")
@@ -200,25 +245,45 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEEDS_TENSORFLOW = ("train", "eval", "predict", "sweep", "data")
+
+
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tf()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
     parser = make_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
     overrides = _overrides(extra, parser) if args.command != "bench" else []
     if extra and args.command in ("data", "eval-parsing"):
         parser.error(f"unrecognised arguments {extra}")
+    if args.command in NEEDS_TENSORFLOW:
+        from jhuman import quiet
+
+        quiet.import_tensorflow()
+    from jhuman.checkpoint import CheckpointSaveError
     from jhuman.config import ConfigError
-    from jhuman.train import NonFiniteLossError
+    from jhuman.train import TrainError, WorkdirError
+
+    if not debug:  # orbax logs through absl; its errors reach the user as our one line
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
 
     try:
-        args.fn(args, overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return int(args.fn(args, overrides) or 0)
+    except Exception as e:
+        if debug:
+            raise
+        if isinstance(e, (ConfigError, UsageError, WorkdirError, FileNotFoundError, NotADirectoryError)):
+            code = EXIT_BAD_INPUT
+        else:
+            code = EXIT_FAILED
+        known = (ConfigError, UsageError, TrainError, CheckpointSaveError, OSError, ValueError)
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, known):
+            message = f"{type(e).__name__}: {message} (run with --debug for the traceback)"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        if isinstance(e, CheckpointSaveError):  # orbax's writer threads fail again while Python shuts down
+            threading.excepthook = lambda hook_args: None
+        return code
 
 
 if __name__ == "__main__":

@@ -199,3 +199,54 @@ def section(defaults: dict, **values) -> ml_collections.ConfigDict:
     if unknown:
         raise ConfigError(f"unknown keys {unknown}; valid: {sorted(defaults)}")
     return ml_collections.ConfigDict({**defaults, **values})
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+DATA_SOURCES = ("folders", "tfds")
+
+
+def validate(config) -> ml_collections.ConfigDict:
+    """Checks the values every run reads before anything is built or compiled; a ConfigError lists every
+    problem with the key and its valid values. Returns the config."""
+    from jhuman import optim, stages
+
+    problems = []
+
+    def at_least(key, low):
+        section, name = key.split(".")
+        value = config[section][name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            problems.append(f"{key}={value!r} must be an integer >= {low}")
+
+    def one_of(key, valid):
+        section, name = key.split(".")
+        if config[section][name] not in valid:
+            problems.append(f"{key}={config[section][name]!r} is not one of {list(valid)}")
+
+    for key in ("train.batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+                "train.grad_accum_steps"):  # fmt: skip
+        at_least(key, 1)
+    for key in ("train.eval_every", "train.num_pictures"):
+        at_least(key, 0)
+    if "eval" in config and "batch_size" in config.eval:
+        at_least("eval.batch_size", 1)
+    steps = config.train.steps
+    from_runs = bool(stages.sources(config.init)) if "init" in config else False
+    if not isinstance(steps, int) or steps < 0 or (steps == 0 and not from_runs):
+        problems.append(
+            f"train.steps={steps!r} must be an integer >= 1 (0 only for a run initialised from other runs' "
+            "checkpoints with init.from_workdir, to evaluate the assembled stages)"
+        )
+    accum = config.train.grad_accum_steps
+    if isinstance(accum, int) and accum >= 1 and config.train.batch_size % accum:
+        problems.append(
+            f"train.batch_size={config.train.batch_size} is not a multiple of train.grad_accum_steps={accum}"
+        )
+    one_of("train.compute_dtype", COMPUTE_DTYPES)
+    one_of("optim.name", optim.OPTIMIZERS)
+    one_of("optim.schedule", optim.SCHEDULES)
+    if "data" in config and "source" in config.data:
+        one_of("data.source", DATA_SOURCES)
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+    return config

@@ -8,8 +8,12 @@ from per-host tf.data batches; orbax checkpoints with exact resume (the data str
 
 Safety: a step whose loss or gradients are not finite leaves the state unchanged; the host sees it one
 step later (metrics are fetched with a lag of one step so the device never idles), stops with
-`NonFiniteLossError`, and never saves that state: the last good checkpoint stays intact. SIGTERM saves a
-checkpoint at the current step and returns.
+`NonFiniteLossError`, and never saves that state: the last good checkpoint stays intact. A checkpoint that
+cannot be written (disk full) stops the run at once (`CheckpointSaveError`) with the last good one intact;
+its partial files are removed on the next start. SIGTERM saves a checkpoint at the current step and returns
+with `preempted_at` in the summary (the CLI exits with status 75 so that schedulers requeue). A workdir that
+cannot be written, or whose saved config differs from this one in what shapes the run, is refused before
+anything is built.
 """
 
 from __future__ import annotations
@@ -34,8 +38,22 @@ from jhuman import update as update_lib
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class TrainError(RuntimeError):
+    """A run that cannot go on; the message is one line naming the step, file or key and what to do."""
+
+
+class NonFiniteLossError(TrainError):
     """The loss became NaN/Inf; the run stopped without saving the bad state."""
+
+
+class WorkdirError(TrainError):
+    """The workdir cannot hold a run (a file, unwritable), or holds a run of another config."""
+
+
+# Config keys a resumed run may change: run length, logging/evaluation cadence, where data lives, devices.
+MAY_DIFFER = ("train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+              "train.keep_checkpoints", "train.progress_bar", "train.num_pictures", "train.transfer_guard",
+              "data.root", "data.cache_dir", "data.tfds_data_dir", "eval.*", "mesh.*", "distributed.*")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -272,23 +290,91 @@ def read_data_position(workdir: str, step: int, per_host_batch: int) -> int:
         return step * per_host_batch
 
 
+def skipped_training_examples(position, step: int, per_host_batch: int, stats) -> int:
+    """Training examples this host skipped so far: a resumable stream's position counts every example it
+    read, used or skipped, so the skips are `position - step * batch` (exact across resumes); a stream
+    without positions reports its Stats count."""
+    if position is None:
+        return int(stats.skipped)
+    return int(position) - step * per_host_batch
+
+
+def prepare_workdir(workdir: str) -> str:
+    """The absolute workdir, created and checked writable (WorkdirError naming it otherwise)."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} is a file, not a folder: choose another --workdir")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise WorkdirError(
+            f"--workdir {workdir} cannot be written ({e.strerror or e}): choose a writable --workdir"
+        ) from None
+    return workdir
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """(differences that change the run, keys the code added since the run was saved), from two configs
+    as JSON dicts; MAY_DIFFER keys are allowed to differ."""
+    import fnmatch
+
+    a, b = _flat(saved), _flat(current)
+    allowed = lambda key: any(fnmatch.fnmatch(key, pattern) for pattern in MAY_DIFFER)
+    changed = [f"{k}: {a.get(k)!r} in config.json, now {b.get(k)!r}"
+               for k in sorted(set(a) | set(b)) if k in a and a.get(k) != b.get(k) and not allowed(k)]  # fmt: skip
+    added = sorted(k for k in b if k not in a)
+    return changed, added
+
+
+def check_saved_config(config, workdir: str, has_checkpoint: bool) -> None:
+    """Writes `<workdir>/config.json` for a new run; for a run with checkpoints, compares instead (never
+    overwriting it) and refuses a config that differs in what shapes the run (WorkdirError listing keys)."""
+    path = os.path.join(workdir, "config.json")
+    if not has_checkpoint or not os.path.isfile(path):
+        config_lib.save_config(config, workdir)
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    current = json.loads(config.to_json_best_effort())
+    changed, _ = config_differences(saved, current)
+    if changed:
+        raise WorkdirError(
+            f"{workdir} holds a run of another config ({'; '.join(changed)}): resume it with the same config "
+            "(only run length, logging/evaluation cadence, data locations and devices may change) or choose "
+            "another --workdir"
+        )
+
+
 def run(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint); returns a summary dict."""
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    config_lib.validate(config)
+    workdir = prepare_workdir(workdir)
     is_main = jax.process_index() == 0
+    ckpt = checkpoint.Checkpoints(workdir, int(config.train.keep_checkpoints))
     if is_main:
-        config_lib.save_config(config, workdir)
+        check_saved_config(config, workdir, ckpt.latest_step() is not None)
     setup = build(config)
     train_cfg = config.train
     steps = total_steps(config)
-    ckpt = checkpoint.Checkpoints(workdir, int(train_cfg.keep_checkpoints))
     state = create_or_restore(setup, ckpt)
     start = int(jax.device_get(state["step"]))
     per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
-    stream = setup.task.train_batches(
-        read_data_position(workdir, start, per_host), per_host, jax.process_index(), jax.process_count()
-    )
+    position = read_data_position(workdir, start, per_host)
+    stream = setup.task.train_batches(position, per_host, jax.process_index(), jax.process_count())
     positions: collections.deque = collections.deque()  # stream position after each prefetched batch
 
     def host_batches():
@@ -303,7 +389,8 @@ def run(config, workdir: str) -> dict:
         steps, start, int(train_cfg.batch_size), enabled=is_main and bool(train_cfg.progress_bar)
     )
     if start:
-        progress.write(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
+        writer.write_resumed(start)
+        progress.note(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
     last_saved = ckpt.latest_step()
     history: list[dict] = []
     summary = {"workdir": workdir, "start_step": start}
@@ -312,8 +399,9 @@ def run(config, workdir: str) -> dict:
     def check(step_metrics, step):
         fetched = jax.device_get(step_metrics)
         if not bool(fetched["finite"]):
+            loss = f" (loss={float(fetched['loss'])})" if "loss" in fetched else ""
             raise NonFiniteLossError(
-                f"loss or gradients became NaN/Inf at step {step} (loss={float(fetched['loss'])}); "
+                f"loss or gradients became NaN/Inf at step {step}{loss}; "
                 f"the run stopped without saving that state. Last good checkpoint: "
                 f"{'none' if last_saved is None else f'step {last_saved}'} in {ckpt.directory}. "
                 f"Lower optim.learning_rate or check the data."
@@ -323,6 +411,7 @@ def run(config, workdir: str) -> dict:
 
     def save(step):
         nonlocal last_saved
+        ckpt.check()  # an earlier asynchronous save that failed stops the run here
         write_data_position(workdir, step, position, ckpt.all_steps())
         ckpt.save(step, state, force=True)
         last_saved = step
@@ -330,7 +419,7 @@ def run(config, workdir: str) -> dict:
     def log_interval(step):
         means = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "finite"}
         means["img_per_sec"] = progress.images_per_second
-        means["data_skipped"] = setup.task.data_stats.skipped
+        means["data_skipped"] = skipped_training_examples(position, step, per_host, setup.task.data_stats)
         writer.write_scalars(step, means)
         history.clear()
         return means
@@ -338,6 +427,8 @@ def run(config, workdir: str) -> dict:
     try:
         with _Preemption() as preemption:
             t0 = time.perf_counter()
+            if steps == 0 and last_saved is None:  # stages assembled from other runs, evaluated as they are
+                save(0)
             for step in range(start + 1, steps + 1):
                 batch = next(batches)
                 position = positions.popleft()
@@ -349,16 +440,19 @@ def run(config, workdir: str) -> dict:
                 if pending is not None:
                     check(*pending)
                 pending = (metrics, step)
+                ckpt.check()
                 must_save = step % int(train_cfg.checkpoint_every) == 0 or step == steps
                 if step % int(train_cfg.log_every) == 0 or must_save or preemption.requested:
                     check(*pending)
                     pending = None
                     means = log_interval(step)
-                    progress.update(step, loss=means["loss"])
+                    progress.update(step, loss=means.get("loss", float("nan")))
                 if must_save or preemption.requested:
                     save(step)
                 if preemption.requested:
-                    progress.write(f"SIGTERM: saved a checkpoint at step {step}; run again to resume.")
+                    ckpt.wait()
+                    progress.note(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
+                                  "run the same command again to resume.")  # fmt: skip
                     summary["preempted_at"] = step
                     break
                 if int(train_cfg.eval_every) and step % int(train_cfg.eval_every) == 0 and step != steps:
@@ -366,6 +460,7 @@ def run(config, workdir: str) -> dict:
                     writer.write_scalars(step, {f"val/{k}": v for k, v in results.items() if np.isscalar(v)})
                     write_eval(workdir, "val", step, results)
                     progress.write(f"step {step}: " + _short(results))
+            ckpt.wait()
             summary["train_seconds"] = time.perf_counter() - t0
         if "preempted_at" not in summary:
             results = evaluate(setup, state)

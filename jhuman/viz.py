@@ -195,7 +195,9 @@ def save_png(path, image):
 
 def read_metrics(metrics_jsonl_path):
     """{key: (steps, values)} for every scalar key of a metrics.jsonl; lines that do not parse are skipped
-    (e.g. a last line being written)."""
+    (e.g. a last line being written), and so are null values. A `resumed_from` row at step s drops the rows
+    above s written before it (steps the killed run did after its last checkpoint, which the resumed run
+    redoes)."""
     series = {}
     with open(metrics_jsonl_path) as f:
         for line in f:
@@ -204,6 +206,12 @@ def read_metrics(metrics_jsonl_path):
             except json.JSONDecodeError:
                 continue
             if not isinstance(record, dict) or "step" not in record:
+                continue
+            if "resumed_from" in record:
+                resumed = record["resumed_from"]
+                for key, (steps, values) in series.items():
+                    keep = [i for i, step in enumerate(steps) if step <= resumed]
+                    series[key] = ([steps[i] for i in keep], [values[i] for i in keep])
                 continue
             for key, value in record.items():
                 if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):

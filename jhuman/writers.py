@@ -16,8 +16,16 @@ import numpy as np
 
 
 def _plain(value):
+    """A JSON value: numbers and lists of them, NaN/Inf written as null (strict JSON has no NaN)."""
     value = np.asarray(value)
-    return value.item() if value.size == 1 else value.tolist()
+    plain = value.item() if value.size == 1 else value.tolist()
+    if isinstance(plain, float) and not math.isfinite(plain):
+        return None
+    if isinstance(plain, list):
+        return [
+            None if isinstance(v, float) and not math.isfinite(v) else v for v in np.ravel(plain).tolist()
+        ]
+    return plain
 
 
 class MetricWriter:
@@ -43,6 +51,13 @@ class MetricWriter:
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 self._tb.add_scalar(key, value, int(step))
+
+    def write_resumed(self, step: int) -> None:
+        """Marks a resume at `step`: rows above `step` written before this one were superseded (the run was
+        killed after its last checkpoint and redoes those steps); a reader keeps only the rows after it."""
+        if self.enabled:
+            self._jsonl.write(json.dumps({"step": int(step), "resumed_from": int(step)}) + "\n")
+            self._jsonl.flush()
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         if not self.enabled:
@@ -92,6 +107,13 @@ class Progress:
     def write(self, text: str) -> None:
         if self.enabled:
             self._bar.write(text)
+
+    def note(self, text: str) -> None:
+        """A message that must be seen (resume, SIGTERM): through the bar, or on stderr when it is off."""
+        if self.enabled:
+            self._bar.write(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.enabled:
