@@ -113,11 +113,21 @@ class ParsingTask(common.ReaderData):
     """LIP human parsing (see module docstring)."""
 
     READER, DATASET, SYNTHETIC = "input_pipeline.lip", "lip", "parsing"
+    sweep_columns = (
+        ("pixel_accuracy", "pixel acc", 100.0),
+        ("mean_accuracy", "mean acc", 100.0),
+        ("mean_iou", "mIoU", 100.0),
+    )
 
     def __init__(self, config):
         self.config = config
         self.num_classes = int(config.model.num_classes)
         self.net = build_model(config)
+
+    @staticmethod
+    def format_eval(results) -> str:
+        """The LIP scores as a table: IoU per class, pixel accuracy, mean accuracy, mean IoU (percent)."""
+        return parsing_metrics.format_table(results)
 
     # --- model -------------------------------------------------------------------------------------------
     def example_batch(self, batch_size: int = 1) -> dict:

@@ -91,11 +91,22 @@ class PersonLabTask(common.ReaderData):
     """Multi-person pose and instance segmentation (see module docstring)."""
 
     READER, DATASET, SYNTHETIC = "input_pipeline.coco", "coco", "personlab"
+    sweep_columns = (
+        ("keypoints/AP", "kp AP", 100.0),
+        ("keypoints/AP50", "kp AP50", 100.0),
+        ("segm/AP", "segm AP", 100.0),
+        ("segm/AP50", "segm AP50", 100.0),
+    )
 
     def __init__(self, config):
         self.config = config
         self.net = build_model(config)
         self._predict_jit = jax.jit(self.predict)
+
+    @staticmethod
+    def format_eval(results) -> str:
+        """COCO keypoint and mask scores as a table (percent; '-' where undefined), then the image count."""
+        return format_scores(results)
 
     # --- model -------------------------------------------------------------------------------------------
     def init(self, rng):
@@ -229,3 +240,23 @@ def _write_people(out_dir, name, image, scale, out) -> list:
     picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
     viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
     return results
+
+
+def format_scores(results) -> str:
+    """'keypoints/AP', ... 'segm/AR' (what CocoEvaluator returns) as rows keypoints / segm under the COCO
+    statistics' names, in percent ('-' for NaN or missing), then the number of images and people per image."""
+    names = list(coco_metrics.KEYPOINT_STATS)
+    width = max(len("keypoints"), len("segm"))
+
+    def pct(v):
+        return "-" if v is None or not np.isfinite(v) else f"{100.0 * v:.2f}"
+
+    lines = [f"{'':<{width}}" + "".join(f"  {n:>7}" for n in names), "-" * (width + 9 * len(names))]
+    for iou_type in ("keypoints", "segm"):
+        values = "".join(f"  {pct(results.get(f'{iou_type}/{n}')):>7}" for n in names)
+        lines.append(f"{iou_type:<{width}}{values}")
+    if "num_images" in results:
+        lines.append(
+            f"{int(results['num_images'])} images, {results.get('people_per_image', 0.0):.2f} people per image"
+        )
+    return "\n".join(lines)
