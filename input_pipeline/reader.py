@@ -173,20 +173,17 @@ class Reader:
         example: Callable,
         spec: Spec,
         *,
-        batch_size,
-        seed=0,
-        start_index=0,
-        process_index=0,
-        process_count=1,
         source="folders",
         tfds_data_dir=None,
         stats=None,
+        **batching,
     ) -> pipeline.TrainStream:
-        """Infinite, resumable training batches of this host (see pipeline.train_stream) from the 'train' split.
+        """Infinite, resumable training batches of this host from the 'train' split.
 
-        example(raw, rng, stats, name) -> {feature: array per spec}. batch_size is per host; start_index =
-        examples this host already consumed (step * batch_size). Corrupt examples are skipped and counted in
-        `stats` (by default a new one of the builder's STATS).
+        example(raw, rng, stats, name) -> {feature: array per spec}. batching: batch_size (per host), seed,
+        start_index (examples this host already consumed: step * batch_size), process_index, process_count (see
+        pipeline.train_stream). Corrupt examples are skipped and counted in `stats` (by default a new one of the
+        builder's STATS).
         """
         stats = stats if stats is not None else self.builder.STATS()
         examples, read, name = self.source(root, "train", source, tfds_data_dir, stats)
@@ -194,17 +191,7 @@ class Reader:
         def load(item, rng):
             return example(read(item), rng, stats, name(item))
 
-        return pipeline.train_stream(
-            examples,
-            load,
-            spec,
-            batch_size=batch_size,
-            seed=seed,
-            start_index=start_index,
-            process_index=process_index,
-            process_count=process_count,
-            stats=stats,
-        )
+        return pipeline.train_stream(examples, load, spec, stats=stats, **batching)
 
     def eval_stream(
         self,
@@ -213,19 +200,18 @@ class Reader:
         spec: Spec,
         *,
         split="val",
-        batch_size,
-        process_index=0,
-        process_count=1,
+        limit=None,
         source="folders",
         tfds_data_dir=None,
         stats=None,
-        limit=None,
+        **batching,
     ) -> pipeline.EvalStream:
         """Finite evaluation batches of this host's shard (examples[p::P] of the split, the first `limit`), padded
-        with masked dummies so every host yields len(stream) batches (see pipeline.eval_stream).
+        with masked dummies so every host yields len(stream) batches.
 
-        example(raw, stats, name) -> {feature: array per spec}. Batches also carry 'mask' (B,) bool, False for
-        padding and corrupt examples (those are counted in `stats`).
+        example(raw, stats, name) -> {feature: array per spec}. batching: batch_size (per host), process_index,
+        process_count (see pipeline.eval_stream). Batches also carry 'mask' (B,) bool, False for padding and
+        corrupt examples (those are counted in `stats`).
         """
         stats = stats if stats is not None else self.builder.STATS()
         examples, read, name = self.source(root, split, source, tfds_data_dir, stats)
@@ -234,12 +220,4 @@ class Reader:
         def load(item):
             return example(read(item), stats, name(item))
 
-        return pipeline.eval_stream(
-            examples,
-            load,
-            spec,
-            batch_size=batch_size,
-            process_index=process_index,
-            process_count=process_count,
-            stats=stats,
-        )
+        return pipeline.eval_stream(examples, load, spec, stats=stats, **batching)

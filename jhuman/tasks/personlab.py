@@ -91,11 +91,10 @@ class PersonLabTask(common.ReaderData):
     """Multi-person pose and instance segmentation (see module docstring)."""
 
     READER, DATASET, SYNTHETIC = "input_pipeline.coco", "coco", "personlab"
-    sweep_columns = (
-        ("keypoints/AP", "kp AP", 100.0),
-        ("keypoints/AP50", "kp AP50", 100.0),
-        ("segm/AP", "segm AP", 100.0),
-        ("segm/AP50", "segm AP50", 100.0),
+    sweep_columns = tuple(  # kp AP, kp AP50, segm AP, segm AP50 (percent)
+        (f"{kind}/{stat}", f"{title} {stat}", 100.0)
+        for kind, title in (("keypoints", "kp"), ("segm", "segm"))
+        for stat in ("AP", "AP50")
     )
 
     def __init__(self, config):
