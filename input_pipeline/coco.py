@@ -50,15 +50,13 @@ import tensorflow_datasets as tfds
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from input_pipeline import pipeline
-from input_pipeline.lip import decode_image
+from input_pipeline import reader
 from input_pipeline.pipeline import CorruptExample, Feature, Stats
 from jhuman.classes import CAFFE_MEAN_RGB, COCO_FLIP_PERMUTATION
 
 NUM_KEYPOINTS = 17
 PERSON = 1  # COCO category id
 SPLITS = ("train", "val")
-_TFDS_SPLITS = {"train": "train", "val": "validation"}
 _MEAN = np.asarray(CAFFE_MEAN_RGB, np.float32)  # (3,) RGB border / padding value
 
 
@@ -460,16 +458,9 @@ def _eval_spec(crop, max_persons):
     }
 
 
-# ----------------------------------------------------------------------------------------------- sources
-def _read_bytes(path):
-    try:
-        return np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise CorruptExample(path, f"unreadable: {e.strerror or e}") from None
-
-
+# ----------------------------------------------------------------------------------------------- decoding
 def _decode(data, path, height, width):
-    image = decode_image(data, path)
+    image = reader.decode_image(data, path)
     if image.shape[:2] != (height, width):
         raise CorruptExample(path, f"image is {image.shape[:2]}, annotations say ({height}, {width})")
     return image
@@ -478,7 +469,7 @@ def _decode(data, path, height, width):
 def read_example(record):
     """ImageRecord -> (image_id, image uint8 (H, W, 3) RGB, [(keypoints, compressed RLE, iscrowd), ...]).
     Raises CorruptExample for an unreadable / undecodable image or one whose size differs from the JSON."""
-    image = _decode(_read_bytes(record.path), record.path, record.height, record.width)
+    image = _decode(reader.read_bytes(record.path), record.path, record.height, record.width)
     persons = [
         (p.keypoints, mask_rle(p.segmentation, record.height, record.width), p.iscrowd)
         for p in record.persons
@@ -486,151 +477,28 @@ def read_example(record):
     return record.image_id, image, persons
 
 
-def _source(root, split, source, tfds_data_dir, stats):
-    """(sorted examples, read(example) -> (image_id, image, persons), name(example) -> str)."""
-    if source == "folders":
-        return load_annotations(root, split, stats), read_example, lambda r: r.path
-    if source != "tfds":
-        raise ValueError(f"source must be 'folders' or 'tfds', got {source!r}")
-    split = _split(split)
-    data = prepare_tfds(root, tfds_data_dir, stats).as_data_source(
-        _TFDS_SPLITS[split], decoders={"image": tfds.decode.SkipDecoding()}
-    )
-
-    def read(i):
-        record = data[i]
-        name = f"tfds coco_person_keypoints/{split}[{i}]"
-        h, w = int(record["height"]), int(record["width"])
-        image = _decode(record["image"], name, h, w)
-        p = record["persons"]
-        persons = [
-            (np.asarray(kp, np.float32), {"size": [h, w], "counts": bytes(counts)}, bool(crowd))
-            for kp, counts, crowd in zip(p["keypoints"], p["rle"], p["iscrowd"])
-        ]
-        return int(record["image_id"]), image, persons
-
-    return range(len(data)), read, lambda i: f"tfds coco_person_keypoints/{split}[{i}]"
-
-
-def prepare_tfds(root, data_dir=None, stats=None):
-    """The `CocoPersonKeypoints` builder in ArrayRecord format under data_dir, generated from the folders at root
-    if needed (root may be None when it is already prepared). Generation-time skips (corrupt images, zero-area
-    annotations, unannotated training images) are counted in `stats`. Multi-host: prepare once (one process),
-    then let every host pass root=None."""
-    builder = CocoPersonKeypoints(data_dir=data_dir, file_format="array_record", stats=stats)
-    return pipeline.prepare_tfds_builder(builder, root, "COCO folders")
-
-
-def num_examples(root, split, *, source="folders", tfds_data_dir=None):
-    """Examples the streams use: 'train' = images with at least one (non-zero-area) person annotation, 'val' =
-    every image (tfds: examples actually stored, the same unless images were corrupt)."""
-    return len(_source(root, split, source, tfds_data_dir, None)[0])
-
-
-def train_stream(
-    root,
-    *,
-    batch_size,
-    crop_size=401,
-    max_persons=30,
-    scale_range=(0.7, 1.3),
-    max_rotation=25.0,
-    seed=0,
-    start_index=0,
-    process_index=0,
-    process_count=1,
-    source="folders",
-    tfds_data_dir=None,
-    stats=None,
-):
-    """Infinite, resumable PersonLab training batches of this host (batch_size per host); see the module
-    docstring for the features, each with a leading (B,) axis. start_index = examples this host already consumed
-    (pipeline.train_stream). Corrupt examples are skipped and counted in `stats` (a CocoStats by default)."""
-    stats = stats if stats is not None else CocoStats()
-    examples, read, name = _source(root, "train", source, tfds_data_dir, stats)
-    scale_range = tuple(float(v) for v in scale_range)
-
-    def load(example, rng):
-        _, image, persons = read(example)
-        return train_example(
-            image,
-            persons,
-            rng,
-            crop_size=crop_size,
-            max_persons=max_persons,
-            scale_range=scale_range,
-            max_rotation=max_rotation,
-            stats=stats,
-            path=name(example),
-        )
-
-    return pipeline.train_stream(
-        examples,
-        load,
-        _train_spec(crop_size, max_persons),
-        batch_size=batch_size,
-        seed=seed,
-        start_index=start_index,
-        process_index=process_index,
-        process_count=process_count,
-        stats=stats,
-    )
-
-
-def eval_stream(
-    root,
-    *,
-    split="val",
-    batch_size,
-    crop_size=401,
-    max_persons=30,
-    process_index=0,
-    process_count=1,
-    source="folders",
-    tfds_data_dir=None,
-    stats=None,
-    limit=None,
-):
-    """Finite evaluation batches of this host's shard (examples[p::P] of the split sorted by image id, the first
-    `limit`): the training features plus 'image_id' int64, 'scale' float32, 'height', 'width' int32 and 'mask'
-    bool (False for padding and corrupt images). Every host yields len(stream) batches. Predictions map back to
-    the original image with x_orig = x / scale."""
-    stats = stats if stats is not None else CocoStats()
-    examples, read, name = _source(root, split, source, tfds_data_dir, stats)
-    examples = examples[:limit] if limit is not None else examples
-
-    def load(example):
-        image_id, image, persons = read(example)
-        return eval_example(
-            image_id,
-            image,
-            persons,
-            crop_size=crop_size,
-            max_persons=max_persons,
-            stats=stats,
-            path=name(example),
-        )
-
-    return pipeline.eval_stream(
-        examples,
-        load,
-        _eval_spec(crop_size, max_persons),
-        batch_size=batch_size,
-        process_index=process_index,
-        process_count=process_count,
-        stats=stats,
-    )
+def _read_record(record, name):
+    """A stored CocoPersonKeypoints record (the image as its file bytes) -> (image_id, image, persons), as
+    read_example."""
+    h, w = int(record["height"]), int(record["width"])
+    image = _decode(record["image"], name, h, w)
+    p = record["persons"]
+    persons = [
+        (np.asarray(kp, np.float32), {"size": [h, w], "counts": bytes(counts)}, bool(crowd))
+        for kp, counts, crowd in zip(p["keypoints"], p["rle"], p["iscrowd"])
+    ]
+    return int(record["image_id"]), image, persons
 
 
 # ----------------------------------------------------------------------------------------------- TFDS
-class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
+class CocoPersonKeypoints(reader.FolderBuilder):
     """COCO 2017 person keypoints (train / validation) from the official zips (manual download), for PersonLab.
 
-    Examples are stored in image-id order (shuffling disabled) so that `as_data_source(split)[i]` is the i-th
-    example of the folder reader: the train split holds the annotated images only, validation all of them. Images
-    keep their original JPEG bytes; each person keeps its keypoints, its mask as a compressed RLE string (polygons
-    and uncompressed RLE converted by pycocotools), iscrowd, area and annotation id. Zero-area annotations,
-    unannotated training images and corrupt images are skipped and counted in `self.stats` during generation.
+    Examples are stored in image-id order so that `as_data_source(split)[i]` is the i-th example of the folder
+    reader: the train split holds the annotated images only, validation all of them. Images keep their original
+    JPEG bytes; each person keeps its keypoints, its mask as a compressed RLE string (polygons and uncompressed
+    RLE converted by pycocotools), iscrowd, area and annotation id. Zero-area annotations, unannotated training
+    images and corrupt images are skipped and counted in `self.stats` during generation.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -641,73 +509,120 @@ class CocoPersonKeypoints(tfds.core.GeneratorBasedBuilder):
     annotations/person_keypoints_train2017.json, annotations/person_keypoints_val2017.json,
     train2017/<12-digit id>.jpg, val2017/<12-digit id>.jpg
   """
+    DESCRIPTION = "COCO 2017 person keypoints: 17 keypoints and instance masks per person, crowd regions."
+    HOMEPAGE = "https://cocodataset.org/"
+    CITATION = (
+        "@inproceedings{lin2014microsoft, title={Microsoft COCO: Common Objects in Context}, "
+        "author={Lin, Tsung-Yi and others}, booktitle={ECCV}, year={2014}}"
+    )
+    STATS = CocoStats
 
-    def __init__(self, *, stats=None, **kwargs):
-        self.stats = stats if stats is not None else CocoStats()
-        super().__init__(**kwargs)
-
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="COCO 2017 person keypoints: 17 keypoints and instance masks per person, crowd regions.",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(
-                        shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"
-                    ),
-                    "image_id": tfds.features.Scalar(np.int64),
-                    "height": tfds.features.Scalar(np.int32),
-                    "width": tfds.features.Scalar(np.int32),
-                    "persons": tfds.features.Sequence(
-                        {
-                            "keypoints": tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32),
-                            "rle": tfds.features.Text(),
-                            "iscrowd": tfds.features.Scalar(np.bool_),
-                            "area": tfds.features.Scalar(np.float32),
-                            "id": tfds.features.Scalar(np.int64),
-                        }
-                    ),
-                }
-            ),
-            disable_shuffling=True,
-            homepage="https://cocodataset.org/",
-            citation="@inproceedings{lin2014microsoft, title={Microsoft COCO: Common Objects in Context}, "
-            "author={Lin, Tsung-Yi and others}, booktitle={ECCV}, year={2014}}",
+    def features(self):
+        return tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"),
+                "image_id": tfds.features.Scalar(np.int64),
+                "height": tfds.features.Scalar(np.int32),
+                "width": tfds.features.Scalar(np.int32),
+                "persons": tfds.features.Sequence(
+                    {
+                        "keypoints": tfds.features.Tensor(shape=(NUM_KEYPOINTS, 3), dtype=np.float32),
+                        "rle": tfds.features.Text(),
+                        "iscrowd": tfds.features.Scalar(np.bool_),
+                        "area": tfds.features.Scalar(np.float32),
+                        "id": tfds.features.Scalar(np.int64),
+                    }
+                ),
+            }
         )
 
-    def _split_generators(self, dl_manager):
-        root = Path(dl_manager.manual_dir)
+    def split_examples(self, root):
         present = [s for s in SPLITS if (root / "annotations" / f"person_keypoints_{s}2017.json").is_file()]
         if not present:
             annotation_file(root, "train")  # raises, naming the missing file
-        return {_TFDS_SPLITS[s]: self._generate_examples(root, s) for s in present}
+        return {s: load_annotations(root, s, self.stats) for s in present}
 
-    def _generate_examples(self, root, split):
-        records = load_annotations(root, split, self.stats)
-        for key, record in enumerate(records):  # integer keys in image-id order = stored order
-            try:
-                data = _read_bytes(record.path)
-                _decode(data, record.path, record.height, record.width)
-            except CorruptExample as e:
-                self.stats.record_skip(e.path, e.reason)
-                continue
-            rles = [mask_rle(p.segmentation, record.height, record.width) for p in record.persons]
-            persons = record.persons
-            yield (
-                key,
-                {
-                    "image": data.tobytes(),
-                    "image_id": record.image_id,
-                    "height": record.height,
-                    "width": record.width,
-                    "persons": {
-                        "keypoints": np.array([p.keypoints for p in persons], np.float32).reshape(
-                            -1, NUM_KEYPOINTS, 3
-                        ),
-                        "rle": [rle["counts"].decode("ascii") for rle in rles],
-                        "iscrowd": np.array([p.iscrowd for p in persons], np.bool_),
-                        "area": np.array([p.area for p in persons], np.float32),
-                        "id": np.array([p.id for p in persons], np.int64),
-                    },
-                },
-            )
+    def encode(self, record):
+        data = reader.read_bytes(record.path)
+        _decode(data, record.path, record.height, record.width)
+        persons = record.persons
+        rles = [mask_rle(p.segmentation, record.height, record.width) for p in persons]
+        return {
+            "image": data.tobytes(),
+            "image_id": record.image_id,
+            "height": record.height,
+            "width": record.width,
+            "persons": {
+                "keypoints": np.array([p.keypoints for p in persons], np.float32).reshape(
+                    -1, NUM_KEYPOINTS, 3
+                ),
+                "rle": [rle["counts"].decode("ascii") for rle in rles],
+                "iscrowd": np.array([p.iscrowd for p in persons], np.bool_),
+                "area": np.array([p.area for p in persons], np.float32),
+                "id": np.array([p.id for p in persons], np.int64),
+            },
+        }
+
+
+# ----------------------------------------------------------------------------------------------- streams
+READER = reader.Reader(
+    name="COCO",
+    list_examples=load_annotations,
+    read=read_example,
+    example_name=lambda record: record.path,
+    builder=CocoPersonKeypoints,
+    read_record=_read_record,
+)
+prepare_tfds = READER.prepare_tfds
+num_examples = READER.num_examples  # 'train': images with a (non-zero-area) person annotation; 'val': all
+
+
+def train_stream(
+    root,
+    *,
+    batch_size,
+    crop_size=401,
+    max_persons=30,
+    scale_range=(0.7, 1.3),
+    max_rotation=25.0,
+    **stream_args,
+):
+    """Infinite, resumable PersonLab training batches of this host (batch_size per host); see the module
+    docstring for the features, each with a leading (B,) axis. stream_args: seed, start_index (examples this host
+    already consumed), process_index, process_count, source ('folders' | 'tfds'), tfds_data_dir, stats (see
+    reader.Reader.train_stream). Corrupt examples are skipped and counted in `stats` (a CocoStats by default)."""
+    scale_range = tuple(float(v) for v in scale_range)
+
+    def example(raw, rng, stats, name):
+        _, image, persons = raw
+        return train_example(
+            image,
+            persons,
+            rng,
+            crop_size=crop_size,
+            max_persons=max_persons,
+            scale_range=scale_range,
+            max_rotation=max_rotation,
+            stats=stats,
+            path=name,
+        )
+
+    spec = _train_spec(crop_size, max_persons)
+    return READER.train_stream(root, example, spec, batch_size=batch_size, **stream_args)
+
+
+def eval_stream(root, *, batch_size, crop_size=401, max_persons=30, **stream_args):
+    """Finite evaluation batches of this host's shard (examples[p::P] of the split sorted by image id, the first
+    `limit`): the training features plus 'image_id' int64, 'scale' float32, 'height', 'width' int32 and 'mask'
+    bool (False for padding and corrupt images). Every host yields len(stream) batches. Predictions map back to
+    the original image with x_orig = x / scale. stream_args: split ('val'), process_index, process_count, source,
+    tfds_data_dir, stats, limit (see reader.Reader.eval_stream)."""
+
+    def example(raw, stats, name):
+        image_id, image, persons = raw
+        return eval_example(
+            image_id, image, persons, crop_size=crop_size, max_persons=max_persons, stats=stats, path=name
+        )
+
+    spec = _eval_spec(crop_size, max_persons)
+    return READER.eval_stream(root, example, spec, batch_size=batch_size, **stream_args)

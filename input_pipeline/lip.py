@@ -12,6 +12,7 @@ Reference protocol (LIP_SSL, as released; see the README's "Data layouts"):
 Two sources share one example order, so resuming works the same with either: `source='folders'` reads the
 official (or re-laid-out) folders directly; `source='tfds'` reads the `Lip` TFDS builder's ArrayRecord
 files by random access (`as_data_source`), built once from the same folders (manual_dir) in sorted-id order.
+What is LIP's own is here; the sources, the builder's skeleton and the streams are input_pipeline.reader's.
 """
 
 import dataclasses
@@ -23,14 +24,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from input_pipeline import augment, pipeline
-from input_pipeline.pipeline import CorruptExample, Feature, Stats
+from input_pipeline import augment, reader
+from input_pipeline.pipeline import CorruptExample, Feature
 from jhuman.classes import CAFFE_MEAN_RGB, IGNORE_LABEL, LIP_FLIP_LUT
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCALES = (0.6, 0.8, 1.0, 1.2, 1.4)
-_TFDS_SPLITS = {"train": "train", "val": "validation", "validation": "validation"}
 
 
 # ----------------------------------------------------------------------------------------------- layouts
@@ -139,32 +139,7 @@ def find_layout(root):
     return found
 
 
-def _entries(root, split):
-    split = "val" if split == "validation" else split
-    layout = find_layout(root)
-    if split not in layout:
-        raise FileNotFoundError(
-            f"no LIP {split!r} split under {root} (found {sorted(layout)}): looked for {_LOOKED_FOR}"
-        )
-    return layout[split]
-
-
 # ----------------------------------------------------------------------------------------------- decoding
-def _read_bytes(path):
-    try:
-        return np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise CorruptExample(path, f"unreadable: {e.strerror or e}") from None
-
-
-def decode_image(data, path):
-    """JPEG/PNG bytes -> RGB uint8 (H, W, 3) (EXIF orientation ignored, like the label maps)."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise CorruptExample(path, "cannot decode image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def decode_label(data, path):
     """PNG bytes -> uint8 (H, W) class map (a 3-channel grey PNG is accepted; a colour one is corrupt)."""
     label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -184,11 +159,11 @@ def decode_label(data, path):
 def _read_files(entry):
     """(id, image_path, label_path or None) -> (id, image file bytes, image uint8 (H, W, 3), label or None)."""
     example_id, image_path, label_path = entry
-    data = _read_bytes(image_path)
-    image = decode_image(data, image_path)
+    data = reader.read_bytes(image_path)
+    image = reader.decode_image(data, image_path)
     if label_path is None:
         return example_id, data, image, None
-    label = decode_label(_read_bytes(label_path), label_path)
+    label = decode_label(reader.read_bytes(label_path), label_path)
     if label.shape != image.shape[:2]:
         raise CorruptExample(label_path, f"label {label.shape} does not match image {image.shape[:2]}")
     return example_id, data, image, label
@@ -289,125 +264,13 @@ def _eval_spec(size):
     }
 
 
-# ----------------------------------------------------------------------------------------------- sources
-def _source(root, split, source, tfds_data_dir, stats):
-    """(sorted examples, read(example) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None))."""
-    if source == "folders":
-        return _entries(root, split), read_example
-    if source != "tfds":
-        raise ValueError(f"source must be 'folders' or 'tfds', got {source!r}")
-    if split not in _TFDS_SPLITS:
-        raise ValueError(f"the Lip TFDS builder has splits train / validation, not {split!r}")
-    data = prepare_tfds(root, tfds_data_dir, stats).as_data_source(
-        _TFDS_SPLITS[split], decoders={"image": tfds.decode.SkipDecoding()}
-    )
-
-    def read(i):  # image kept as the original file bytes: decoded exactly like the folder reader
-        record = data[i]
-        image = decode_image(record["image"], f"tfds lip/{split}[{i}]")
-        return record["id"].decode("utf-8"), image, record["label"][..., 0]
-
-    return range(len(data)), read
-
-
-def prepare_tfds(root, data_dir=None, stats=None):
-    """The `Lip` builder in ArrayRecord format under data_dir, generated from the folders at root if needed
-    (root may be None when it is already prepared). Generation-time skips are counted in `stats`.
-    Multi-host: prepare once (one process), then let every host pass root=None."""
-    return pipeline.prepare_tfds_builder(
-        Lip(data_dir=data_dir, file_format="array_record", stats=stats), root, "LIP folders"
-    )
-
-
-def num_examples(root, split, *, source="folders", tfds_data_dir=None):
-    """Number of examples listed in `split` ('train', 'val', 'test'; tfds: examples actually stored)."""
-    return len(_source(root, split, source, tfds_data_dir, None)[0])
-
-
-def train_stream(
-    root,
-    *,
-    batch_size,
-    crop_size=321,
-    scales=DEFAULT_SCALES,
-    seed=0,
-    start_index=0,
-    process_index=0,
-    process_count=1,
-    source="folders",
-    tfds_data_dir=None,
-    stats=None,
-):
-    """Infinite, resumable training batches of this host (batch_size per host), the LIP_SSL protocol.
-
-    Yields {'image': float32 (B, crop, crop, 3) RGB 0..255, 'label': int32 (B, crop, crop)}; start_index =
-    examples this host already consumed (step * batch_size), see pipeline.train_stream. Corrupt examples are
-    skipped and counted in `stats` (a pipeline.Stats).
-    """
-    examples, read = _source(root, "train", source, tfds_data_dir, stats)
-
-    def load(example, rng):
-        _, image, label = read(example)
-        return train_example(image, label, rng, crop_size=crop_size, scales=tuple(scales))
-
-    return pipeline.train_stream(
-        examples,
-        load,
-        _train_spec(crop_size),
-        batch_size=batch_size,
-        seed=seed,
-        start_index=start_index,
-        process_index=process_index,
-        process_count=process_count,
-        stats=stats,
-    )
-
-
-def eval_stream(
-    root,
-    *,
-    split="val",
-    batch_size,
-    pad_size=640,
-    process_index=0,
-    process_count=1,
-    source="folders",
-    tfds_data_dir=None,
-    stats=None,
-    limit=None,
-):
-    """Finite evaluation batches of this host's shard (examples[p::P] of the sorted split, first `limit`).
-
-    Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S), 'mask': bool (B,), 'height', 'width':
-    int32 (B,), 'id': numpy str (B,)}. `id` is host-only (pop it before sending a batch to devices); padding
-    and corrupt examples have mask False (and id ''). Every host yields len(stream) batches.
-    """
-    stats = stats if stats is not None else Stats()
-    examples, read = _source(root, split, source, tfds_data_dir, stats)
-    examples = examples[:limit] if limit is not None else examples
-
-    def load(example):
-        example_id, image, label = read(example)
-        return eval_example(example_id, image, label, pad_size=pad_size, stats=stats, name=example_id)
-
-    return pipeline.eval_stream(
-        examples,
-        load,
-        _eval_spec(pad_size),
-        batch_size=batch_size,
-        process_index=process_index,
-        process_count=process_count,
-        stats=stats,
-    )
-
-
 # ----------------------------------------------------------------------------------------------- TFDS
-class Lip(tfds.core.GeneratorBasedBuilder):
+class Lip(reader.FolderBuilder):
     """LIP human parsing (train 30,462 / validation 10,000) from the official zips (manual download).
 
-    Examples are stored in sorted-id order (shuffling disabled) so that `as_data_source(split)[i]` is the
-    i-th example of the folder reader; images keep their original JPEG bytes. Corrupt files are skipped,
-    logged and counted in `self.stats` during generation (nothing is raised for them).
+    Examples are stored in sorted-id order so that `as_data_source(split)[i]` is the i-th example of the folder
+    reader; images keep their original JPEG bytes. Corrupt files are skipped, logged and counted in `self.stats`
+    during generation (nothing is raised for them).
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -423,42 +286,89 @@ class Lip(tfds.core.GeneratorBasedBuilder):
     LIP/{train_images,val_images,train_segmentations,val_segmentations,train_id.txt,val_id.txt}
                                                                       (re-layout; manual_dir may be LIP/)
   """
+    DESCRIPTION = "Look into Person: single-person human parsing, 20 classes (0 background)."
+    HOMEPAGE = "https://sysu-hcp.net/lip/"
+    CITATION = (
+        "@inproceedings{gong2017look, title={Look into Person: Self-supervised Structure-sensitive "
+        "Learning and a New Benchmark for Human Parsing}, author={Gong, Ke and Liang, Xiaodan and "
+        "Zhang, Dongyu and Shen, Xiaohui and Lin, Liang}, booktitle={CVPR}, year={2017}}"
+    )
 
-    def __init__(self, *, stats=None, **kwargs):
-        self.stats = stats if stats is not None else Stats()
-        super().__init__(**kwargs)
-
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="Look into Person: single-person human parsing, 20 classes (0 background).",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(
-                        shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"
-                    ),
-                    "label": tfds.features.Image(
-                        shape=(None, None, 1), dtype=np.uint8, encoding_format="png"
-                    ),
-                    "id": tfds.features.Text(),
-                }
-            ),
-            disable_shuffling=True,
-            homepage="https://sysu-hcp.net/lip/",
-            citation="@inproceedings{gong2017look, title={Look into Person: Self-supervised Structure-sensitive "
-            "Learning and a New Benchmark for Human Parsing}, author={Gong, Ke and Liang, Xiaodan and "
-            "Zhang, Dongyu and Shen, Xiaohui and Lin, Liang}, booktitle={CVPR}, year={2017}}",
+    def features(self):
+        return tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="jpeg"),
+                "label": tfds.features.Image(shape=(None, None, 1), dtype=np.uint8, encoding_format="png"),
+                "id": tfds.features.Text(),
+            }
         )
 
-    def _split_generators(self, dl_manager):
-        layout = find_layout(dl_manager.manual_dir)
-        return {_TFDS_SPLITS[s]: self._generate_examples(layout[s]) for s in ("train", "val") if s in layout}
+    def split_examples(self, root):
+        return find_layout(root)
 
-    def _generate_examples(self, entries):
-        for key, entry in enumerate(entries):  # integer keys in sorted-id order = stored order
-            try:
-                example_id, data, _, label = _read_files(entry)
-            except CorruptExample as e:
-                self.stats.record_skip(e.path, e.reason)
-                continue
-            yield key, {"image": data.tobytes(), "label": label[..., None], "id": example_id}
+    def encode(self, entry):
+        example_id, data, _, label = _read_files(entry)
+        return {"image": data.tobytes(), "label": label[..., None], "id": example_id}
+
+
+# ----------------------------------------------------------------------------------------------- streams
+def _entries(root, split, stats=None):
+    """The sorted entries of `split` ('val' or 'validation', 'train', 'test'); LIP drops none (stats unused)."""
+    del stats
+    split = "val" if split == "validation" else split
+    layout = find_layout(root)
+    if split not in layout:
+        raise FileNotFoundError(
+            f"no LIP {split!r} split under {root} (found {sorted(layout)}): looked for {_LOOKED_FOR}"
+        )
+    return layout[split]
+
+
+def _read_record(record, name):
+    """A stored Lip record (the image as its original file bytes) -> (id, image, label), as read_example."""
+    return record["id"].decode("utf-8"), reader.decode_image(record["image"], name), record["label"][..., 0]
+
+
+READER = reader.Reader(
+    name="LIP",
+    list_examples=_entries,
+    read=read_example,
+    example_name=lambda entry: entry[1],  # the image file
+    builder=Lip,
+    read_record=_read_record,
+)
+prepare_tfds = READER.prepare_tfds
+num_examples = READER.num_examples
+
+
+def train_stream(root, *, batch_size, crop_size=321, scales=DEFAULT_SCALES, **stream_args):
+    """Infinite, resumable training batches of this host (batch_size per host), the LIP_SSL protocol.
+
+    Yields {'image': float32 (B, crop, crop, 3) RGB 0..255, 'label': int32 (B, crop, crop)}. stream_args: seed,
+    start_index (examples this host already consumed: step * batch_size), process_index, process_count, source
+    ('folders' | 'tfds'), tfds_data_dir, stats (see reader.Reader.train_stream). Corrupt examples are skipped
+    and counted in `stats` (a pipeline.Stats).
+    """
+    scales = tuple(scales)
+
+    def example(raw, rng, stats, name):
+        _, image, label = raw
+        return train_example(image, label, rng, crop_size=crop_size, scales=scales)
+
+    return READER.train_stream(root, example, _train_spec(crop_size), batch_size=batch_size, **stream_args)
+
+
+def eval_stream(root, *, batch_size, pad_size=640, **stream_args):
+    """Finite evaluation batches of this host's shard (examples[p::P] of the sorted split, first `limit`).
+
+    Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S), 'mask': bool (B,), 'height', 'width':
+    int32 (B,), 'id': numpy str (B,)}. `id` is host-only (pop it before sending a batch to devices); padding
+    and corrupt examples have mask False (and id ''). Every host yields len(stream) batches. stream_args: split
+    ('val'), process_index, process_count, source, tfds_data_dir, stats, limit (see reader.Reader.eval_stream).
+    """
+
+    def example(raw, stats, name):
+        example_id, image, label = raw
+        return eval_example(example_id, image, label, pad_size=pad_size, stats=stats, name=name)
+
+    return READER.eval_stream(root, example, _eval_spec(pad_size), batch_size=batch_size, **stream_args)

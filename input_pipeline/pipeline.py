@@ -1,7 +1,8 @@
 """Generic, resumable host input pipeline (tf.data around numpy loaders; never imports jax).
 
-Used by every task (LIP now; COCO, matting, pose later). A task supplies the sorted list of its examples, a
-numpy `load_fn` and a `spec` of the output features; this module does the rest:
+Used by every dataset through input_pipeline.reader (the reader skeleton: sources, TFDS builder, streams).
+A caller supplies the sorted list of its examples, a numpy `load_fn` and a `spec` of the output features; this
+module does the rest:
 
 * Per-host sharding: host p of P owns `examples[p::P]`; below, its examples are `range(n)`.
 * Training order (`train_stream`): an infinite stream of positions 0, 1, 2, ... on this host; position k is
@@ -30,16 +31,13 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 import threading
 import weakref
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +117,6 @@ class Feature:
 
 
 Spec = Mapping[str, Feature]
-
-
-def prepare_tfds_builder(builder, root, what: str):
-    """Generates a project TFDS builder (ArrayRecord, manual_dir = root) if root is given; else checks that it is
-    already prepared (FileNotFoundError naming `what`, the folders it is made from). Returns the builder.
-    Multi-host: prepare once (one process), then let every host pass root=None."""
-    if root is not None:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(Path(root).expanduser()))
-        )
-    elif not builder.is_prepared():
-        raise FileNotFoundError(
-            f"the {type(builder).__name__} TFDS dataset is not prepared under {builder.data_dir}; "
-            f"pass root (the {what}) to generate it"
-        )
-    return builder
 
 
 def host_shard(examples: Sequence, process_index: int, process_count: int) -> list:

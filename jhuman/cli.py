@@ -57,11 +57,9 @@ def cmd_train(args, overrides):
 
 
 def _format_eval(results, config):
-    if config.task == "parsing":
-        from jhuman.metrics import parsing as parsing_metrics
+    from jhuman import tasks
 
-        return parsing_metrics.format_table(results)
-    return json.dumps(results, indent=2)
+    return tasks.task_class(config).format_eval(results)
 
 
 def _restore(workdir, overrides, step=None):

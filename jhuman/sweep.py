@@ -3,7 +3,7 @@
 A sweep file (configs/ablations/<question>.py) defines `get_sweep(arg) -> {name: (config_spec, overrides)}`,
 `config_spec` being `path/to/config.py:arg` and `overrides` a list of `a.b=value` strings.
 `run_sweep` trains each variant in `<workdir>/<name>` (resuming what already ran) and writes
-`<workdir>/sweep.json` and `<workdir>/sweep.md`.
+`<workdir>/sweep.json` and `<workdir>/sweep.md`, whose columns are the variants' tasks' `sweep_columns`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import json
 import os
 
 from jhuman import config as config_lib
-
-COLUMNS = (("pixel_accuracy", "pixel acc"), ("mean_accuracy", "mean acc"), ("mean_iou", "mIoU"))
 
 
 def load_sweep(spec: str) -> dict:
@@ -29,12 +27,23 @@ def load_sweep(spec: str) -> dict:
     return module.get_sweep(arg or None)
 
 
-def format_table(rows: list[dict], columns=COLUMNS) -> str:
-    """Markdown table: one row per variant, the metrics in percent."""
-    header = "| variant | " + " | ".join(title for _, title in columns) + " |"
+def task_columns(configs) -> tuple:
+    """The sweep_columns of the configs' tasks, in order, each once: ((metric key, title, scale), ...)."""
+    from jhuman import tasks
+
+    columns = []
+    for config in configs:
+        columns += [c for c in tasks.task_class(config).sweep_columns if c not in columns]
+    return tuple(columns)
+
+
+def format_table(rows: list[dict], columns) -> str:
+    """Markdown table: one row per variant, a column per (metric key, title, scale): the metric times scale
+    ('-' where a row lacks it)."""
+    header = "| variant | " + " | ".join(title for _, title, _ in columns) + " |"
     lines = [header, "|---|" + "---|" * len(columns)]
     for row in rows:
-        values = " | ".join(f"{100 * row[key]:.2f}" if key in row else "-" for key, _ in columns)
+        values = " | ".join(f"{scale * row[key]:.2f}" if key in row else "-" for key, _, scale in columns)
         lines.append(f"| {row['variant']} | {values} |")
     return "\n".join(lines)
 
@@ -49,13 +58,17 @@ def run_sweep(spec: str, workdir: str, overrides=(), only=None) -> list[dict]:
         if unknown:
             raise config_lib.ConfigError(f"unknown sweep variants {unknown}; valid: {sorted(variants)}")
         variants = {k: v for k, v in variants.items() if k in only}
+    configs = {
+        name: config_lib.apply_overrides(
+            config_lib.load_config(config_spec), [*variant_overrides, *overrides]
+        )
+        for name, (config_spec, variant_overrides) in variants.items()
+    }
+    columns = task_columns(configs.values())
     rows = []
     for name, (config_spec, variant_overrides) in variants.items():
         print(f"=== sweep variant {name}: {config_spec} {' '.join(variant_overrides)}", flush=True)
-        config = config_lib.apply_overrides(
-            config_lib.load_config(config_spec), [*variant_overrides, *overrides]
-        )
-        summary = train.run(config, os.path.join(workdir, name))
+        summary = train.run(configs[name], os.path.join(workdir, name))
         rows.append(
             {
                 "variant": name,
@@ -64,14 +77,14 @@ def run_sweep(spec: str, workdir: str, overrides=(), only=None) -> list[dict]:
                 **{k: v for k, v in summary.get("eval", {}).items() if isinstance(v, float)},
             }
         )
-        _write(workdir, rows)
-    print(format_table(rows))
+        _write(workdir, rows, columns)
+    print(format_table(rows, columns))
     return rows
 
 
-def _write(workdir: str, rows: list[dict]) -> None:
+def _write(workdir: str, rows: list[dict], columns) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "sweep.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(workdir, "sweep.md"), "w") as f:
-        f.write(format_table(rows) + "\n")
+        f.write(format_table(rows, columns) + "\n")

@@ -18,6 +18,14 @@ A task is a class built from the config with:
   predict_folder(variables, image_dir, out_dir) -> summary dict with at least 'num_images' and 'num_skipped'
                                                       (`jhuman predict`: pictures + a results file per folder)
   data_stats                                           counts of skipped (corrupt) examples
+  format_eval(results) -> str                          (static) the evaluator's dict as a table people read
+                                                      (`jhuman train | eval` print it)
+  sweep_columns                                        (class attribute) ((metric key, title, scale), ...):
+                                                      the columns of `jhuman sweep`'s table
+What two tasks share is in jhuman.tasks.common: `ReaderData` gives data_root, data_stats, train_batches and
+eval_batches from a task's reader module (input_pipeline.lip, .coco, ...) and its train_options() /
+eval_options(); `batch_grid` draws visualize's rows; `predict_folder` is predict_folder's loop, the task
+supplying how one image is prepared, predicted and written.
 Paper-specific pieces (targets, decoders, metrics) live in jhuman.ops and jhuman.metrics.
 """
 
@@ -32,12 +40,18 @@ REGISTRY = {
 }
 
 
-def build(config):
-    """The task object named by `config.task` (a REGISTRY entry: "module:Class", or a class itself)."""
+def task_class(config):
+    """The task class named by `config.task` (a REGISTRY entry: "module:Class", or a class itself); nothing
+    is built: its format_eval and sweep_columns are static."""
     if config.task not in REGISTRY:
         raise ValueError(f"config.task={config.task!r} is not one of {sorted(REGISTRY)}")
     entry = REGISTRY[config.task]
     if not isinstance(entry, str):
-        return entry(config)
+        return entry
     module, _, name = entry.partition(":")
-    return getattr(importlib.import_module(module), name)(config)
+    return getattr(importlib.import_module(module), name)
+
+
+def build(config):
+    """The task object named by `config.task`."""
+    return task_class(config)(config)

@@ -1,10 +1,17 @@
-"""Pieces every task shares: input normalisation around a net, applying it, finding its data, pretrained import."""
+"""Pieces every task shares: input normalisation around a net, applying it, its data plumbing (`ReaderData`),
+pretrained import, the pictures of a batch (`batch_grid`) and `jhuman predict`'s loop over a folder
+(`predict_folder`)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import json
 import os
+from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -73,6 +80,62 @@ def data_root(config, task: str, real_name: str) -> str:
             )
         return os.path.expanduser(data.root)
     raise ValueError(f"data.name={data.name!r} is not one of [{real_name!r}, 'synthetic']")
+
+
+class ReaderData:
+    """The data half of the task interface, for a task whose examples come from one input_pipeline reader.
+
+    A task sets READER (the module whose train_stream / eval_stream it uses, e.g. 'input_pipeline.lip'),
+    DATASET (config.data.name of its real data) and SYNTHETIC (the synthetic writer of that format, the other
+    choice of config.data.name: 'synthetic'), and returns its own stream arguments from `train_options()` and
+    `eval_options()`. This gives `data_root()`, `data_stats`, `train_batches` and `eval_batches`; every stream
+    also gets data.source, data.tfds_data_dir and data_stats (`source_kwargs`), training streams config.seed
+    and the resume position, evaluation streams eval.limit.
+    """
+
+    READER: str
+    DATASET: str
+    SYNTHETIC: str
+
+    def train_options(self) -> dict:
+        return {}
+
+    def eval_options(self) -> dict:
+        return {}
+
+    @functools.cached_property
+    def data_stats(self):
+        """Counts of skipped (corrupt) examples, filled by every stream of this task (pipeline.Stats)."""
+        from input_pipeline import pipeline
+
+        return pipeline.Stats()
+
+    def data_root(self) -> str:
+        return data_root(self.config, self.SYNTHETIC, self.DATASET)
+
+    def train_batches(self, start_index, per_host_batch, process_index, process_count):
+        return importlib.import_module(self.READER).train_stream(
+            self.data_root(),
+            batch_size=per_host_batch,
+            seed=int(self.config.seed),
+            start_index=start_index,
+            process_index=process_index,
+            process_count=process_count,
+            **source_kwargs(self.config, self.data_stats),
+            **self.train_options(),
+        )
+
+    def eval_batches(self, split, per_host_batch, process_index, process_count):
+        return importlib.import_module(self.READER).eval_stream(
+            self.data_root(),
+            split=split,
+            batch_size=per_host_batch,
+            process_index=process_index,
+            process_count=process_count,
+            limit=int(self.config.eval.limit) or None,
+            **source_kwargs(self.config, self.data_stats),
+            **self.eval_options(),
+        )
 
 
 def source_kwargs(config, stats) -> dict:
@@ -152,17 +215,13 @@ def read_rgb(path: str):
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def read_padded(path: str, size: int, upscale: bool):
-    """(image RGB uint8 (h, w, 3), padded float32 (size, size, 3), scale), or None when the file cannot be
-    decoded (`read_rgb`). The image is resized by scale = size / max(h, w) (never above 1 unless `upscale`),
-    then padded bottom/right with the Caffe mean, as the LIP evaluation pipeline does."""
+def fit_and_pad(image, size: int):
+    """(padded float32 (size, size, 3), scale): RGB uint8 (h, w, 3) shrunk by scale = min(1, size / max(h, w))
+    (bilinear), then padded bottom/right with the Caffe mean, as the LIP evaluation pipeline does."""
     import cv2
 
-    image = read_rgb(path)
-    if image is None:
-        return None
     h, w = image.shape[:2]
-    scale = size / max(h, w) if upscale else min(1.0, size / max(h, w))
+    scale = min(1.0, size / max(h, w))
     small = (
         image
         if scale == 1.0
@@ -173,4 +232,67 @@ def read_padded(path: str, size: int, upscale: bool):
     padded = np.empty((size, size, 3), np.float32)
     padded[:] = classes.CAFFE_MEAN_RGB
     padded[: small.shape[0], : small.shape[1]] = small
-    return image, padded, scale
+    return padded, scale
+
+
+def predict_folder(
+    variables,
+    image_dir: str,
+    out_dir: str,
+    *,
+    prepare: Callable[[np.ndarray], tuple[np.ndarray, Any]],
+    predict: Callable,
+    write: Callable[..., list],
+    results_file: str,
+    entries_key: str,
+    indent: int | None = None,
+) -> dict:
+    """`jhuman predict`'s loop: every image file of image_dir (sorted by name) read, predicted and written.
+
+    Undecodable files are skipped and listed. The task supplies:
+      prepare(image RGB uint8 (h, w, 3)) -> (network input (S, S, 3), context): one S for every image, so one
+        compiled shape serves the folder;
+      predict(variables, inputs (1, S, S, 3)) -> outputs (a jitted function);
+      write(out_dir, file name, image, context, outputs of this image (numpy, leading axis dropped)) -> this
+        image's entries of the results file (after writing its pictures).
+    Writes `<out_dir>/<results_file>` = {entries_key: [entries], 'skipped': [paths], 'num_skipped': n,
+    'num_images': images predicted} and returns it.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    entries, skipped, num_images = [], [], 0
+    for name in image_files(image_dir):
+        path = os.path.join(image_dir, name)
+        image = read_rgb(path)
+        if image is None:
+            skipped.append(path)
+            continue
+        inputs, context = prepare(image)
+        outputs = jax.device_get(predict(variables, inputs[None]))
+        outputs = jax.tree.map(lambda v: np.asarray(v)[0], outputs)
+        entries += write(out_dir, name, image, context, outputs)
+        num_images += 1
+    summary = {
+        entries_key: entries,
+        "skipped": skipped,
+        "num_skipped": len(skipped),
+        "num_images": num_images,
+    }
+    with open(os.path.join(out_dir, results_file), "w") as f:
+        json.dump(summary, f, indent=indent)
+    return summary
+
+
+def batch_grid(batch, draw_row: Callable[[int, np.ndarray], list], titles: list[str]) -> np.ndarray:
+    """One picture of a batch: a row per example, padding (batch['mask'] False) left out.
+
+    draw_row(i, image) -> the row's tiles, image being example i's RGB clipped to uint8 (H, W, 3); the rows go
+    into viz.image_grid under the column titles.
+    """
+    from jhuman import viz
+
+    rows = [
+        draw_row(i, np.clip(image, 0, 255).astype(np.uint8))
+        for i, image in enumerate(batch["image"])
+        if "mask" not in batch or batch["mask"][i]
+    ]
+    return viz.image_grid(rows, titles=titles)

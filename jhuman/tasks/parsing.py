@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -110,16 +109,25 @@ class ConfusionEvaluator:
         return parsing_metrics.scores(confusion)
 
 
-class ParsingTask:
+class ParsingTask(common.ReaderData):
     """LIP human parsing (see module docstring)."""
 
-    def __init__(self, config):
-        from input_pipeline import pipeline
+    READER, DATASET, SYNTHETIC = "input_pipeline.lip", "lip", "parsing"
+    sweep_columns = (
+        ("pixel_accuracy", "pixel acc", 100.0),
+        ("mean_accuracy", "mean acc", 100.0),
+        ("mean_iou", "mIoU", 100.0),
+    )
 
+    def __init__(self, config):
         self.config = config
         self.num_classes = int(config.model.num_classes)
         self.net = build_model(config)
-        self.data_stats = pipeline.Stats()
+
+    @staticmethod
+    def format_eval(results) -> str:
+        """The LIP scores as a table: IoU per class, pixel accuracy, mean accuracy, mean IoU (percent)."""
+        return parsing_metrics.format_table(results)
 
     # --- model -------------------------------------------------------------------------------------------
     def example_batch(self, batch_size: int = 1) -> dict:
@@ -190,64 +198,31 @@ class ParsingTask:
         return common.pretrained_variables(self.config, variables, self.config.model.backbone, prefix)
 
     # --- data --------------------------------------------------------------------------------------------
-    def data_root(self) -> str:
-        return common.data_root(self.config, "parsing", "lip")
-
-    def _source_kwargs(self):
-        return common.source_kwargs(self.config, self.data_stats)
-
-    def train_batches(self, start_index, per_host_batch, process_index, process_count):
-        from input_pipeline import lip
-
+    def train_options(self) -> dict:
         data = self.config.data
-        return lip.train_stream(
-            self.data_root(),
-            batch_size=per_host_batch,
-            crop_size=int(data.crop_size),
-            scales=tuple(data.scales),
-            seed=int(self.config.seed),
-            start_index=start_index,
-            process_index=process_index,
-            process_count=process_count,
-            **self._source_kwargs(),
-        )
+        return {"crop_size": int(data.crop_size), "scales": tuple(data.scales)}
 
-    def eval_batches(self, split, per_host_batch, process_index, process_count):
-        from input_pipeline import lip
-
-        ev = self.config.eval
-        return lip.eval_stream(
-            self.data_root(),
-            split=split,
-            batch_size=per_host_batch,
-            pad_size=int(ev.pad_size),
-            process_index=process_index,
-            process_count=process_count,
-            limit=int(ev.limit) or None,
-            **self._source_kwargs(),
-        )
+    def eval_options(self) -> dict:
+        return {"pad_size": int(self.config.eval.pad_size)}
 
     # --- pictures ----------------------------------------------------------------------------------------
     def visualize(self, batch, outputs) -> dict:
         """One row per example: image | ground truth | prediction | overlay, cropped to the original size."""
         from jhuman import viz
 
-        rows = []
-        for i in range(len(batch["image"])):
-            if "mask" in batch and not batch["mask"][i]:
-                continue
+        def row(i, image):
             h, w = (
                 (int(batch["height"][i]), int(batch["width"][i]))
                 if "height" in batch
                 else batch["label"].shape[1:3]
             )
-            image = np.clip(batch["image"][i, :h, :w], 0, 255).astype(np.uint8)
+            image = image[:h, :w]
             pred = np.asarray(outputs["labels"][i, :h, :w])
             gt = np.asarray(batch["label"][i, :h, :w])
-            rows.append([image, viz.colorize(gt), viz.colorize(pred), viz.overlay(image, pred)])
-        return {
-            "predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction", "overlay"])
-        }
+            return [image, viz.colorize(gt), viz.colorize(pred), viz.overlay(image, pred)]
+
+        titles = ["image", "ground truth", "prediction", "overlay"]
+        return {"predictions": common.batch_grid(batch, row, titles)}
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Label PNGs (`<name>.png`, LIP values) and colour overlays for every image in a folder.
@@ -255,50 +230,44 @@ class ParsingTask:
         Each image is padded (or, if larger, downscaled) to eval.pad_size, so one compiled shape serves all;
         the labels come back at the image's original size. Writes `<out_dir>/predictions.json`.
         """
+        size = int(self.config.eval.pad_size)
+        return common.predict_folder(
+            variables,
+            image_dir,
+            out_dir,
+            prepare=lambda image: common.fit_and_pad(image, size),
+            predict=jax.jit(lambda v, x: {"labels": self.predict(v, x)["labels"]}),
+            write=self._write_labels,
+            results_file="predictions.json",
+            entries_key="images",
+            indent=2,
+        )
+
+    def _write_labels(self, out_dir, name, image, scale, outputs) -> list:
+        """`<stem>.png` (labels at the original size) and `<stem>_overlay.png`; the image's predictions entry."""
         import cv2
 
         from jhuman import viz
 
-        size = int(self.config.eval.pad_size)
-        predict = jax.jit(lambda v, x: self.predict(v, x)["labels"])
-        os.makedirs(out_dir, exist_ok=True)
-        results, skipped = [], []
-        for name in common.image_files(image_dir):
-            path = os.path.join(image_dir, name)
-            loaded = common.read_padded(path, size, upscale=False)
-            if loaded is None:
-                skipped.append(path)
-                continue
-            image, padded, scale = loaded
-            h, w = image.shape[:2]
-            small = (max(1, round(h * scale)), max(1, round(w * scale))) if scale != 1.0 else (h, w)
-            labels = np.asarray(predict(variables, padded[None]))[0, : small[0], : small[1]]
-            if scale != 1.0:
-                labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            labels = labels.astype(np.uint8)
-            stem = os.path.splitext(name)[0]
-            cv2.imwrite(os.path.join(out_dir, f"{stem}.png"), labels)
-            viz.save_png(os.path.join(out_dir, f"{stem}_overlay.png"), viz.overlay(image, labels))
-            counts = np.bincount(labels.ravel(), minlength=self.num_classes)
-            results.append(
-                {
-                    "image": name,
-                    "labels": f"{stem}.png",
-                    "overlay": f"{stem}_overlay.png",
-                    "height": h,
-                    "width": w,
-                    "class_fractions": {
-                        classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6)
-                        for c in np.flatnonzero(counts)
-                    },
-                }
-            )
-        summary = {
-            "images": results,
-            "skipped": skipped,
-            "num_skipped": len(skipped),
-            "num_images": len(results),
+        h, w = image.shape[:2]
+        small = (max(1, round(h * scale)), max(1, round(w * scale))) if scale != 1.0 else (h, w)
+        labels = outputs["labels"][: small[0], : small[1]]
+        if scale != 1.0:
+            labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        labels = labels.astype(np.uint8)
+        stem = os.path.splitext(name)[0]
+        cv2.imwrite(os.path.join(out_dir, f"{stem}.png"), labels)
+        viz.save_png(os.path.join(out_dir, f"{stem}_overlay.png"), viz.overlay(image, labels))
+        counts = np.bincount(labels.ravel(), minlength=self.num_classes)
+        fractions = {
+            classes.LIP_CLASSES[c]: round(float(counts[c]) / labels.size, 6) for c in np.flatnonzero(counts)
         }
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        return summary
+        entry = {
+            "image": name,
+            "labels": f"{stem}.png",
+            "overlay": f"{stem}_overlay.png",
+            "height": h,
+            "width": w,
+            "class_fractions": fractions,
+        }
+        return [entry]

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -88,16 +87,25 @@ class CocoEvaluator:
         return results
 
 
-class PersonLabTask:
+class PersonLabTask(common.ReaderData):
     """Multi-person pose and instance segmentation (see module docstring)."""
 
-    def __init__(self, config):
-        from input_pipeline import pipeline
+    READER, DATASET, SYNTHETIC = "input_pipeline.coco", "coco", "personlab"
+    sweep_columns = tuple(  # kp AP, kp AP50, segm AP, segm AP50 (percent)
+        (f"{kind}/{stat}", f"{title} {stat}", 100.0)
+        for kind, title in (("keypoints", "kp"), ("segm", "segm"))
+        for stat in ("AP", "AP50")
+    )
 
+    def __init__(self, config):
         self.config = config
         self.net = build_model(config)
-        self.data_stats = pipeline.Stats()
         self._predict_jit = jax.jit(self.predict)
+
+    @staticmethod
+    def format_eval(results) -> str:
+        """COCO keypoint and mask scores as a table (percent; '-' where undefined), then the image count."""
+        return format_scores(results)
 
     # --- model -------------------------------------------------------------------------------------------
     def init(self, rng):
@@ -153,68 +161,35 @@ class PersonLabTask:
         )
 
     # --- data --------------------------------------------------------------------------------------------
-    def data_root(self) -> str:
-        return common.data_root(self.config, "personlab", "coco")
+    def eval_options(self) -> dict:
+        data = self.config.data
+        return {"crop_size": int(data.crop_size), "max_persons": int(data.max_persons)}
 
-    def _data_kwargs(self):
+    def train_options(self) -> dict:
         data = self.config.data
         return {
-            "crop_size": int(data.crop_size),
-            "max_persons": int(data.max_persons),
-            **common.source_kwargs(self.config, self.data_stats),
+            **self.eval_options(),
+            "scale_range": tuple(data.scale_range),
+            "max_rotation": float(data.max_rotation),
         }
-
-    def train_batches(self, start_index, per_host_batch, process_index, process_count):
-        from input_pipeline import coco
-
-        data = self.config.data
-        return coco.train_stream(
-            self.data_root(),
-            batch_size=per_host_batch,
-            scale_range=tuple(data.scale_range),
-            max_rotation=float(data.max_rotation),
-            seed=int(self.config.seed),
-            start_index=start_index,
-            process_index=process_index,
-            process_count=process_count,
-            **self._data_kwargs(),
-        )
-
-    def eval_batches(self, split, per_host_batch, process_index, process_count):
-        from input_pipeline import coco
-
-        return coco.eval_stream(
-            self.data_root(),
-            split=split,
-            batch_size=per_host_batch,
-            process_index=process_index,
-            process_count=process_count,
-            limit=int(self.config.eval.limit) or None,
-            **self._data_kwargs(),
-        )
 
     # --- pictures ----------------------------------------------------------------------------------------
     def visualize(self, batch, outputs) -> dict:
         """One row per example: image | ground truth (instances + skeletons) | prediction."""
         from jhuman import viz
 
-        rows = []
-        for i in range(len(batch["image"])):
-            if "mask" in batch and not batch["mask"][i]:
-                continue
-            image = np.clip(batch["image"][i], 0, 255).astype(np.uint8)
+        def row(i, image):
             gt_kp = np.asarray(batch["keypoints"][i], np.float32)
             gt_valid = (gt_kp[:, :, 2] > 0).any(-1)
             ids = np.asarray(batch["instance_ids"][i])
             gt_masks = ids[None] == np.arange(1, len(gt_kp) + 1)[:, None, None]
-            rows.append(
-                [
-                    image,
-                    viz.draw_people(image, gt_kp, gt_valid, gt_masks),
-                    viz.draw_people(image, outputs["keypoints"][i], outputs["valid"][i], outputs["masks"][i]),
-                ]
-            )
-        return {"predictions": viz.image_grid(rows, titles=["image", "ground truth", "prediction"])}
+            return [
+                image,
+                viz.draw_people(image, gt_kp, gt_valid, gt_masks),
+                viz.draw_people(image, outputs["keypoints"][i], outputs["valid"][i], outputs["masks"][i]),
+            ]
+
+        return {"predictions": common.batch_grid(batch, row, ["image", "ground truth", "prediction"])}
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
         """Skeleton + mask overlays and one COCO-style results JSON for a folder of images.
@@ -225,46 +200,62 @@ class PersonLabTask:
         'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
         """
         from input_pipeline import coco
-        from jhuman import viz
 
         size = int(self.config.data.crop_size)
-        os.makedirs(out_dir, exist_ok=True)
-        names = common.image_files(image_dir)
-        results, skipped = [], []
-        for name in names:
-            path = os.path.join(image_dir, name)
-            image = common.read_rgb(path)
-            if image is None:
-                skipped.append(path)
-                continue
-            example = coco.eval_example(0, image, [], crop_size=size, max_persons=1, path=path)  # eval's warp
-            padded, scale = example["image"], float(example["scale"])
-            h, w = image.shape[:2]
-            out = jax.device_get(self._predict_jit(variables, padded[None]))
-            out = {k: v[0] for k, v in out.items()}
-            for p in np.flatnonzero(out["valid"]):
-                one = (out["scores"][p : p + 1], np.ones(1, bool))
-                person = coco_metrics.keypoint_results(0, out["keypoints"][p : p + 1], *one, scale)[0]
-                mask = coco_metrics.mask_results(0, out["masks"][p : p + 1], *one, h, w, scale)
-                person.pop("image_id")
-                results.append(
-                    {
-                        "file_name": name,
-                        **person,
-                        **({"segmentation": mask[0]["segmentation"]} if mask else {}),
-                    }
-                )
-            keypoints = out["keypoints"].copy()
-            keypoints[..., :2] /= scale
-            full_masks = [coco_metrics.mask_to_original(m, h, w, scale) for m in out["masks"]]
-            picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
-            viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
-        summary = {
-            "results": results,
-            "skipped": skipped,
-            "num_skipped": len(skipped),
-            "num_images": len(names) - len(skipped),
-        }
-        with open(os.path.join(out_dir, "results.json"), "w") as f:
-            json.dump(summary, f)
-        return summary
+
+        def prepare(image):
+            example = coco.eval_example(0, image, [], crop_size=size, max_persons=1)  # the evaluation's warp
+            return example["image"], float(example["scale"])
+
+        return common.predict_folder(
+            variables,
+            image_dir,
+            out_dir,
+            prepare=prepare,
+            predict=self._predict_jit,
+            write=_write_people,
+            results_file="results.json",
+            entries_key="results",
+        )
+
+
+def _write_people(out_dir, name, image, scale, out) -> list:
+    """`<stem>_people.png` (masks and skeletons at the original size); the image's people as COCO results."""
+    from jhuman import viz
+
+    h, w = image.shape[:2]
+    results = []
+    for p in np.flatnonzero(out["valid"]):
+        one = (out["scores"][p : p + 1], np.ones(1, bool))
+        person = coco_metrics.keypoint_results(0, out["keypoints"][p : p + 1], *one, scale)[0]
+        mask = coco_metrics.mask_results(0, out["masks"][p : p + 1], *one, h, w, scale)
+        person.pop("image_id")
+        results.append(
+            {"file_name": name, **person, **({"segmentation": mask[0]["segmentation"]} if mask else {})}
+        )
+    keypoints = out["keypoints"].copy()
+    keypoints[..., :2] /= scale
+    full_masks = [coco_metrics.mask_to_original(m, h, w, scale) for m in out["masks"]]
+    picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
+    viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
+    return results
+
+
+def format_scores(results) -> str:
+    """'keypoints/AP', ... 'segm/AR' (what CocoEvaluator returns) as rows keypoints / segm under the COCO
+    statistics' names, in percent ('-' for NaN or missing), then the number of images and people per image."""
+    names = list(coco_metrics.KEYPOINT_STATS)
+    width = max(len("keypoints"), len("segm"))
+
+    def pct(v):
+        return "-" if v is None or not np.isfinite(v) else f"{100.0 * v:.2f}"
+
+    lines = [f"{'':<{width}}" + "".join(f"  {n:>7}" for n in names), "-" * (width + 9 * len(names))]
+    for iou_type in ("keypoints", "segm"):
+        values = "".join(f"  {pct(results.get(f'{iou_type}/{n}')):>7}" for n in names)
+        lines.append(f"{iou_type:<{width}}{values}")
+    if "num_images" in results:
+        lines.append(
+            f"{int(results['num_images'])} images, {results.get('people_per_image', 0.0):.2f} people per image"
+        )
+    return "\n".join(lines)

@@ -180,6 +180,19 @@ def test_predict_folder_writes_people_pictures_and_coco_results(synthetic_cache,
         assert person["file_name"] == "wide.jpg" and len(person["keypoints"]) == 51
 
 
+def test_eval_results_print_as_a_table():
+    from jhuman import cli
+
+    config = config_lib.load_config(f"{PERSONLAB}:size=tiny")
+    scores = {"AP": 0.5, "AP50": 0.75, "AP75": 0.25, "APm": float("nan"), "APl": 0.5, "AR": 0.625}
+    results = {f"{kind}/{k}": v for kind in ("keypoints", "segm") for k, v in scores.items()}
+    results.update(num_images=48.0, people_per_image=2.5)
+    table = cli._format_eval(results, config).splitlines()
+    assert table[0].split() == ["AP", "AP50", "AP75", "APm", "APl", "AR"]
+    assert table[2].split() == ["keypoints", "50.00", "75.00", "25.00", "-", "50.00", "62.50"]
+    assert table[3].split()[0] == "segm" and table[-1] == "48 images, 2.50 people per image"
+
+
 @pytest.mark.slow
 def test_tiny_personlab_learns(synthetic_cache, tmp_path):
     """A tiny PersonLab trained for a few hundred CPU steps on synthetic people finds some of them: keypoint and
