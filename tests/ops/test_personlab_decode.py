@@ -1,5 +1,5 @@
 """PersonLab decoding (jhuman.ops.personlab and its steps) on PERFECT network outputs built from hand-made people,
-and against the plain numpy reference (jhuman.ops.personlab_reference)."""
+and against the plain numpy reference (jhuman.ops.personlab.reference)."""
 
 import logging
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
-from jhuman.ops import grouping, hough, offsets, personlab
-from jhuman.ops import personlab_reference as reference
+from jhuman.ops import personlab
+from jhuman.ops.personlab import decoder, grouping, hough, offsets, reference
 
 HEIGHT, WIDTH, RADIUS = 160, 224, 16.0
 OPTIONS = {"radius": RADIUS, "max_people": 8, "max_candidates": 160}
@@ -426,7 +426,7 @@ def test_tiled_masks_equal_brute_force_nearest_person():
 def test_new_values_do_not_recompile(scene, caplog):
     heatmaps, short, mid, long, seg = scene[2]
     jax.block_until_ready(personlab.decode(*(jnp.asarray(a) for a in scene[2]), **OPTIONS))
-    size = personlab._decode_jit._cache_size()
+    size = decoder._decode_jit._cache_size()
     variants = [
         [jnp.asarray(a) for a in (heatmaps * s, short + s, mid, long * s, seg * s)] for s in (0.5, 0.9)
     ]
@@ -439,7 +439,7 @@ def test_new_values_do_not_recompile(scene, caplog):
     finally:
         jax.config.update("jax_log_compiles", False)
     assert [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()] == []
-    assert personlab._decode_jit._cache_size() == size
+    assert decoder._decode_jit._cache_size() == size
 
 
 def test_an_empty_image_decodes_to_padding(scene):

@@ -28,7 +28,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops.personlab import offsets as offsets_lib
 
 
 def hough_votes(heatmaps, short_offsets, radius: float):
@@ -41,7 +41,7 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     as a 4-float window at its corner n; a dense shift-and-add then applies the weights,
         h(y, x) = (A - Bx - By + Bxy)(y, x) + (Bx - Bxy)(y, x - 1) + (By - Bxy)(y - 1, x) + Bxy(y - 1, x - 1),
     which expands to exactly the 4 bilinear terms. One index per vote instead of four makes the scatter ~1.7x
-    faster on CPU than `.at[4 neighbour indices].add` (the reference, `personlab_reference.hough_votes`, splats
+    faster on CPU than `.at[4 neighbour indices].add` (the reference, `reference.hough_votes`, splats
     the 4 neighbours literally; the tests check that both agree). Votes whose 4 neighbours are all outside go
     to one spare slot that is sliced off.
     """

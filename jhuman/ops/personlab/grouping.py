@@ -15,7 +15,7 @@ How it is computed here (equivalent, and loop-free except for one short loop ove
 2. `greedy_select`: kill[c, i] = "candidate c lies within r of the type-of-c keypoint of candidate i's
    skeleton" (N x N). Popping in score order and rejecting c when an earlier ACCEPTED i has kill[c, i] is the
    paper's greedy loop. A lax.while_loop runs once per accepted person (at most max_people times): take the
-   first live candidate, kill its row of the matrix. `personlab_reference.group_people` runs the literal
+   first live candidate, kill its row of the matrix. `reference.group_people` runs the literal
    candidate-by-candidate loop with per-person BFS; the tests check that both give the same people.
 
 Completion (not in the paper; `complete_from_long`): mid-range offsets exist only between two labelled
@@ -60,8 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
-from jhuman.ops import hough
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops.personlab import hough
+from jhuman.ops.personlab import offsets as offsets_lib
 
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
 OKS_KAPPAS = (2.0 * COCO_OKS_SIGMAS).astype(np.float32)  # pycocotools: vars = (2 sigma)^2

@@ -28,7 +28,7 @@ Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps
                         block at its centre pixel (stride 1 = every pixel, the paper); the foreground test is
                         per pixel. Vectorised: the `mask_candidates` people with the lowest lower bound per tile.
 See those modules for the exact definitions (presence of keypoints, person scale, window sizes).
-`jhuman.ops.personlab_reference` is the same pipeline in plain numpy/scipy, strides included (the tests compare
+`jhuman.ops.personlab.reference` is the same pipeline in plain numpy/scipy, strides included (the tests compare
 the two at strides 1/1, 4/2 and 8/4).
 
 Why a grid (where we differ from the paper's decoder, and why): Eq. (1) at every pixel of a 401x401 image is 2.7 M
@@ -86,8 +86,8 @@ import jax
 import jax.numpy as jnp
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
-from jhuman.ops import grouping, hough
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops.personlab import grouping, hough
+from jhuman.ops.personlab import offsets as offsets_lib
 
 KEYPOINTS = COCO_KEYPOINTS
 EDGES = PERSONLAB_EDGES

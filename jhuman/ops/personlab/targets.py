@@ -14,7 +14,7 @@ y_{j,k} keypoint k of person j:
   and background excluded) for each labelled k of j;
 - segmentation: the union of all person masks (persons without keypoints included), as float;
 - keypoint_weight = 1 - ignore: crowd regions and persons without keypoints. The masks above are purely
-  geometric; `jhuman.ops.personlab_losses` multiplies them (and the heatmap loss) by keypoint_weight.
+  geometric; `jhuman.ops.personlab.losses` multiplies them (and the heatmap loss) by keypoint_weight.
 Offsets are zero wherever their mask is zero. Everything is float32.
 
 Inputs (the COCO pipeline's compact form, crop pixels):
