@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
+from jhuman.ops import image as image_ops
 from jhuman.ops.personlab import hough
 from jhuman.ops.personlab import offsets as offsets_lib
 
@@ -132,7 +133,7 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
         start = points[rows, source]  # (N, 2)
         ok = reached[rows, source] & inside_image(start, height, width)
         step_to = start + offsets_lib.sample_refined_mid(mid, short, start, edge, refine_steps)
-        new = jnp.where(ok[:, None], step_to, offsets_lib.clamp_points(start, height, width))
+        new = jnp.where(ok[:, None], step_to, image_ops.clamp_points(start, height, width))
         is_target = target[:, None] == keypoint_ids  # (N, 17)
         return (
             jnp.where(is_target[..., None], new[:, None, :], points),
@@ -151,7 +152,7 @@ def presence(heatmaps, points, reached, min_keypoint_score: float):
     heatmaps = jnp.asarray(heatmaps, jnp.float32)
     height, width = heatmaps.shape[:2]
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), points.shape[:-1])
-    p = offsets_lib.bilinear_sample(heatmaps, points, channels)
+    p = image_ops.bilinear_sample(heatmaps, points, channels)
     present = reached & inside_image(points, height, width) & (p >= min_keypoint_score)
     return present, p
 
@@ -184,7 +185,7 @@ def complete_from_long(
     long = jnp.asarray(long_offsets, jnp.float32)
     short = jnp.asarray(short_offsets, jnp.float32)
     height, width = long.shape[:2]
-    sampled = offsets_lib.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
+    sampled = image_ops.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
     proposals = points[:, :, None, :] + sampled  # from keypoint k, for keypoint m
     others = present[:, None, :] & ~jnp.eye(NUM_KEYPOINTS, dtype=bool)[None]  # (N, k, l)
     error = jnp.sqrt(jnp.sum(jnp.square(proposals - points[:, None, :, :]), axis=-1))  # (N, k, l)
@@ -197,8 +198,8 @@ def complete_from_long(
     proposal = jnp.take_along_axis(proposals, source[:, None, None, None], axis=1)[:, 0]  # (N, 17, 2)
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), proposal.shape[:-1])
     for _ in range(refine_steps):  # a static handful of snapping rounds
-        proposal = offsets_lib.clamp_points(proposal, height, width)
-        proposal = proposal + offsets_lib.bilinear_sample(short, proposal, channels)
+        proposal = image_ops.clamp_points(proposal, height, width)
+        proposal = proposal + image_ops.bilinear_sample(short, proposal, channels)
     new_present, new_heat = presence(heatmaps, proposal, jnp.ones_like(present), min_keypoint_score)
     fill = usable[:, None] & ~present & new_present
     return (jnp.where(fill[..., None], proposal, points), present | fill, jnp.where(fill, new_heat, heat))

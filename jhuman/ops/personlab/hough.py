@@ -28,7 +28,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from jhuman.ops.personlab import offsets as offsets_lib
+from jhuman.ops import image as image_ops
 
 
 def hough_votes(heatmaps, short_offsets, radius: float):
@@ -49,7 +49,7 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     short = jnp.asarray(short_offsets, jnp.float32)
     height, width, num_keypoints = p.shape
     size = (height + 1) * (width + 1) * num_keypoints
-    grid = offsets_lib.pixel_grid(height, width)[:, :, None, :]  # (H, W, 1, 2)
+    grid = image_ops.pixel_grid(height, width)[:, :, None, :]  # (H, W, 1, 2)
     landing = grid + short  # (H, W, K, 2)
     x0f, y0f = jnp.floor(landing[..., 0]), jnp.floor(landing[..., 1])
     fx, fy = landing[..., 0] - x0f, landing[..., 1] - y0f
@@ -177,7 +177,7 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
     valid = scores > threshold
     if short_offsets is not None:
         short = jnp.asarray(short_offsets, jnp.float32)
-        snap = offsets_lib.bilinear_sample(short, positions, types)
+        snap = image_ops.bilinear_sample(short, positions, types)
         positions = positions + jnp.clip(snap, -float(stride), float(stride))
     return _pad_candidates(positions, types, scores, valid, max_candidates)
 

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
+from jhuman.ops.image import pixel_grid
 
 RADIUS = 32.0  # the paper's disk radius R in pixels (not scaled with person size)
 TARGET_KEYS = (
@@ -57,12 +58,6 @@ TARGET_KEYS = (
     "segmentation",
     "keypoint_weight",
 )
-
-
-def pixel_grid(height: int, width: int) -> jnp.ndarray:
-    """(H, W, 2) float32 pixel positions (x, y) = (column, row)."""
-    cols, rows = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32))
-    return jnp.stack([cols, rows], axis=-1)
 
 
 def nearest_disk_owner(points, labelled, height, width, radius=RADIUS):
