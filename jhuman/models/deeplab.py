@@ -14,7 +14,6 @@ Parameters: {'trunk': ..., 'classifier': ...}; the classifier gets the 10x learn
 linen shares the weights between calls, and 'features' gives it the fc7/res5 maps it fuses.
 """
 
-import functools
 from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
@@ -24,12 +23,7 @@ import jax.numpy as jnp
 from jhuman.models import resnet, vgg
 from jhuman.ops import image as image_ops
 
-BACKBONES = {
-    "resnet50": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3)),
-    "resnet101": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 23, 3)),
-    "resnet152": functools.partial(resnet.ResNet, stage_sizes=(3, 8, 36, 3)),
-    "vgg16": vgg.VGG16LargeFOV,
-}
+BACKBONES = {**resnet.RESNETS, "vgg16": vgg.VGG16LargeFOV}
 HEADS = ("aspp", "largefov")
 DEFAULT_HEAD = {"resnet50": "aspp", "resnet101": "aspp", "resnet152": "aspp", "vgg16": "largefov"}
 CLASSIFIER_PATTERN = r"(^|/)classifier/"  # matches flattened param paths 'classifier/branch0/kernel', ...
@@ -138,9 +132,9 @@ class DeepLab(nn.Module):
                 width=self.width, fc_width=self.fc_width, dropout_rate=self.dropout_rate, dtype=self.dtype
             )
         else:
-            depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
-            self.trunk = BACKBONES[self.backbone](
-                **depth,
+            self.trunk = resnet.build_resnet(
+                self.backbone,
+                self.stage_sizes,
                 width=self.width,
                 output_stride=self.output_stride,
                 norm=self.norm,

@@ -44,7 +44,7 @@ from jhuman.models import resnet
 from jhuman.ops.image import upsample_aligned
 from jhuman.ops.personlab import offsets as offset_ops
 
-BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101, "resnet152": resnet.ResNet152}
+BACKBONES = resnet.RESNETS
 OUTPUT_KEYS = ("heatmap_logits", "short_offsets", "mid_offsets", "long_offsets", "segmentation_logits")
 
 # New layers start small, as DeepLab's classifier: N(0, 0.01) kernels, zero biases.
@@ -117,9 +117,9 @@ class PersonLab(nn.Module):
         super().__post_init__()
 
     def setup(self):
-        depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
-        self.trunk = BACKBONES[self.backbone](
-            **depth,
+        self.trunk = resnet.build_resnet(
+            self.backbone,
+            self.stage_sizes,
             width=self.width,
             output_stride=self.output_stride,
             norm=self.norm,
