@@ -44,17 +44,11 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_HERE = os.path.dirname(os.path.abspath(__file__))
-# benchmarks/ssl.py (the SSL loss benchmark) would shadow the standard library's ssl, which jax imports: import
-# jax with this folder off the path, then put it back for `common`.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-import jax  # noqa: E402
 
-sys.path.insert(0, _HERE)
-sys.path.insert(1, os.path.dirname(_HERE))
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import report, time_calls  # noqa: E402
+from common import report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES  # noqa: E402
 from jhuman.ops import personlab  # noqa: E402
