@@ -18,12 +18,13 @@ How it is computed here (equivalent, and loop-free except for one short loop ove
    first live candidate, kill its row of the matrix. `reference.group_people` runs the literal
    candidate-by-candidate loop with per-person BFS; the tests check that both give the same people.
 
-Completion (not in the paper; `complete_from_long`): mid-range offsets exist only between two labelled
-keypoints, so an unlabelled inner keypoint (a nose out of the picture, a hidden shoulder) cuts the tree, and the
-greedy pass then returns the pieces as separate people (ground-truth outputs of synthetic COCO scenes decode to
-keypoint AP 0.938 that way). Every skeleton's missing keypoints are therefore read from the long-range offsets
-(which reach every keypoint of the person from each of its pixels) at its own best-fitting keypoint, before
-the greedy pass (like the walk, it depends only on the skeleton and the fields).
+Completion (not in the paper; `complete_from_long`): mid-range offsets exist only between two labelled keypoints,
+so an unlabelled inner keypoint (a nose out of the picture, a hidden shoulder) cuts the tree, and the greedy pass
+then returns the pieces as separate people (ground-truth outputs of synthetic COCO scenes lose keypoint AP that
+way; measured figures: benchmarks/RESULTS.md, "Moved from module docstrings"). Every skeleton's missing keypoints
+are therefore read from the long-range offsets (which reach every keypoint of the person from each of its pixels)
+at its own best-fitting keypoint, before the greedy pass (like the walk, it depends only on the skeleton and the
+fields).
 
 Which keypoints count: a keypoint is REACHED if its tree parent was reached and lies inside the image (the seed
 is reached); an unreached keypoint keeps its parent's (clamped) position, never (0, 0). It is PRESENT if reached,

@@ -14,8 +14,8 @@ types go into one candidate queue in descending score.
 The coarse grid (`hough_grid`, `grid_peaks`; the decoder's default for R >= 8): the same votes sampled every
 `stride` pixels (weight stride^2) and splatted bilinearly onto nodes `stride` pixels apart, each node also
 summing its votes' first moments, so a candidate sits at the centroid of the votes around it instead of on an
-integer pixel; s^2 fewer votes (the scatter-add dominated the decoder). See jhuman.ops.personlab for why and
-what it costs in accuracy (measured).
+integer pixel; s^2 fewer votes (the scatter-add dominated the decoder). See jhuman.ops.personlab.decoder for
+why; what it costs in accuracy: benchmarks/RESULTS.md, "Moved from module docstrings".
 
 Shapes: heatmaps (H, W, K), short offsets (H, W, K, 2) (x, y) pixels, one image (vmap for a batch;
 `hough_grid` also takes leading batch axes).

@@ -31,10 +31,10 @@ decode, batch, shard and copy host -> device. The encoder is a few elementwise p
 
 Memory and time: the direct nearest-person search materialises (H, W, P, 17) distances (401 * 401 * 30 * 17 *
 4 B = 328 MB per example, 2.6 GB for a batch of 8); mapping over the 17 keypoint types would still hold an
-(H, W, P) slice per step (19.3 MB) and its argmin over a minor axis of 30 is slow on CPU (6-7 s for a batch of
-8). Instead `nearest_disk_owner` scans over the P persons and carries the running minimum and owner per keypoint
-type, (17, H, W) float32 + int32 = 2 x 10.9 MB per example, whatever P is. Measured (jit, batch 8, 401 x 401,
-P = 30, 2-core CPU): 1.1 s per batch, XLA temporaries 578 MB, outputs 1117 MB (the dense targets above).
+(H, W, P) slice per step (19.3 MB) and its argmin over a minor axis of 30 is slow on CPU. Instead
+`nearest_disk_owner` scans over the P persons and carries the running minimum and owner per keypoint type,
+(17, H, W) float32 + int32 = 2 x 10.9 MB per example, whatever P is. Time and memory of both, measured for a
+batch of 8 at 401 x 401: benchmarks/RESULTS.md, "Moved from module docstrings".
 """
 
 from __future__ import annotations
