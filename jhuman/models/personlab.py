@@ -27,7 +27,7 @@ Computed by `jhuman.ops.personlab.offsets` (refine_mid_offsets / refine_long_off
 Outputs: {'heatmap_logits' (B, H, W, K) float32, 'short_offsets' (B, H, W, K, 2), 'mid_offsets' (B, H, W, E, 2),
 'long_offsets' (B, H, W, K, 2) float32 pixels (mid/long refined), 'segmentation_logits' (B, H, W) float32}.
 With intermediate_supervision=True a second set of 1x1 heads ('intermediate_heads') on res4 gives the same five
-outputs, unrefined, under 'intermediate' (`personlab_losses` adds the same losses on them).
+outputs, unrefined, under 'intermediate' (`jhuman.ops.personlab.losses` adds the same losses on them).
 The model takes images already normalised; params are float32, the trunk and heads compute in `dtype`, the
 upsampled maps and the refinement are float32.
 """
