@@ -1,5 +1,5 @@
 """Time of PersonLab decoding (jhuman.ops.personlab.decode, jitted) against the plain numpy reference
-(jhuman.ops.personlab_reference) on the same inputs, in the same run.
+(jhuman.ops.personlab.reference) on the same inputs, in the same run.
 
   python benchmarks/personlab_decode.py                        # all cases, medians of several calls
   python benchmarks/personlab_decode.py --cases 401 --repeats 20 --reference_repeats 3 --modes grid
@@ -14,8 +14,9 @@ of `repeats` calls is reported. The decoder's own check: people found and the wo
 the truth.
 
 Modes: 'grid' = the decoder's defaults (Hough votes sampled every hough_stride = R / 4 = 8 px onto an 8 px grid,
-masks decided per 4 x 4 block; see jhuman.ops.hough.hough_grid and grouping.assign_instance_masks); 'exact' =
-hough_stride = mask_stride = 1 (Eq. (1) at every pixel, every pixel's mask decision, as the port computes).
+masks decided per 4 x 4 block; see jhuman.ops.personlab.hough.hough_grid and
+jhuman.ops.personlab.grouping.assign_instance_masks); 'exact' = hough_stride = mask_stride = 1 (Eq. (1) at
+every pixel, every pixel's mask decision, as the port computes).
 The numpy reference runs with the same options as the jax row above it. Both decode the outputs of a model
 that refines its offsets itself (refine_steps=0: the paper's network, the port's model and jhuman's full
 config do the recurrent refinement inside the network, so it is not post-processing).
@@ -43,20 +44,15 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_HERE = os.path.dirname(os.path.abspath(__file__))
-# benchmarks/ssl.py (the SSL loss benchmark) would shadow the standard library's ssl, which jax imports: import
-# jax with this folder off the path, then put it back for `common`.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-import jax  # noqa: E402
 
-sys.path.insert(0, _HERE)
-sys.path.insert(1, os.path.dirname(_HERE))
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import report, time_calls  # noqa: E402
+from common import report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES  # noqa: E402
-from jhuman.ops import personlab, personlab_reference  # noqa: E402
+from jhuman.ops import personlab  # noqa: E402
+from jhuman.ops.personlab import reference as personlab_reference  # noqa: E402
 
 RADIUS = 32.0
 PORT_SECONDS = {"401": 0.35, "401x4": 0.35, "1080p": 13.0}  # per image, the numpy port on two CPU cores

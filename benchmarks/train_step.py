@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Run as a script, Python puts benchmarks/ first on sys.path, where ssl.py would shadow the standard library's
-# ssl: take it off and import the helpers as `benchmarks.common` from the repository root.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 
 import jax  # noqa: E402
+from common import report, step_runner, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
 
-from benchmarks.common import report, step_runner, time_calls  # noqa: E402
 from jhuman import config as config_lib  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "parsing.py")

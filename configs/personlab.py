@@ -39,8 +39,9 @@ def get_config(arg=None):
     c.model.norm = "batch" if tiny else "frozen"
     c.model.input_norm = "torchvision"
     # The model's recurrent refinement (dense bilinear gathers of every offset, and their scatter-add gradients)
-    # is ~85% of a tiny step on CPU (1.95 s vs 0.29 s at 128 px, batch 8): the tiny config leaves it to the
-    # decoder, which refines lazily at the points it reads (the task passes refine_steps=2 to the decoder).
+    # is ~85% of a tiny step on CPU (1.95 s vs 0.29 s at 128 px, batch 8; benchmarks/RESULTS.md, "Moved from
+    # module docstrings"): the tiny config leaves it to the decoder, which refines lazily at the points it
+    # reads (the task passes refine_steps=2 to the decoder).
     c.model.refine_steps = 0 if tiny else 2
 
     c.personlab = ml_collections.ConfigDict()

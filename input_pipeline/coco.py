@@ -10,7 +10,7 @@ remaining annotation (the others are dropped and counted, `unannotated_images`);
 every image, as COCOeval does.
 
 Each example is COMPACT: PersonLab's dense targets (heatmaps, short/mid/long offsets) are computed on device
-from it (jhuman.ops.personlab_targets). In crop pixels (x = column, pixel-index coordinates: pixel (c, r) is at
+from it (jhuman.ops.personlab.targets). In crop pixels (x = column, pixel-index coordinates: pixel (c, r) is at
 x = c, y = r, as COCO keypoints are):
   'image'        float32 (S, S, 3) RGB 0..255 (S = crop_size, 401), padded with the Caffe mean (CAFFE_MEAN_RGB)
   'keypoints'    float32 (P, 17, 3) [x, y, v], P = max_persons (30), v in {0, 1, 2}; unlabelled and padded = 0

@@ -180,6 +180,9 @@ def cmd_bench(args, overrides):
         )
         raise UsageError(f"no benchmark {path!r} (run from the repository root); available: {available}")
     sys.argv = [path, *args.bench_args]
+    # As `python <path>` does (runpy.run_path does not): the script's folder first on sys.path, for the
+    # helpers beside it (benchmarks/common.py).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     runpy.run_path(path, run_name="__main__")
 
 

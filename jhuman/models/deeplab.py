@@ -14,23 +14,16 @@ Parameters: {'trunk': ..., 'classifier': ...}; the classifier gets the 10x learn
 linen shares the weights between calls, and 'features' gives it the fc7/res5 maps it fuses.
 """
 
-import functools
-import math
 from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jhuman.models import resnet, vgg
+from jhuman.ops import image as image_ops
 
-BACKBONES = {
-    "resnet50": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 6, 3)),
-    "resnet101": functools.partial(resnet.ResNet, stage_sizes=(3, 4, 23, 3)),
-    "resnet152": functools.partial(resnet.ResNet, stage_sizes=(3, 8, 36, 3)),
-    "vgg16": vgg.VGG16LargeFOV,
-}
+BACKBONES = {**resnet.RESNETS, "vgg16": vgg.VGG16LargeFOV}
 HEADS = ("aspp", "largefov")
 DEFAULT_HEAD = {"resnet50": "aspp", "resnet101": "aspp", "resnet152": "aspp", "vgg16": "largefov"}
 CLASSIFIER_PATTERN = r"(^|/)classifier/"  # matches flattened param paths 'classifier/branch0/kernel', ...
@@ -139,9 +132,9 @@ class DeepLab(nn.Module):
                 width=self.width, fc_width=self.fc_width, dropout_rate=self.dropout_rate, dtype=self.dtype
             )
         else:
-            depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
-            self.trunk = BACKBONES[self.backbone](
-                **depth,
+            self.trunk = resnet.build_resnet(
+                self.backbone,
+                self.stage_sizes,
                 width=self.width,
                 output_stride=self.output_stride,
                 norm=self.norm,
@@ -178,59 +171,7 @@ def build_deeplab(**kwargs):
 ATTENTION_PATTERN = (
     r"(^|/)attention/"  # flattened param paths of the attention branch, 'attention/conv1/kernel'
 )
-INTERPOLATIONS = ("align_corners", "half_pixel")
 _DEEPLAB_OPTIONS = tuple(f for f in DeepLab.__dataclass_fields__ if f not in ("parent", "name"))
-
-
-def scaled_size(size: int, scale: float) -> int:
-    """Side of an input of side `size` at `scale`: floor((size - 1) * scale) + 1 (at least 1).
-
-    This is the size Caffe's Interp layer gives with align-corners geometry (the published DeepLab attention
-    net: 321 -> 241 at 0.75 and 161 at 0.5, logits 41 / 31 / 21 at output stride 8); pixel k of the scaled
-    image then sits exactly on input pixel k / scale. round(size * scale) would give 160 at 0.5 (Python rounds
-    160.5 to even) and break that alignment; for 64: 64 -> 48 at 0.75 and 32 at 0.5 either way. The 1e-6
-    guards against float error ((size - 1) * 0.75 computed as 239.99999...).
-    """
-    return max(1, int(math.floor((size - 1) * float(scale) + 1e-6)) + 1)
-
-
-@functools.lru_cache(maxsize=256)
-def align_corners_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """(out_size, in_size) float32 bilinear weights with aligned corners: out pixel y samples input coordinate
-    y * (in_size - 1) / (out_size - 1) (Caffe Interp, PyTorch align_corners=True); a size of 1 samples pixel 0."""
-    if out_size == 1 or in_size == 1:
-        src = np.zeros(out_size)
-    else:
-        src = np.arange(out_size) * ((in_size - 1) / (out_size - 1))
-    lo = np.minimum(np.floor(src).astype(int), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = src - lo
-    matrix = np.zeros((out_size, in_size), np.float64)
-    np.add.at(matrix, (np.arange(out_size), lo), 1.0 - frac)
-    np.add.at(matrix, (np.arange(out_size), hi), frac)
-    return matrix.astype(np.float32)
-
-
-def resize_bilinear(x, size, interpolation: str = "align_corners"):
-    """(B, H, W, C) -> (B, h, w, C) float32, bilinear; the same size returns x (as float32) untouched.
-
-    'align_corners': separable matrices of `align_corners_matrix` (the geometry of Caffe's Interp layer, used
-    by the published Attention-to-Scale/LIP nets, and of the project's logit grid, see jhuman.ops.image).
-    'half_pixel': jax.image.resize(method='bilinear', antialias=False) (TF2/PyTorch align_corners=False; no
-    anti-aliasing when shrinking, like Caffe).
-    """
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {interpolation!r}")
-    x = x.astype(jnp.float32)
-    h, w = int(size[0]), int(size[1])
-    if (h, w) == tuple(x.shape[1:3]):
-        return x
-    if interpolation == "half_pixel":
-        return jax.image.resize(x, (x.shape[0], h, w, x.shape[3]), "bilinear", antialias=False)
-    rows = jnp.asarray(align_corners_matrix(h, x.shape[1]))
-    cols = jnp.asarray(align_corners_matrix(w, x.shape[2]))
-    x = jnp.einsum("Hh,bhwc->bHwc", rows, x, precision="highest")
-    return jnp.einsum("Ww,bHwc->bHWc", cols, x, precision="highest")
 
 
 def _deeplab_options(base, dtype) -> dict:
@@ -294,11 +235,11 @@ class AttentionToScale(nn.Module):
     2016), the "Attention" model of the LIP paper: ONE DeepLab (shared weights) run on the input at each scale.
 
     For each scale s the input is resized (bilinear, `interpolation`) to scaled_size(H, s) x scaled_size(W, s)
-    (floor((H - 1) s) + 1: Caffe Interp's size, 321 -> 241 -> 161) and run through the shared DeepLab; its
-    logits and trunk features ('features': fc7 / res5) are resized to the logit grid of the FIRST scale (the
-    reference: scale 1 in the published (1.0, 0.75, 0.5); a first scale other than 1 makes that scale's grid the
-    output grid). The resized features are concatenated over scales -> ScaleAttention -> per-pixel weights w_s,
-    and the fused logits are sum_s w_s * logits_s.
+    (`jhuman.ops.image.scaled_size`: floor((H - 1) s) + 1, Caffe Interp's size, 321 -> 241 -> 161) and run
+    through the shared DeepLab; its logits and trunk features ('features': fc7 / res5) are resized to the logit
+    grid of the FIRST scale (the reference: scale 1 in the published (1.0, 0.75, 0.5); a first scale other than
+    1 makes that scale's grid the output grid). The resized features are concatenated over scales ->
+    ScaleAttention -> per-pixel weights w_s, and the fused logits are sum_s w_s * logits_s.
 
     base: a DeepLab module (used with its own options, dtype included) or a mapping of DeepLab options
       (dtype defaults to this module's); None = DeepLab's defaults.
@@ -331,9 +272,9 @@ class AttentionToScale(nn.Module):
             scales = []
         if not scales or min(scales) <= 0:
             raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {self.scales!r}")
-        if self.interpolation not in INTERPOLATIONS:
+        if self.interpolation not in image_ops.INTERPOLATIONS:
             raise ValueError(
-                f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}"
+                f"interpolation must be one of {list(image_ops.INTERPOLATIONS)}, got {self.interpolation!r}"
             )
         _deeplab_options(self.base, self.dtype)  # validates base now rather than at the first call
         super().__post_init__()
@@ -348,13 +289,20 @@ class AttentionToScale(nn.Module):
         height, width = images.shape[1:3]
         outputs = []
         for scale in self.scales:
-            size = (scaled_size(height, scale), scaled_size(width, scale))
-            x = images if size == (height, width) else resize_bilinear(images, size, self.interpolation)
+            size = (image_ops.scaled_size(height, scale), image_ops.scaled_size(width, scale))
+            x = (
+                images
+                if size == (height, width)
+                else image_ops.resize_bilinear(images, size, self.interpolation)
+            )
             outputs.append(self.net(x, train=train))
         grid = outputs[0]["logits"].shape[1:3]
-        scale_logits = jnp.stack([resize_bilinear(o["logits"], grid, self.interpolation) for o in outputs])
+        scale_logits = jnp.stack(
+            [image_ops.resize_bilinear(o["logits"], grid, self.interpolation) for o in outputs]
+        )
         features = [
-            resize_bilinear(o["features"], grid, self.interpolation).astype(self.dtype) for o in outputs
+            image_ops.resize_bilinear(o["features"], grid, self.interpolation).astype(self.dtype)
+            for o in outputs
         ]
         attention = self.attention(jnp.concatenate(features, axis=-1), train)  # (B, h, w, S)
         fused = jnp.sum(jnp.moveaxis(attention, -1, 0)[..., None] * scale_logits, axis=0)

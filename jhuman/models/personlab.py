@@ -22,11 +22,12 @@ times, then likewise with S_k refine_steps times (the order of the public ports:
 A landing point outside the image is first clamped onto it, and the sampled offset is added to the CLAMPED
 point (it is the point that offset was measured from); inside the image this is exactly the formula above.
 Gradients flow through the sampled values and the bilinear weights (not through the integer corners).
+Computed by `jhuman.ops.personlab.offsets` (refine_mid_offsets / refine_long_offsets), as in the decoder.
 
 Outputs: {'heatmap_logits' (B, H, W, K) float32, 'short_offsets' (B, H, W, K, 2), 'mid_offsets' (B, H, W, E, 2),
 'long_offsets' (B, H, W, K, 2) float32 pixels (mid/long refined), 'segmentation_logits' (B, H, W) float32}.
 With intermediate_supervision=True a second set of 1x1 heads ('intermediate_heads') on res4 gives the same five
-outputs, unrefined, under 'intermediate' (`personlab_losses` adds the same losses on them).
+outputs, unrefined, under 'intermediate' (`jhuman.ops.personlab.losses` adds the same losses on them).
 The model takes images already normalised; params are float32, the trunk and heads compute in `dtype`, the
 upsampled maps and the refinement are float32.
 """
@@ -36,59 +37,18 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
 from jhuman.models import resnet
 from jhuman.ops.image import upsample_aligned
+from jhuman.ops.personlab import offsets as offset_ops
 
-BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101, "resnet152": resnet.ResNet152}
+BACKBONES = resnet.RESNETS
 OUTPUT_KEYS = ("heatmap_logits", "short_offsets", "mid_offsets", "long_offsets", "segmentation_logits")
 
 # New layers start small, as DeepLab's classifier: N(0, 0.01) kernels, zero biases.
 _head_init = nn.initializers.normal(stddev=0.01)
-
-
-# --- bilinear sampling and refinement (pure jax.numpy, one example; vmapped over the batch) --------------------
-
-
-def _sample_channels(field, points, channels):
-    """field (H, W, C, 2), points (H, W, E, 2) (x, y) pixel positions inside the image, channels (E,) int:
-    the bilinear interpolation of field[..., channels[e], :] at points[..., e, :] -> (H, W, E, 2)."""
-    height, width, num_channels = field.shape[:3]
-    px, py = points[..., 0], points[..., 1]
-    x0f, y0f = jnp.floor(px), jnp.floor(py)
-    fx, fy = (px - x0f)[..., None], (py - y0f)[..., None]  # (H, W, E, 1), differentiable in the points
-    x0 = jax.lax.stop_gradient(x0f).astype(jnp.int32)
-    y0 = jax.lax.stop_gradient(y0f).astype(jnp.int32)
-    x1, y1 = jnp.minimum(x0 + 1, width - 1), jnp.minimum(y0 + 1, height - 1)
-    flat = field.reshape(height * width * num_channels, 2)
-    channels = jnp.asarray(channels, jnp.int32)
-
-    def at(y, x):
-        return flat[(y * width + x) * num_channels + channels]  # (H, W, E, 2)
-
-    return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
-        (1 - fx) * at(y1, x0) + fx * at(y1, x1)
-    )
-
-
-def refine_offsets(offsets, field, channels, steps):
-    """`steps` rounds of offsets(x) <- p + field_c(p) - x with p = clamp(x + offsets(x)) (clamped into the
-    image), field_c bilinear. offsets (B, H, W, E, 2), field (B, H, W, C, 2) fixed, channels (E,): the field
-    channel each offset channel reads (the target keypoint l of edge (k, l)). Returns (B, H, W, E, 2) float32."""
-    offsets = jnp.asarray(offsets, jnp.float32)
-    field = jnp.asarray(field, jnp.float32)
-    height, width = offsets.shape[1:3]
-    cols, rows = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32))
-    grid = jnp.stack([cols, rows], axis=-1)[:, :, None, :]  # (H, W, 1, 2)
-    upper = jnp.asarray([width - 1, height - 1], jnp.float32)
-    sample = jax.vmap(_sample_channels, in_axes=(0, 0, None))
-    for _ in range(steps):
-        points = jnp.clip(grid + offsets, 0.0, upper)  # (B, H, W, E, 2)
-        offsets = points + sample(field, points, channels) - grid
-    return offsets
 
 
 # --- modules ---------------------------------------------------------------------------------------------------
@@ -157,9 +117,9 @@ class PersonLab(nn.Module):
         super().__post_init__()
 
     def setup(self):
-        depth = {} if self.stage_sizes is None else {"stage_sizes": tuple(self.stage_sizes)}
-        self.trunk = BACKBONES[self.backbone](
-            **depth,
+        self.trunk = resnet.build_resnet(
+            self.backbone,
+            self.stage_sizes,
             width=self.width,
             output_stride=self.output_stride,
             norm=self.norm,
@@ -189,12 +149,14 @@ class PersonLab(nn.Module):
         features = self.trunk(images, train)
         outputs = self._outputs(self.heads(features["res5"]), size, self.output_stride)
         if self.refine_steps:
-            short, long = outputs["short_offsets"], outputs["long_offsets"]
-            targets = jnp.asarray([l for _, l in self.edges], jnp.int32)
-            own = jnp.arange(self.num_keypoints, dtype=jnp.int32)
-            outputs["mid_offsets"] = refine_offsets(outputs["mid_offsets"], short, targets, self.refine_steps)
-            long = refine_offsets(long, long, own, self.refine_steps)
-            outputs["long_offsets"] = refine_offsets(long, short, own, self.refine_steps)
+            short, steps = outputs["short_offsets"], self.refine_steps
+            targets = jnp.asarray(
+                [l for _, l in self.edges], jnp.int32
+            )  # the keypoint l each edge (k, l) reads
+            outputs["mid_offsets"] = offset_ops.refine_mid_offsets(
+                outputs["mid_offsets"], short, steps, targets
+            )
+            outputs["long_offsets"] = offset_ops.refine_long_offsets(outputs["long_offsets"], short, steps)
         if self.intermediate_supervision:
             # res4 sits at output stride 16 when the trunk's is 32, else at the trunk's (res4/res5 dilated).
             outputs["intermediate"] = self._outputs(

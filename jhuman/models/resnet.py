@@ -167,3 +167,12 @@ class ResNet(nn.Module):
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3))
 ResNet101 = functools.partial(ResNet, stage_sizes=(3, 4, 23, 3))
 ResNet152 = functools.partial(ResNet, stage_sizes=(3, 8, 36, 3))
+RESNETS = {"resnet50": ResNet50, "resnet101": ResNet101, "resnet152": ResNet152}
+
+
+def build_resnet(name: str, stage_sizes=None, **options) -> ResNet:
+    """The trunk RESNETS[name] with `options` (width, output_stride, norm, ...); stage_sizes (blocks per stage,
+    e.g. (1, 1, 1, 1) for tiny runs) overrides the named depth when not None. The one place the task models
+    (DeepLab, PersonLab) build their ResNet; inside a linen setup() the trunk becomes that module's child."""
+    depth = {} if stage_sizes is None else {"stage_sizes": tuple(stage_sizes)}
+    return RESNETS[name](**depth, **options)

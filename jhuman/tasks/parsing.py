@@ -163,8 +163,8 @@ class ParsingTask(common.ReaderData):
         height, width = images.shape[1:3]
         total = 0.0
         for scale in tuple(ev.scales):  # a few static test-time scales, not a loop over data
-            size = (deeplab.scaled_size(height, scale), deeplab.scaled_size(width, scale))
-            x = images if size == (height, width) else deeplab.resize_bilinear(images, size)
+            size = (image_ops.scaled_size(height, scale), image_ops.scaled_size(width, scale))
+            x = images if size == (height, width) else image_ops.resize_bilinear(images, size)
             for flipped in (False, True) if ev.flip else (False,):
                 out, _ = self.apply(variables, x[:, :, ::-1] if flipped else x)
                 # Logit i sits on scaled pixel stride*i, i.e. input pixel stride*i*(H-1)/(h_s-1).
@@ -175,7 +175,7 @@ class ParsingTask(common.ReaderData):
                 if flipped:  # flip back at the scaled input's full resolution, where the geometry is exact
                     up = image_ops.upsample_aligned(out["logits"], size, stride)[:, :, ::-1]
                     up = up[..., classes.LIP_FLIP_CHANNELS]
-                    logits = up if size == (height, width) else deeplab.resize_bilinear(up, (height, width))
+                    logits = up if size == (height, width) else image_ops.resize_bilinear(up, (height, width))
                 else:
                     logits = image_ops.upsample_aligned(out["logits"], (height, width), strides)
                 total = total + logits

@@ -22,7 +22,8 @@ import numpy as np
 from jhuman.metrics import coco as coco_metrics
 from jhuman.models import personlab as personlab_model
 from jhuman.ops import personlab as personlab_ops
-from jhuman.ops import personlab_losses, personlab_targets
+from jhuman.ops.personlab import losses as personlab_losses
+from jhuman.ops.personlab import targets as personlab_targets
 from jhuman.tasks import common
 
 

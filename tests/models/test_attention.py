@@ -21,9 +21,8 @@ from jhuman.models.deeplab import (
     build_attention,
     build_deeplab,
     build_model,
-    resize_bilinear,
-    scaled_size,
 )
+from jhuman.ops.image import resize_bilinear, scaled_size
 
 TINY_VGG = dict(backbone="vgg16", width=8, fc_width=16, num_classes=20)
 TINY_RESNET = dict(backbone="resnet50", width=8, stage_sizes=(1, 1, 1, 1), num_classes=20)

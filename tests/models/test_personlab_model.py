@@ -9,8 +9,9 @@ import pytest
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
 from jhuman.models import resnet
-from jhuman.models.personlab import PersonLab, build_personlab, refine_offsets
+from jhuman.models.personlab import PersonLab, build_personlab
 from jhuman.ops.image import upsample_aligned
+from jhuman.ops.personlab.offsets import refine_offsets
 
 TINY = dict(backbone="resnet50", width=8, stage_sizes=(1, 1, 1, 1))
 SHAPES = {

@@ -39,3 +39,25 @@ def test_subsample_labels_is_strided_and_padded():
     padded = np.asarray(image.subsample_labels(labels, (4, 3), 8))
     np.testing.assert_array_equal(padded[:, :3, :2], sub)
     assert (padded[:, 3] == 255).all() and (padded[:, :, 2] == 255).all()
+
+
+def test_bilinear_sample_clamps_reads_channels_and_matches_a_loop():
+    rng = np.random.default_rng(1)
+    field = rng.normal(size=(6, 7, 3, 2)).astype(np.float32)  # (H, W, C, 2)
+    points = np.array([[0.0, 0.0], [6.0, 5.0], [2.25, 3.5], [-4.0, 9.0], [5.5, 0.75]], np.float32)
+    channels = np.array([0, 2, 1, 1, 2])
+    got = np.asarray(image.bilinear_sample(field, points, channels))
+    for (x, y), c, value in zip(points, channels, got):
+        x, y = min(max(x, 0), 6), min(max(y, 0), 5)  # clamped onto the image
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        x1, y1, fx, fy = min(x0 + 1, 6), min(y0 + 1, 5), x - x0, y - y0
+        f = field[..., c, :]
+        want = (1 - fy) * ((1 - fx) * f[y0, x0] + fx * f[y0, x1]) + fy * (
+            (1 - fx) * f[y1, x0] + fx * f[y1, x1]
+        )
+        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-6)
+    plain = np.asarray(image.bilinear_sample(field[..., 1, :], points))  # no channel axis
+    np.testing.assert_allclose(plain, np.asarray(image.bilinear_sample(field, points, 1)), rtol=1e-6)
+    grid = np.asarray(image.pixel_grid(6, 7))
+    assert grid.shape == (6, 7, 2) and tuple(grid[5, 6]) == (6.0, 5.0)  # (x, y) = (column, row)
+    np.testing.assert_array_equal(image.bilinear_sample(field, grid), field)  # integer points read the pixels

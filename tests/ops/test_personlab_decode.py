@@ -1,5 +1,5 @@
 """PersonLab decoding (jhuman.ops.personlab and its steps) on PERFECT network outputs built from hand-made people,
-and against the plain numpy reference (jhuman.ops.personlab_reference)."""
+and against the plain numpy reference (jhuman.ops.personlab.reference)."""
 
 import logging
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
-from jhuman.ops import grouping, hough, offsets, personlab
-from jhuman.ops import personlab_reference as reference
+from jhuman.ops import image, personlab
+from jhuman.ops.personlab import decoder, grouping, hough, offsets, reference
 
 HEIGHT, WIDTH, RADIUS = 160, 224, 16.0
 OPTIONS = {"radius": RADIUS, "max_people": 8, "max_candidates": 160}
@@ -157,12 +157,12 @@ def test_sampling_and_refinement_match_numpy():
         reference.refine_long_offsets(long, short, 1),
         atol=1e-3,
     )
-    sampled = offsets.bilinear_sample(mid, points, edges)
+    sampled = image.bilinear_sample(mid, points, edges)
     np.testing.assert_allclose(sampled, reference.bilinear_sample(mid, points, edges), atol=1e-4)
     lazy = jax.jit(offsets.sample_refined_mid, static_argnums=4)(mid, short, points, edges, 2)
-    np.testing.assert_allclose(lazy, offsets.bilinear_sample(refined, points, edges), atol=1e-3)
+    np.testing.assert_allclose(lazy, image.bilinear_sample(refined, points, edges), atol=1e-3)
     np.testing.assert_allclose(
-        offsets.bilinear_sample(short[..., 3, :], points),
+        image.bilinear_sample(short[..., 3, :], points),
         reference.bilinear_sample(short[..., 3, :], points),
         atol=1e-4,
     )
@@ -409,7 +409,7 @@ def test_tiled_masks_equal_brute_force_nearest_person():
     scales = rng.uniform(20, 60, num).astype(np.float32)
     valid = np.arange(num) < 5
     owner = rng.integers(0, num, (h, w))
-    long = points[owner] - offsets.pixel_grid(h, w)[:, :, None, :] + rng.normal(0, 6, (h, w, 17, 2))
+    long = points[owner] - image.pixel_grid(h, w)[:, :, None, :] + rng.normal(0, 6, (h, w, 17, 2))
     seg = rng.uniform(0, 1, (h, w)).astype(np.float32)
     for stride, tile in ((1, 4), (1, 16), (2, 8), (3, 8), (4, 64)):
         got = grouping.assign_instance_masks(
@@ -426,7 +426,7 @@ def test_tiled_masks_equal_brute_force_nearest_person():
 def test_new_values_do_not_recompile(scene, caplog):
     heatmaps, short, mid, long, seg = scene[2]
     jax.block_until_ready(personlab.decode(*(jnp.asarray(a) for a in scene[2]), **OPTIONS))
-    size = personlab._decode_jit._cache_size()
+    size = decoder._decode_jit._cache_size()
     variants = [
         [jnp.asarray(a) for a in (heatmaps * s, short + s, mid, long * s, seg * s)] for s in (0.5, 0.9)
     ]
@@ -439,7 +439,7 @@ def test_new_values_do_not_recompile(scene, caplog):
     finally:
         jax.config.update("jax_log_compiles", False)
     assert [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()] == []
-    assert personlab._decode_jit._cache_size() == size
+    assert decoder._decode_jit._cache_size() == size
 
 
 def test_an_empty_image_decodes_to_padding(scene):

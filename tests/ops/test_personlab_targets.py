@@ -1,13 +1,13 @@
-"""PersonLab targets (jhuman.ops.personlab_targets) against hand-made people and a plain numpy loop, and the
-losses (jhuman.ops.personlab_losses) against hand computations."""
+"""PersonLab targets (jhuman.ops.personlab.targets) against hand-made people and a plain numpy loop, and the
+losses (jhuman.ops.personlab.losses) against hand computations."""
 
 import jax
 import numpy as np
 import pytest
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
-from jhuman.ops.personlab_losses import LOSS_WEIGHTS, logistic_loss, personlab_losses
-from jhuman.ops.personlab_targets import TARGET_KEYS, encode_batch, encode_targets
+from jhuman.ops.personlab.losses import LOSS_WEIGHTS, logistic_loss, personlab_losses
+from jhuman.ops.personlab.targets import TARGET_KEYS, encode_batch, encode_targets
 
 H, W, R = 64, 80, 8.0
 encode = jax.jit(encode_targets, static_argnames=("radius",))

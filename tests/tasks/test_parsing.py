@@ -77,13 +77,11 @@ def test_multi_scale_testing_averages_the_scales(resnet_task):
         multi = np.asarray(task.predict_logits(variables, images))
     finally:
         task.config.eval.scales = (1.0,)
-    from jhuman.models import deeplab
-
-    half = deeplab.resize_bilinear(images, (25, 25))
-    out, _ = task.apply(variables, half)
-    # Logit i of the half-size input sits on half-size pixel 8i = full-size pixel 8i * 48/24.
     from jhuman.ops import image
 
+    half = image.resize_bilinear(images, (25, 25))
+    out, _ = task.apply(variables, half)
+    # Logit i of the half-size input sits on half-size pixel 8i = full-size pixel 8i * 48/24.
     up = np.asarray(image.upsample_aligned(out["logits"], (49, 49), 8 * 48 / 24))
     np.testing.assert_allclose(multi, 0.5 * (single + up), rtol=1e-4, atol=1e-4)
     assert multi.shape == single.shape == (2, 49, 49, 20)

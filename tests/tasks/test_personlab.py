@@ -12,7 +12,7 @@ from jhuman import config as config_lib
 from jhuman import train
 from jhuman.metrics import coco as coco_metrics
 from jhuman.ops import personlab as personlab_ops
-from jhuman.ops import personlab_targets
+from jhuman.ops.personlab import targets as personlab_targets
 
 PERSONLAB = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "personlab.py"

@@ -14,8 +14,8 @@ types go into one candidate queue in descending score.
 The coarse grid (`hough_grid`, `grid_peaks`; the decoder's default for R >= 8): the same votes sampled every
 `stride` pixels (weight stride^2) and splatted bilinearly onto nodes `stride` pixels apart, each node also
 summing its votes' first moments, so a candidate sits at the centroid of the votes around it instead of on an
-integer pixel; s^2 fewer votes (the scatter-add dominated the decoder). See jhuman.ops.personlab for why and
-what it costs in accuracy (measured).
+integer pixel; s^2 fewer votes (the scatter-add dominated the decoder). See jhuman.ops.personlab.decoder for
+why; what it costs in accuracy: benchmarks/RESULTS.md, "Moved from module docstrings".
 
 Shapes: heatmaps (H, W, K), short offsets (H, W, K, 2) (x, y) pixels, one image (vmap for a batch;
 `hough_grid` also takes leading batch axes).
@@ -28,7 +28,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops import image as image_ops
 
 
 def hough_votes(heatmaps, short_offsets, radius: float):
@@ -41,7 +41,7 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     as a 4-float window at its corner n; a dense shift-and-add then applies the weights,
         h(y, x) = (A - Bx - By + Bxy)(y, x) + (Bx - Bxy)(y, x - 1) + (By - Bxy)(y - 1, x) + Bxy(y - 1, x - 1),
     which expands to exactly the 4 bilinear terms. One index per vote instead of four makes the scatter ~1.7x
-    faster on CPU than `.at[4 neighbour indices].add` (the reference, `personlab_reference.hough_votes`, splats
+    faster on CPU than `.at[4 neighbour indices].add` (the reference, `reference.hough_votes`, splats
     the 4 neighbours literally; the tests check that both agree). Votes whose 4 neighbours are all outside go
     to one spare slot that is sliced off.
     """
@@ -49,7 +49,7 @@ def hough_votes(heatmaps, short_offsets, radius: float):
     short = jnp.asarray(short_offsets, jnp.float32)
     height, width, num_keypoints = p.shape
     size = (height + 1) * (width + 1) * num_keypoints
-    grid = offsets_lib.pixel_grid(height, width)[:, :, None, :]  # (H, W, 1, 2)
+    grid = image_ops.pixel_grid(height, width)[:, :, None, :]  # (H, W, 1, 2)
     landing = grid + short  # (H, W, K, 2)
     x0f, y0f = jnp.floor(landing[..., 0]), jnp.floor(landing[..., 1])
     fx, fy = landing[..., 0] - x0f, landing[..., 1] - y0f
@@ -177,7 +177,7 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
     valid = scores > threshold
     if short_offsets is not None:
         short = jnp.asarray(short_offsets, jnp.float32)
-        snap = offsets_lib.bilinear_sample(short, positions, types)
+        snap = image_ops.bilinear_sample(short, positions, types)
         positions = positions + jnp.clip(snap, -float(stride), float(stride))
     return _pad_candidates(positions, types, scores, valid, max_candidates)
 

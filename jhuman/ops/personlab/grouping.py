@@ -15,15 +15,16 @@ How it is computed here (equivalent, and loop-free except for one short loop ove
 2. `greedy_select`: kill[c, i] = "candidate c lies within r of the type-of-c keypoint of candidate i's
    skeleton" (N x N). Popping in score order and rejecting c when an earlier ACCEPTED i has kill[c, i] is the
    paper's greedy loop. A lax.while_loop runs once per accepted person (at most max_people times): take the
-   first live candidate, kill its row of the matrix. `personlab_reference.group_people` runs the literal
+   first live candidate, kill its row of the matrix. `reference.group_people` runs the literal
    candidate-by-candidate loop with per-person BFS; the tests check that both give the same people.
 
-Completion (not in the paper; `complete_from_long`): mid-range offsets exist only between two labelled
-keypoints, so an unlabelled inner keypoint (a nose out of the picture, a hidden shoulder) cuts the tree, and the
-greedy pass then returns the pieces as separate people (ground-truth outputs of synthetic COCO scenes decode to
-keypoint AP 0.938 that way). Every skeleton's missing keypoints are therefore read from the long-range offsets
-(which reach every keypoint of the person from each of its pixels) at its own best-fitting keypoint, before
-the greedy pass (like the walk, it depends only on the skeleton and the fields).
+Completion (not in the paper; `complete_from_long`): mid-range offsets exist only between two labelled keypoints,
+so an unlabelled inner keypoint (a nose out of the picture, a hidden shoulder) cuts the tree, and the greedy pass
+then returns the pieces as separate people (ground-truth outputs of synthetic COCO scenes lose keypoint AP that
+way; measured figures: benchmarks/RESULTS.md, "Moved from module docstrings"). Every skeleton's missing keypoints
+are therefore read from the long-range offsets (which reach every keypoint of the person from each of its pixels)
+at its own best-fitting keypoint, before the greedy pass (like the walk, it depends only on the skeleton and the
+fields).
 
 Which keypoints count: a keypoint is REACHED if its tree parent was reached and lies inside the image (the seed
 is reached); an unreached keypoint keeps its parent's (clamped) position, never (0, 0). It is PRESENT if reached,
@@ -60,8 +61,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
-from jhuman.ops import hough
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops import image as image_ops
+from jhuman.ops.personlab import hough
+from jhuman.ops.personlab import offsets as offsets_lib
 
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
 OKS_KAPPAS = (2.0 * COCO_OKS_SIGMAS).astype(np.float32)  # pycocotools: vars = (2 sigma)^2
@@ -132,7 +134,7 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
         start = points[rows, source]  # (N, 2)
         ok = reached[rows, source] & inside_image(start, height, width)
         step_to = start + offsets_lib.sample_refined_mid(mid, short, start, edge, refine_steps)
-        new = jnp.where(ok[:, None], step_to, offsets_lib.clamp_points(start, height, width))
+        new = jnp.where(ok[:, None], step_to, image_ops.clamp_points(start, height, width))
         is_target = target[:, None] == keypoint_ids  # (N, 17)
         return (
             jnp.where(is_target[..., None], new[:, None, :], points),
@@ -151,7 +153,7 @@ def presence(heatmaps, points, reached, min_keypoint_score: float):
     heatmaps = jnp.asarray(heatmaps, jnp.float32)
     height, width = heatmaps.shape[:2]
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), points.shape[:-1])
-    p = offsets_lib.bilinear_sample(heatmaps, points, channels)
+    p = image_ops.bilinear_sample(heatmaps, points, channels)
     present = reached & inside_image(points, height, width) & (p >= min_keypoint_score)
     return present, p
 
@@ -184,7 +186,7 @@ def complete_from_long(
     long = jnp.asarray(long_offsets, jnp.float32)
     short = jnp.asarray(short_offsets, jnp.float32)
     height, width = long.shape[:2]
-    sampled = offsets_lib.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
+    sampled = image_ops.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
     proposals = points[:, :, None, :] + sampled  # from keypoint k, for keypoint m
     others = present[:, None, :] & ~jnp.eye(NUM_KEYPOINTS, dtype=bool)[None]  # (N, k, l)
     error = jnp.sqrt(jnp.sum(jnp.square(proposals - points[:, None, :, :]), axis=-1))  # (N, k, l)
@@ -197,8 +199,8 @@ def complete_from_long(
     proposal = jnp.take_along_axis(proposals, source[:, None, None, None], axis=1)[:, 0]  # (N, 17, 2)
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), proposal.shape[:-1])
     for _ in range(refine_steps):  # a static handful of snapping rounds
-        proposal = offsets_lib.clamp_points(proposal, height, width)
-        proposal = proposal + offsets_lib.bilinear_sample(short, proposal, channels)
+        proposal = image_ops.clamp_points(proposal, height, width)
+        proposal = proposal + image_ops.bilinear_sample(short, proposal, channels)
     new_present, new_heat = presence(heatmaps, proposal, jnp.ones_like(present), min_keypoint_score)
     fill = usable[:, None] & ~present & new_present
     return (jnp.where(fill[..., None], proposal, points), present | fill, jnp.where(fill, new_heat, heat))

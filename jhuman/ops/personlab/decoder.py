@@ -28,19 +28,18 @@ Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps
                         block at its centre pixel (stride 1 = every pixel, the paper); the foreground test is
                         per pixel. Vectorised: the `mask_candidates` people with the lowest lower bound per tile.
 See those modules for the exact definitions (presence of keypoints, person scale, window sizes).
-`jhuman.ops.personlab_reference` is the same pipeline in plain numpy/scipy, strides included (the tests compare
+`jhuman.ops.personlab.reference` is the same pipeline in plain numpy/scipy, strides included (the tests compare
 the two at strides 1/1, 4/2 and 8/4).
 
 Why a grid (where we differ from the paper's decoder, and why): Eq. (1) at every pixel of a 401x401 image is 2.7 M
-bilinear votes, and at 1080p 35 M; on 2 CPU cores that alone measured ~20 ms / ~0.5 s (scatter and its inputs), 3x
-/ 2x the whole budget of a decoder 50x faster than the port (7 ms / 0.26 s). The network predicts its maps at
-output stride 8 and upsamples them bilinearly, so neighbouring pixels vote almost alike: sampling every s-th pixel
-(weight s^2) keeps the vote mass, and the votes' centroid + one short-range snap keeps positions sub-pixel. Decided
-per 4x4 block, the masks keep per-pixel foreground. Measured on ground-truth outputs of synthetic COCO scenes (384
-px crops, R = 32; tests/tasks/test_personlab.py's oracle): keypoint AP 0.9979 at strides 8/4 and 1/1 alike, segm AP
-0.917 vs 0.943 (the blocks' edges between touching people); R = 10, 192 px: 0.9979 / 0.9505 at 2/1 and 1/1 alike; a
-tiny model trained 500 steps (R = 10): keypoint AP 0.0147 at 2/1 vs 0.0144 at 1/1, segm AP50 0.128 vs 0.135.
-`hough_stride=1, mask_stride=1` is the paper's computation exactly.
+bilinear votes, and at 1080p 35 M; on 2 CPU cores that scatter alone took longer than the whole time budget of a
+decoder 50x faster than the numpy port. The network predicts its maps at output stride 8 and upsamples them
+bilinearly, so neighbouring pixels vote almost alike: sampling every s-th pixel (weight s^2) keeps the vote mass,
+and the votes' centroid + one short-range snap keeps positions sub-pixel. Decided per 4x4 block, the masks keep
+per-pixel foreground. On ground-truth outputs of synthetic COCO scenes (tests/tasks/test_personlab.py's oracle) the
+grid keeps the keypoint AP of the exact computation and loses a little segm AP at the blocks' edges between
+touching people (measured figures: benchmarks/RESULTS.md, "Moved from module docstrings"). `hough_stride=1,
+mask_stride=1` is the paper's computation exactly.
 
 Public API (DESIGN.md): `KEYPOINTS`, `EDGES`, `DIRECTED_EDGES`, and
 
@@ -63,19 +62,20 @@ Options (keyword only; static: a new value compiles a new version, new array VAL
   max_people=30, max_candidates=256, radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
   peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
   hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
-  min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the expected-OKS
-  window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
+  min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
+  expected-OKS window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
   seg_threshold=0.5, hough_stride=0 (0 = automatic: R // 4 clipped to [1, 8]; 1 = Eq. (1) at every pixel),
-  mask_stride=0 (0 = automatic: hough_stride // 2, at least 1; 1 = every pixel's own decision), mask_tile=8
-  (grid pixels per side of a mask tile), mask_candidates=8 (people evaluated per mask tile: the exact nearest
-  person unless more than that many can reach one tile), refine_long=False (also refine the long-range offsets,
-  with themselves then the short-range offsets, refine_steps rounds each: what raw network outputs need;
-  jhuman.models.personlab does it inside the model when its refine_steps > 0, and the task turns this on
-  otherwise; it costs 2 * refine_steps dense bilinear gathers of the (H, W, 17, 2) field, ~0.4 s at 401 x 401 on 2
-  CPU cores), complete_from_long=True (step 4b; False = the paper's decoder, which returns such a person in
-  pieces: with ground-truth outputs on synthetic COCO scenes keypoint AP 0.938 instead of 0.998),
-  batch_mode='auto' (with a batch axis: 'auto' = 'vmap'; 'map' = lax.map, one image after the other inside the
-  same compiled call, which copies each image's inputs and is slower on CPU; same results).
+  mask_stride=0 (0 = automatic: hough_stride // 2, at least 1; 1 = every pixel's own decision), mask_tile=8 (grid
+  pixels per side of a mask tile), mask_candidates=8 (people evaluated per mask tile: the exact nearest person
+  unless more than that many can reach one tile), refine_long=False (also refine the long-range offsets, with
+  themselves then the short-range offsets, refine_steps rounds each: what raw network outputs need;
+  jhuman.models.personlab does it inside the model when its refine_steps > 0, and the task turns this on otherwise;
+  it costs 2 * refine_steps dense bilinear gathers of the (H, W, 17, 2) field), complete_from_long=True (step 4b;
+  False = the paper's decoder, which returns such a person in pieces and so scores a lower keypoint AP on
+  ground-truth outputs of synthetic COCO scenes), batch_mode='auto' (with a batch axis: 'auto' = 'vmap'; 'map' =
+  lax.map, one image after the other inside the same compiled call, which copies each image's inputs and is slower
+  on CPU; same results). The measured costs of refine_long and complete_from_long: benchmarks/RESULTS.md, "Moved
+  from module docstrings".
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ import jax
 import jax.numpy as jnp
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
-from jhuman.ops import grouping, hough
-from jhuman.ops import offsets as offsets_lib
+from jhuman.ops.personlab import grouping, hough
+from jhuman.ops.personlab import offsets as offsets_lib
 
 KEYPOINTS = COCO_KEYPOINTS
 EDGES = PERSONLAB_EDGES

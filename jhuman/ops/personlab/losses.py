@@ -14,7 +14,7 @@ and reported as 'intermediate_<term>'.
 
 `outputs`: 'heatmap_logits' (B, H, W, K) and 'segmentation_logits' (B, H, W) are LOGITS; 'short_offsets'
 (B, H, W, K, 2), 'mid_offsets' (B, H, W, E, 2), 'long_offsets' (B, H, W, K, 2) are in pixels (refined, as the
-model returns them). `targets`: `jhuman.ops.personlab_targets.encode_targets` vmapped over the batch. All
+model returns them). `targets`: `jhuman.ops.personlab.targets.encode_targets` vmapped over the batch. All
 losses are computed in float32.
 """
 
@@ -24,7 +24,7 @@ import types
 
 import jax.numpy as jnp
 
-from jhuman.ops.personlab_targets import RADIUS, encode_batch
+from jhuman.ops.personlab.targets import RADIUS, encode_batch
 
 LOSS_WEIGHTS = types.MappingProxyType(
     {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125}

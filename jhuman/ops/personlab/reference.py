@@ -7,7 +7,8 @@ keypoints stay sub-pixel, a keypoint that is not reached keeps its parent's posi
 keypoints only. tests/ops/test_personlab_decode.py checks the jax decoder against it and
 benchmarks/personlab_decode.py times both; do not use it in training or evaluation loops.
 
-Definitions are those of `jhuman.ops.grouping` and `jhuman.ops.hough` (see their docstrings); in short:
+Definitions are those of `jhuman.ops.personlab.grouping` and `jhuman.ops.personlab.hough` (see their
+docstrings); in short:
 - Hough: h_k(x) = 1/(pi R^2) sum_i p_k(x_i) B(x_i + S_k(x_i) - x), votes outside the image dropped;
 - smoothing: scipy.ndimage.gaussian_filter1d over rows and columns, mode='constant', truncate=3;
 - peaks: equal to the 3x3 maximum (constant -inf outside), above the threshold; sorted by score, ties by flat
@@ -28,12 +29,12 @@ import scipy.ndimage
 
 from jhuman.classes import COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
 
-# the breadth-first edge order of the tree from each seed type (plain numpy tables)
-from jhuman.ops.grouping import TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS
-
 # the options, their defaults and the automatic strides: one definition (jax-only options are accepted and
 # ignored here: mask_tile, mask_candidates, batch_mode)
-from jhuman.ops.personlab import decode_options
+from jhuman.ops.personlab.decoder import decode_options
+
+# the breadth-first edge order of the tree from each seed type (plain numpy tables)
+from jhuman.ops.personlab.grouping import TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS
 
 NUM_KEYPOINTS = 17
 EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES])

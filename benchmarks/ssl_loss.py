@@ -2,8 +2,9 @@
 loss (goal: ratio <= 1.05), and the joint computation alone (jitted segment reductions) against a
 straightforward numpy implementation (jhuman.ops.ssl_reference).
 
-  python benchmarks/ssl.py                  # CPU-sized: batch 2, 3 timed steps each, interleaved
-  python benchmarks/ssl.py --batch 10 --steps 20   # on an accelerator
+  python benchmarks/ssl_loss.py                  # CPU-sized: batch 2, 3 timed steps each, interleaved
+  python benchmarks/ssl_loss.py --batch 10 --steps 20   # on an accelerator
+  jhuman bench ssl_loss [--batch 10 --steps 20]  # the same from the repository root
 
 The two step variants are timed alternately (A B A B ...) so that load on the machine affects both alike.
 """
@@ -13,19 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Run as a script, Python puts benchmarks/ first on sys.path, where ssl.py would shadow the standard library's
-# ssl: take it off and import the helpers as `benchmarks.common` from the repository root.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from common import report, step_runner, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
 
-from benchmarks.common import report, step_runner, time_calls  # noqa: E402
 from jhuman import config as config_lib  # noqa: E402
 from jhuman.ops import ssl, ssl_reference  # noqa: E402
 
@@ -93,7 +88,7 @@ def main():
     rows = step_ratio(batch, args.steps or (3 if on_cpu else 20), args.dtype or ("float32" if on_cpu else ""))
     rows += joints_alone(10, 200)
     report(
-        "ssl",
+        "ssl_loss",
         rows,
         ["what", "batch", "dtype", "plain_ms", "ssl_ms", "ratio", "jax_ms", "numpy_ms", "speedup"],
         args.json,

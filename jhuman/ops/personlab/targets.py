@@ -14,7 +14,7 @@ y_{j,k} keypoint k of person j:
   and background excluded) for each labelled k of j;
 - segmentation: the union of all person masks (persons without keypoints included), as float;
 - keypoint_weight = 1 - ignore: crowd regions and persons without keypoints. The masks above are purely
-  geometric; `jhuman.ops.personlab_losses` multiplies them (and the heatmap loss) by keypoint_weight.
+  geometric; `jhuman.ops.personlab.losses` multiplies them (and the heatmap loss) by keypoint_weight.
 Offsets are zero wherever their mask is zero. Everything is float32.
 
 Inputs (the COCO pipeline's compact form, crop pixels):
@@ -31,10 +31,10 @@ decode, batch, shard and copy host -> device. The encoder is a few elementwise p
 
 Memory and time: the direct nearest-person search materialises (H, W, P, 17) distances (401 * 401 * 30 * 17 *
 4 B = 328 MB per example, 2.6 GB for a batch of 8); mapping over the 17 keypoint types would still hold an
-(H, W, P) slice per step (19.3 MB) and its argmin over a minor axis of 30 is slow on CPU (6-7 s for a batch of
-8). Instead `nearest_disk_owner` scans over the P persons and carries the running minimum and owner per keypoint
-type, (17, H, W) float32 + int32 = 2 x 10.9 MB per example, whatever P is. Measured (jit, batch 8, 401 x 401,
-P = 30, 2-core CPU): 1.1 s per batch, XLA temporaries 578 MB, outputs 1117 MB (the dense targets above).
+(H, W, P) slice per step (19.3 MB) and its argmin over a minor axis of 30 is slow on CPU. Instead
+`nearest_disk_owner` scans over the P persons and carries the running minimum and owner per keypoint type,
+(17, H, W) float32 + int32 = 2 x 10.9 MB per example, whatever P is. Time and memory of both, measured for a
+batch of 8 at 401 x 401: benchmarks/RESULTS.md, "Moved from module docstrings".
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
+from jhuman.ops.image import pixel_grid
 
 RADIUS = 32.0  # the paper's disk radius R in pixels (not scaled with person size)
 TARGET_KEYS = (
@@ -57,12 +58,6 @@ TARGET_KEYS = (
     "segmentation",
     "keypoint_weight",
 )
-
-
-def pixel_grid(height: int, width: int) -> jnp.ndarray:
-    """(H, W, 2) float32 pixel positions (x, y) = (column, row)."""
-    cols, rows = jnp.meshgrid(jnp.arange(width, dtype=jnp.float32), jnp.arange(height, dtype=jnp.float32))
-    return jnp.stack([cols, rows], axis=-1)
 
 
 def nearest_disk_owner(points, labelled, height, width, radius=RADIUS):
