@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(e, known):
             message = f"{type(e).__name__}: {message} (run with --debug for the traceback)"
         print(f"error: {message}", file=sys.stderr, flush=True)
-        if isinstance(e, CheckpointSaveError):  # orbax's writer threads fail again while Python shuts down
+        if isinstance(e, CheckpointSaveError):  # orbax's writers fail again while Python shuts down
             threading.excepthook = lambda hook_args: None
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return code
 
 

@@ -220,6 +220,10 @@ def _can_mount_tmpfs():
 def test_disk_full_during_a_save_stops_at_once_and_resumes_from_the_last_good_checkpoint(
     synthetic_cache, tmp_path
 ):
+    from input_pipeline import synthetic
+
+    # The data first (its generation prints progress): the runs below then print only what they must.
+    synthetic.ensure_dataset("parsing", synthetic_cache, num=1200, seed=0, size=(96, 128), val_fraction=0.1)
     disk = tmp_path / "disk"
     disk.mkdir()
     args = " ".join(f"'{a}'" for a in train_args(disk / "run", synthetic_cache, "--config.train.steps=6"))

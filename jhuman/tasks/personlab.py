@@ -2,7 +2,7 @@
 
 - The host pipeline (input_pipeline.coco) sends a compact example (keypoints, instance ids, segmentation,
   ignore mask); the dense targets (disks, short/mid/long offsets) are computed on device inside the loss
-  (jhuman.ops.personlab_targets): dense float targets are about 100 MB per 401x401 example, the compact form
+  (jhuman.ops.personlab.targets): dense float targets are about 100 MB per 401x401 example, the compact form
   about 1 MB.
 - Loss: the paper's five terms with weights 4 / 2 / 1 / 0.25 / 0.125, offsets divided by R.
 - Prediction: sigmoid heatmaps and segmentation, the model's refined offsets, then
