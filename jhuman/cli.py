@@ -288,5 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `jhuman` command: `main` with the process's stderr filtered (quiet.StderrFilter: native start-up
+    notices and the tracebacks native threads print after a failed checkpoint write) unless --debug."""
+    if "--debug" not in sys.argv[1:]:
+        from jhuman import quiet
+
+        quiet.StderrFilter()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -8,10 +8,12 @@ one of those known notices, so real warnings and errors still reach the user.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
 import tempfile
+import threading
 
 NOTICES = (
     "All log messages before absl::InitializeLog() is called",
@@ -67,3 +69,84 @@ def import_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_notices_filtered():
         import tensorflow  # noqa: F401
+
+
+class StderrFilter:
+    """Process-wide: file descriptor 2 goes through a pipe that a thread forwards to the real stderr at once,
+    holding back only traceback blocks, which it drops if they end in CLOSED_LOOP (written by native threads
+    at any moment after a checkpoint write failed, so no narrower window can catch them). Partial lines
+    (progress bars redrawn with '\\r') pass through immediately. `close()` restores fd 2 and drains the pipe."""
+
+    TRACEBACK = "Traceback (most recent call last):"
+
+    def __init__(self):
+        sys.stderr.flush()
+        self._real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read_end = read_end
+        self._block: list[str] = []
+        self._pending = ""  # the current line's text not yet decided on (only at the start of a line)
+        self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _emit(self, text: str) -> None:
+        if text:
+            os.write(self._real, text.encode(errors="replace"))
+
+    def _line(self, line: str) -> None:
+        """One complete line (with its newline)."""
+        if self._block:
+            self._block.append(line)
+            if not line.startswith((" ", "\t")):  # the exception line closes the block
+                if CLOSED_LOOP not in line:
+                    self._emit("".join(self._block))
+                self._block = []
+        elif line.startswith(self.TRACEBACK):
+            self._block = [line]
+        elif not any(notice in line for notice in NOTICES):
+            self._emit(line)
+
+    def _feed(self, text: str) -> None:
+        text = self._pending + text
+        self._pending = ""
+        *lines, rest = text.split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        if not rest:
+            return
+        if self._block or self.TRACEBACK.startswith(rest[: len(self.TRACEBACK)]):
+            self._pending = rest  # might be (part of) a traceback: wait for the end of the line
+        else:
+            self._emit(rest)  # a progress bar's partial line: show it now
+            self._pending_passed = True
+
+    def _pump(self) -> None:
+        self._pending_passed = False
+        while True:
+            try:
+                chunk = os.read(self._read_end, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            text = chunk.decode(errors="replace")
+            if self._pending_passed:
+                # The rest of a line whose start was already shown: forward up to its end as it is.
+                head, sep, tail = text.partition("\n")
+                self._emit(head + sep)
+                self._pending_passed = not sep
+                text = tail if sep else ""
+            if text:
+                self._feed(text)
+        self._emit("".join(self._block) + self._pending)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._real, 2)  # closes our pipe's write end; children may still hold a copy
+        self._thread.join(timeout=2.0)
+        self._thread = None
