@@ -247,6 +247,23 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 NEEDS_TENSORFLOW = ("train", "eval", "predict", "sweep", "data")
+COMPILES = ("train", "eval", "predict", "sweep")
+
+
+def compilation_cache_dir() -> str:
+    """Where compiled steps persist between commands: $JHUMAN_COMPILATION_CACHE ('off' disables), else
+    ~/.cache/jhuman/jax. A second `jhuman train` of the same config skips XLA compilation."""
+    value = os.environ.get("JHUMAN_COMPILATION_CACHE", os.path.join("~", ".cache", "jhuman", "jax"))
+    return "" if value.lower() in ("", "0", "off", "none") else os.path.expanduser(value)
+
+
+def enable_compilation_cache() -> None:
+    import jax
+
+    path = compilation_cache_dir()
+    if path and not jax.config.jax_compilation_cache_dir:  # a caller's own setting wins (tests set one)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         from jhuman import quiet
 
         quiet.import_tensorflow()
+    if args.command in COMPILES:
+        enable_compilation_cache()
     from jhuman.checkpoint import CheckpointSaveError
     from jhuman.config import ConfigError
     from jhuman.train import TrainError, WorkdirError

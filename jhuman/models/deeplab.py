@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jhuman.models import resnet, vgg
+from jhuman.models.conv import Conv
 from jhuman.ops import image as image_ops
 
 BACKBONES = {**resnet.RESNETS, "vgg16": vgg.VGG16LargeFOV}
@@ -43,7 +44,7 @@ class ASPP(nn.Module):
     def __call__(self, x):
         out = 0
         for i, rate in enumerate(self.rates):
-            out = out + nn.Conv(
+            out = out + Conv(
                 self.num_classes,
                 (3, 3),
                 padding=((rate, rate), (rate, rate)),
@@ -64,7 +65,7 @@ class LargeFOVHead(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return nn.Conv(
+        return Conv(
             self.num_classes,
             (1, 1),
             kernel_init=_classifier_init,
@@ -209,7 +210,7 @@ class ScaleAttention(nn.Module):
 
     @nn.compact
     def __call__(self, features, train: bool = False):
-        x = nn.Conv(
+        x = Conv(
             self.width,
             (3, 3),
             padding=((1, 1), (1, 1)),
@@ -219,7 +220,7 @@ class ScaleAttention(nn.Module):
             name="conv1",
         )(features)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        scores = nn.Conv(
+        scores = Conv(
             self.num_scales,
             (1, 1),
             kernel_init=_classifier_init,

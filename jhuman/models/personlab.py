@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
 from jhuman.models import resnet
+from jhuman.models.conv import Conv
 from jhuman.ops.image import upsample_aligned
 from jhuman.ops.personlab import offsets as offset_ops
 
@@ -68,7 +69,7 @@ class PersonLabHeads(nn.Module):
         sizes = {"heatmap": k, "short": 2 * k, "mid": 2 * e, "long": 2 * k, "segmentation": 1}
         return jnp.concatenate(
             [
-                nn.Conv(
+                Conv(
                     size, (1, 1), kernel_init=_head_init, dtype=self.dtype, param_dtype=jnp.float32, name=name
                 )(x)
                 for name, size in sizes.items()

@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jhuman.models.conv import Conv
+
 # torchvision BatchNorm2d: eps 1e-5, momentum 0.1 (a running average keeping 0.9 of the old value).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -48,7 +50,7 @@ def stage_dilations(output_stride):
 
 def _conv(features, kernel, stride=1, dilation=1, name=None, dtype=jnp.float32):
     pad = dilation * (kernel // 2)  # torchvision/Caffe symmetric padding
-    return nn.Conv(
+    return Conv(
         features,
         (kernel, kernel),
         strides=(stride, stride),

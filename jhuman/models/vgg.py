@@ -27,6 +27,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jhuman.models.conv import Conv
+
 # (block, number of 3x3 convs, width multiplier of `width`)
 VGG16_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 3, 4), (4, 3, 8), (5, 3, 8))
 VGG19_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 4, 4), (4, 4, 8), (5, 4, 8))
@@ -40,7 +42,7 @@ def conv_names(blocks: Sequence[tuple]) -> list[str]:
 
 def _conv(features, kernel, dilation, name, dtype):
     pad = dilation * (kernel // 2)
-    return nn.Conv(
+    return Conv(
         features,
         (kernel, kernel),
         padding=((pad, pad), (pad, pad)),

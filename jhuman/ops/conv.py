@@ -1,0 +1,95 @@
+"""2-D convolution (NHWC, HWIO) whose weight gradient is one matrix product over image patches.
+
+XLA's CPU backend computes a convolution's weight gradient as a convolution of the input with the output
+gradient, which it runs several times slower than the same contraction written as a matrix product (the
+gradient of a 1x1 convolution is `einsum('bhwc,bhwo->co')`; of a k x k one, the same over the k*k shifted
+views of the padded input, concatenated along channels: im2col). `conv2d` keeps XLA's convolution for the
+forward pass and for the input gradient (both fast) and computes the weight gradient as that product,
+accumulated in float32. Values are those of `lax.conv_general_dilated` and its autodiff (tested); the
+measured speed-up is in benchmarks/RESULTS.md ("Convolution weight gradients").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, w, strides, padding, dilation):
+    return lax.conv_general_dilated(
+        x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=DIMENSIONS
+    )
+
+
+def patches(x, kernel_hw: Sequence[int], out_hw: Sequence[int], strides, padding, dilation):
+    """(B, Ho, Wo, kh * kw * C): for each output pixel the input values under the kernel's taps, taps in
+    (row, column) order then channels (the HWIO kernel's order), from x (B, H, W, C) padded by `padding`."""
+    (ph0, ph1), (pw0, pw1) = padding
+    xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+    (kh, kw), (ho, wo), (sh, sw), (dh, dw) = kernel_hw, out_hw, strides, dilation
+    taps = [
+        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+
+
+def weight_gradient(x, g, kernel_shape, strides, padding, dilation):
+    """d(sum(g * conv(x, w))) / dw for x (B, H, W, C), g (B, Ho, Wo, O): (kh, kw, C, O) in g's dtype."""
+    kh, kw, cin, cout = kernel_shape
+    cols = patches(x, (kh, kw), g.shape[1:3], strides, padding, dilation)  # (B, Ho, Wo, kh kw C)
+    dw = jnp.einsum("bhwk,bhwo->ko", cols, g, preferred_element_type=jnp.float32)
+    return dw.reshape(kh, kw, cin, cout).astype(g.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1)):
+    """`lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation)` in NHWC / HWIO, with the
+    weight gradient computed as a patch product (see the module docstring). strides, padding ((top, bottom),
+    (left, right)) and dilation are static tuples."""
+    return _conv(x, w, strides, padding, dilation)
+
+
+def _conv2d_fwd(x, w, strides, padding, dilation):
+    return _conv(x, w, strides, padding, dilation), (x, w)
+
+
+def _conv2d_bwd(strides, padding, dilation, residuals, g):
+    x, w = residuals
+    dx = jax.vjp(lambda x_: _conv(x_, w, strides, padding, dilation), x)[1](g)[0]  # XLA's transposed conv
+    dw = weight_gradient(x, g, w.shape, strides, padding, dilation).astype(w.dtype)
+    return dx, dw
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def conv_general_dilated(
+    lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+    feature_group_count=1, precision=None,
+):  # fmt: skip
+    """`lax.conv_general_dilated`'s signature (what `flax.linen.Conv(conv_general_dilated=...)` calls):
+    `conv2d` for 2-D NHWC / HWIO convolutions with explicit padding, no input dilation and one group;
+    anything else goes to lax unchanged."""
+    simple = (
+        lhs.ndim == 4
+        and feature_group_count == 1
+        and precision is None
+        and not isinstance(padding, str)
+        and all(d == 1 for d in (lhs_dilation or (1, 1)))
+        and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, DIMENSIONS)
+    )
+    if not simple:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, precision=precision,
+        )  # fmt: skip
+    pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+    return conv2d(lhs, rhs, tuple(window_strides), pads, tuple(rhs_dilation or (1, 1)))

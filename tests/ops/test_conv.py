@@ -1,0 +1,61 @@
+"""jhuman.ops.conv: values and gradients equal lax.conv_general_dilated's, for strides, dilations, paddings."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jhuman.models.conv import Conv
+from jhuman.ops import conv as conv_ops
+
+
+def reference(x, w, strides, padding, dilation):
+    return lax.conv_general_dilated(
+        x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=conv_ops.DIMENSIONS
+    )
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, dilation",
+    [
+        (1, (1, 1), ((0, 0), (0, 0)), (1, 1)),
+        (1, (2, 2), ((0, 0), (0, 0)), (1, 1)),
+        (3, (1, 1), ((1, 1), (1, 1)), (1, 1)),
+        (3, (2, 2), ((1, 1), (1, 1)), (1, 1)),
+        (3, (1, 1), ((2, 2), (2, 2)), (2, 2)),
+        (3, (1, 2), ((4, 3), (0, 1)), (4, 1)),
+        (7, (2, 2), ((3, 3), (3, 3)), (1, 1)),
+    ],
+)
+def test_values_and_gradients_match_lax(kernel, strides, padding, dilation):
+    rng = np.random.default_rng(kernel + strides[1] + dilation[0])
+    x = jnp.asarray(rng.normal(size=(2, 13, 11, 5)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 5, 4)), jnp.float32)
+    ours = conv_ops.conv2d(x, w, strides, padding, dilation)
+    theirs = reference(x, w, strides, padding, dilation)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(rng.normal(size=theirs.shape), jnp.float32)
+    loss = lambda fn: lambda x, w: jnp.sum(fn(x, w, strides, padding, dilation) * g)
+    dx, dw = jax.grad(loss(conv_ops.conv2d), argnums=(0, 1))(x, w)
+    rx, rw = jax.grad(loss(reference), argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(dx, rx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, rw, rtol=1e-4, atol=1e-4)
+
+
+def test_linen_layer_is_nn_conv_with_the_same_parameters_and_gradients():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 3)), jnp.float32)
+    ours = Conv(6, (3, 3), padding=((2, 2), (2, 2)), kernel_dilation=(2, 2), name="c")
+    plain = nn.Conv(6, (3, 3), padding=((2, 2), (2, 2)), kernel_dilation=(2, 2), name="c")
+    variables = plain.init(jax.random.key(0), x)
+    assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(variables)
+    grads = [jax.grad(lambda v, m=m: jnp.sum(m.apply(v, x) ** 2))(variables) for m in (ours, plain)]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), *grads)
+    # 'SAME' padding and grouped convolutions take lax's own path, unchanged.
+    same = Conv(6, (3, 3), padding="SAME")
+    np.testing.assert_allclose(
+        same.apply(same.init(jax.random.key(1), x), x),
+        nn.Conv(6, (3, 3), padding="SAME").apply(same.init(jax.random.key(1), x), x),
+        rtol=1e-6,
+    )
