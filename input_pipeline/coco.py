@@ -252,7 +252,9 @@ def _label_maps_t(persons, height, width, max_persons, path=""):
     for i, (kp, rle, crowd) in enumerate(persons):
         if tuple(rle["size"]) != (height, width):
             raise CorruptExample(
-                path, f"mask size {tuple(rle['size'])} differs from the image ({height}, {width})"
+                path,
+                f"mask size {tuple(rle['size'])} differs from the image ({height}, {width})",
+                "size mismatch",
             )
         if i in slot_of:
             keypoints[slot_of[i]] = kp
@@ -459,17 +461,21 @@ def _eval_spec(crop, max_persons):
 
 
 # ----------------------------------------------------------------------------------------------- decoding
-def _decode(data, path, height, width):
-    image = reader.decode_image(data, path)
+def _decode(data, path, height, width, stats=None):
+    image = reader.decode_image(data, path, stats)
     if image.shape[:2] != (height, width):
-        raise CorruptExample(path, f"image is {image.shape[:2]}, annotations say ({height}, {width})")
+        raise CorruptExample(
+            path, f"image is {image.shape[:2]}, annotations say ({height}, {width})", "size mismatch"
+        )
     return image
 
 
-def read_example(record):
+def read_example(record, stats=None):
     """ImageRecord -> (image_id, image uint8 (H, W, 3) RGB, [(keypoints, compressed RLE, iscrowd), ...]).
-    Raises CorruptExample for an unreadable / undecodable image or one whose size differs from the JSON."""
-    image = _decode(reader.read_bytes(record.path), record.path, record.height, record.width)
+    Raises CorruptExample (see input_pipeline.reader's file checks) for a missing, empty, truncated or
+    undecodable image or one whose size differs from the JSON; an image in another mode (16-bit, grayscale,
+    palette, RGBA) is converted to 8-bit RGB and counted in stats.converted."""
+    image = _decode(reader.read_bytes(record.path, "image"), record.path, record.height, record.width, stats)
     persons = [
         (p.keypoints, mask_rle(p.segmentation, record.height, record.width), p.iscrowd)
         for p in record.persons
@@ -477,11 +483,11 @@ def read_example(record):
     return record.image_id, image, persons
 
 
-def _read_record(record, name):
+def _read_record(record, name, stats=None):
     """A stored CocoPersonKeypoints record (the image as its file bytes) -> (image_id, image, persons), as
     read_example."""
     h, w = int(record["height"]), int(record["width"])
-    image = _decode(record["image"], name, h, w)
+    image = _decode(record["image"], name, h, w, stats)
     p = record["persons"]
     persons = [
         (np.asarray(kp, np.float32), {"size": [h, w], "counts": bytes(counts)}, bool(crowd))
@@ -543,8 +549,8 @@ class CocoPersonKeypoints(reader.FolderBuilder):
         return {s: load_annotations(root, s, self.stats) for s in present}
 
     def encode(self, record):
-        data = reader.read_bytes(record.path)
-        _decode(data, record.path, record.height, record.width)
+        data = reader.read_bytes(record.path, "image")
+        _decode(data, record.path, record.height, record.width, self.stats)
         persons = record.persons
         rles = [mask_rle(p.segmentation, record.height, record.width) for p in persons]
         return {

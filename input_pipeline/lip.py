@@ -19,13 +19,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_pipeline import augment, reader
-from input_pipeline.pipeline import CorruptExample, Feature
+from input_pipeline.pipeline import Feature
 from jhuman.classes import CAFFE_MEAN_RGB, IGNORE_LABEL, LIP_FLIP_LUT
 
 log = logging.getLogger(__name__)
@@ -141,40 +140,29 @@ def find_layout(root):
 
 # ----------------------------------------------------------------------------------------------- decoding
 def decode_label(data, path):
-    """PNG bytes -> uint8 (H, W) class map (a 3-channel grey PNG is accepted; a colour one is corrupt)."""
-    label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise CorruptExample(path, "cannot decode label map")
-    if label.ndim == 3:
-        if not (label == label[..., :1]).all():
-            raise CorruptExample(path, "colour label map; expected single-channel class indices")
-        label = label[..., 0]
-    if label.dtype != np.uint8:
-        if label.max() > 255:
-            raise CorruptExample(path, f"label values up to {label.max()}")
-        label = label.astype(np.uint8)
-    return label
+    """PNG bytes -> uint8 (H, W) class map: a single-channel 8-bit PNG, else CorruptExample naming the mode
+    found (see reader.decode_label)."""
+    return reader.decode_label(data, path)
 
 
-def _read_files(entry):
+def _read_files(entry, stats=None):
     """(id, image_path, label_path or None) -> (id, image file bytes, image uint8 (H, W, 3), label or None)."""
     example_id, image_path, label_path = entry
-    data = reader.read_bytes(image_path)
-    image = reader.decode_image(data, image_path)
     if label_path is None:
-        return example_id, data, image, None
-    label = decode_label(reader.read_bytes(label_path), label_path)
-    if label.shape != image.shape[:2]:
-        raise CorruptExample(label_path, f"label {label.shape} does not match image {image.shape[:2]}")
-    return example_id, data, image, label
+        data = reader.read_bytes(image_path, "image")
+        return example_id, data, reader.decode_image(data, image_path, stats), None
+    return (example_id, *reader.read_pair(image_path, label_path, stats))
 
 
-def read_example(entry):
+def read_example(entry, stats=None):
     """(id, image_path, label_path or None) -> (id, image uint8 (H, W, 3), label uint8 (H, W) or None).
 
-    Raises CorruptExample for an unreadable/undecodable file or a label whose size differs from the image.
+    Raises CorruptExample (see input_pipeline.reader's file checks) for a missing half of the pair, an empty,
+    truncated or undecodable file, a label map that is not single-channel 8-bit or whose size differs from the
+    image's. Images in another mode (16-bit, grayscale, palette, RGBA) are converted to 8-bit RGB and counted
+    in stats.converted.
     """
-    example_id, _, image, label = _read_files(entry)
+    example_id, _, image, label = _read_files(entry, stats)
     return example_id, image, label
 
 
@@ -307,13 +295,14 @@ class Lip(reader.FolderBuilder):
         return find_layout(root)
 
     def encode(self, entry):
-        example_id, data, _, label = _read_files(entry)
+        example_id, data, _, label = _read_files(entry, self.stats)
         return {"image": data.tobytes(), "label": label[..., None], "id": example_id}
 
 
 # ----------------------------------------------------------------------------------------------- streams
 def _entries(root, split, stats=None):
-    """The sorted entries of `split` ('val' or 'validation', 'train', 'test'); LIP drops none (stats unused)."""
+    """The sorted entries of `split` ('val' or 'validation', 'train', 'test'); LIP drops none (stats unused:
+    a listed id whose image or label is missing is skipped and counted when it is read)."""
     del stats
     split = "val" if split == "validation" else split
     layout = find_layout(root)
@@ -324,9 +313,10 @@ def _entries(root, split, stats=None):
     return layout[split]
 
 
-def _read_record(record, name):
+def _read_record(record, name, stats=None):
     """A stored Lip record (the image as its original file bytes) -> (id, image, label), as read_example."""
-    return record["id"].decode("utf-8"), reader.decode_image(record["image"], name), record["label"][..., 0]
+    image = reader.decode_image(record["image"], name, stats)
+    return record["id"].decode("utf-8"), image, record["label"][..., 0]
 
 
 READER = reader.Reader(

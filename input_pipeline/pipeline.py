@@ -12,9 +12,12 @@ module does the rest:
   stream from 0; skipped positions are never decoded. This is how training resumes exactly.
 * tf.data maps the loader in parallel (`tf.numpy_function`, AUTOTUNE, deterministic), then
   batch(drop_remainder=True) and prefetch; the result is an iterator of dicts of numpy arrays.
-* Corrupt data is skipped AND counted: a loader raises `CorruptExample(path, reason)`; the example is
+* Corrupt data is skipped AND counted: a loader raises `CorruptExample(path, reason, kind)`; the example is
   dropped from the training stream (masked out in evaluation), a warning names the file once, and a
-  thread-safe `Stats` counts it (`stats.skipped`, `stats.skipped_files`) for the trainer to log.
+  thread-safe `Stats` counts it (`stats.skipped`, `stats.skipped_files`, `stats.skip_kinds`) for the trainer
+  to log. A stream with no usable example at all (an empty split, or every example corrupt) raises
+  `NoUsableExamples`, one line naming the split's folder and what was skipped and why: never a hang.
+  Any other error of a loader reaches the caller as itself (not wrapped in a TensorFlow error).
   Note: a skipped training example shifts later batches by one, so `step * batch` then lags the true
   position; `TrainStream.next_position` is the exact position to resume from (and equals `step * batch`
   when nothing was skipped).
@@ -27,6 +30,7 @@ module does the rest:
 """
 
 import atexit
+import collections
 import dataclasses
 import functools
 import logging
@@ -63,11 +67,27 @@ def configure_once():
 
 
 class CorruptExample(Exception):
-    """Raised by a loader for an example it cannot decode (unreadable file, undecodable bytes, wrong size)."""
+    """Raised by a loader for an example it cannot use (missing, empty, truncated or undecodable file, a mode
+    it cannot convert, a label of another size than its image).
 
-    def __init__(self, path, reason):
+    path: the offending file; reason: what is wrong with it and, where it helps, what to do; kind: a short
+    category for counts ('empty file', 'truncated', ...; the reason itself by default)."""
+
+    def __init__(self, path, reason, kind=None):
         super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
+        self.path, self.reason, self.kind = str(path), reason, kind or reason
+
+
+class NoUsableExamples(ValueError):
+    """A split with no usable example: empty, or every example skipped. The message is one line naming the
+    split's folder and the counts of what was skipped and why. A bad input: `jhuman` exits with status 2."""
+
+    exit_status = 2
+
+
+def describe_skips(kinds: collections.Counter) -> str:
+    """'3 empty file, 1 truncated' (most frequent first)."""
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
 
 
 class Stats:
@@ -76,6 +96,9 @@ class Stats:
     skipped: number of skip events (a corrupt training example is skipped again each epoch it comes up;
       tf.data decodes a few batches ahead, so counts may run ahead of what the caller has consumed).
     skipped_files: the distinct offending files, in the order first seen (each also logged once).
+    reasons: {file: reason} of those files; skip_kinds: Counter of their kinds ('empty file': 2, ...).
+    converted: images converted to 8-bit RGB (16-bit, grayscale, palette, alpha), per decode; conversions:
+      Counter of what was done ('16-bit -> 8-bit': 3, ...), each kind logged once.
     downscaled: examples shrunk to fit a fixed evaluation size (see lip.eval_stream).
     """
 
@@ -83,15 +106,31 @@ class Stats:
         self._lock = threading.Lock()
         self.skipped = 0
         self.skipped_files = []
+        self.reasons = {}
+        self.skip_kinds = collections.Counter()
+        self.converted = 0
+        self.conversions = collections.Counter()
         self.downscaled = 0
 
-    def record_skip(self, path, reason=""):
+    def record_skip(self, path, reason="", kind=None):
         with self._lock:
             self.skipped += 1
-            if path in self.skipped_files:
+            if path in self.reasons:
                 return
             self.skipped_files.append(path)
+            self.reasons[path] = reason
+            self.skip_kinds[kind or reason] += 1
         log.warning("skipping corrupt example %s (%s); counted in Stats.skipped", path, reason)
+
+    def record_conversion(self, path, what):
+        with self._lock:
+            self.converted += 1
+            self.conversions[what] += 1
+            first = self.conversions[what] == 1
+        if first:
+            log.warning(
+                "converted %s to 8-bit RGB (%s); others alike are counted in Stats.converted", path, what
+            )
 
     def record_downscale(self, path=""):
         with self._lock:
@@ -224,6 +263,43 @@ class _Closeable:
         self.close()
 
 
+class _Errors:
+    """The first error of a loader that is neither a skip nor ours to handle, kept so that the stream raises it
+    as itself: inside tf.data it would reach the caller wrapped in a TensorFlow error."""
+
+    def __init__(self):
+        self.first = None
+
+    def keep(self, error):
+        if self.first is None:
+            self.first = error
+        return error
+
+    def raise_kept(self):
+        if self.first is not None:
+            raise self.first from None
+
+
+def _no_usable(where, num_listed, kinds, first):
+    what = f"the {where}" if where else "the stream"
+    example = f"; e.g. {first[0]}: {first[1]}" if first else ""
+    return NoUsableExamples(
+        f"no usable examples in {what}: all {num_listed} listed were skipped as corrupt "
+        f"({describe_skips(kinds)}){example}; fix or replace those files"
+    )
+
+
+def empty_split(where, dropped=None) -> NoUsableExamples:
+    """The error of a split whose listing is empty; dropped: {what: count} the listing left out."""
+    left_out = ", ".join(f"{n} {what}" for what, n in (dropped or {}).items() if n)
+    what = f"the {where}" if where else "the stream"
+    return NoUsableExamples(
+        f"no usable examples in {what}: it lists none"
+        + (f" (left out while listing: {left_out})" if left_out else "")
+        + "; check the folder and its list of examples"
+    )
+
+
 class TrainStream(_Closeable):
     """Infinite iterator of training batches (dicts of numpy arrays, leading axis = per-host batch).
 
@@ -231,10 +307,11 @@ class TrainStream(_Closeable):
     `start_index=next_position` to continue exactly (== step * batch_size unless examples were skipped).
     """
 
-    def __init__(self, ds, spec, start_index):
+    def __init__(self, ds, spec, start_index, errors=None):
         super().__init__()
         self._it = iter(ds.as_numpy_iterator())
         self._spec = spec
+        self._errors = errors or _Errors()
         self.next_position = start_index
 
     def close(self):
@@ -246,7 +323,11 @@ class TrainStream(_Closeable):
     def __next__(self):
         if self._it is None:
             raise StopIteration
-        batch = next(self._it)
+        try:
+            batch = next(self._it)
+        except tf.errors.OpError:
+            self._errors.raise_kept()
+            raise
         self.next_position = int(batch.pop(_POSITION)[-1]) + 1
         batch.pop(_OK)
         return _to_host(batch, self._spec)
@@ -263,39 +344,46 @@ def train_stream(
     process_index: int = 0,
     process_count: int = 1,
     stats: Stats | None = None,
+    where: str = "",
 ) -> TrainStream:
     """Infinite, resumable training stream of this host's shard (see the module docstring for the order).
 
     examples: the full, sorted example list (any objects); load_fn(example, rng) -> {name: array per spec},
       may raise CorruptExample (the example is skipped and counted in `stats`).
     batch_size: per host. start_index: examples this host already consumed (skipped without decoding).
-    Returns batches {name: (batch_size, *spec[name].shape)}.
+    where: the split in messages ('LIP train split under /data/lip').
+    Returns batches {name: (batch_size, *spec[name].shape)}. NoUsableExamples when the list is empty or once
+    every example of this host's shard turned out corrupt.
     """
     configure_once()
+    if not len(examples):
+        raise empty_split(where)
     shard = host_shard(examples, process_index, process_count)
     n = len(shard)
     if n == 0:
         raise ValueError(f"host {process_index}/{process_count} has no examples (of {len(examples)})")
     stats = stats if stats is not None else Stats()
-    bad, bad_lock = set(), threading.Lock()
+    bad, bad_lock, kinds, errors = {}, threading.Lock(), collections.Counter(), _Errors()
 
     def load(position):
         index = example_index(position, n, seed)
         try:
             return load_fn(shard[index], example_rng(seed, position, process_index)), True
         except CorruptExample as e:
-            stats.record_skip(e.path, e.reason)
+            stats.record_skip(e.path, e.reason, e.kind)
             with bad_lock:
-                bad.add(index)
+                if index not in bad:
+                    bad[index] = (e.path, e.reason)
+                    kinds[e.kind] += 1
                 if len(bad) == n:
-                    raise RuntimeError(
-                        f"every one of the {n} examples of host {process_index} is corrupt"
-                    ) from e
+                    raise errors.keep(_no_usable(where, n, kinds, next(iter(bad.values())))) from None
             return _dummy(spec), False
+        except Exception as e:
+            raise errors.keep(e)
 
     ds = tf.data.Dataset.counter(start=start_index)  # int64 host positions start_index, start_index + 1, ...
     ds = _map_numpy(ds, load, spec).filter(lambda ex: ex[_OK])
-    return TrainStream(_finish(ds, batch_size), spec, start_index)
+    return TrainStream(_finish(ds, batch_size), spec, start_index, errors)
 
 
 class EvalStream(_Closeable):
@@ -303,12 +391,16 @@ class EvalStream(_Closeable):
 
     Each batch has the spec's features plus `mask` (B,) bool: False for the padding that evens out hosts and
     for corrupt examples (skipped and counted in stats).
+    num_examples: the examples of the split (all hosts); stats: the Stats its skips go to; where: the split in
+    messages. So `num_examples - (examples evaluated, summed over hosts)` is the number skipped.
     """
 
-    def __init__(self, ds, spec, num_batches):
+    def __init__(self, ds, spec, num_batches, *, num_examples=0, stats=None, where="", errors=None):
         super().__init__()
         self._ds, self._spec, self._num_batches = ds, spec, num_batches
+        self._errors = errors or _Errors()
         self._passes = weakref.WeakSet()  # unfinished iterations (generators), closed by close()
+        self.num_examples, self.stats, self.where = num_examples, stats, where
 
     def __len__(self):
         return self._num_batches
@@ -323,10 +415,21 @@ class EvalStream(_Closeable):
         return iteration
 
     def _batches(self):
-        for batch in self._ds.as_numpy_iterator():
-            batch.pop(_POSITION)
-            batch["mask"] = batch.pop(_OK)
-            yield _to_host(batch, self._spec)
+        try:
+            for batch in self._ds.as_numpy_iterator():
+                batch.pop(_POSITION)
+                batch["mask"] = batch.pop(_OK)
+                yield _to_host(batch, self._spec)
+        except tf.errors.OpError:
+            self._errors.raise_kept()
+            raise
+
+    def no_usable_examples(self) -> NoUsableExamples:
+        """The error to raise when none of the split's examples could be evaluated (names the split's folder
+        and what this host skipped, by kind)."""
+        stats = self.stats or Stats()
+        first = next(iter(stats.reasons.items()), None)
+        return _no_usable(self.where, self.num_examples, stats.skip_kinds, first)
 
 
 def eval_batches_per_host(num_examples: int, batch_size: int, process_count: int) -> int:
@@ -343,16 +446,22 @@ def eval_stream(
     process_index: int = 0,
     process_count: int = 1,
     stats: Stats | None = None,
+    where: str = "",
 ) -> EvalStream:
     """Finite evaluation stream over this host's shard `examples[p::P]`, in order, padded with masked dummies.
 
     load_fn(example) -> {name: array per spec}; may raise CorruptExample (masked out and counted).
-    Returns batches {name: (batch_size, ...), 'mask': (batch_size,) bool}.
+    where: the split in messages. Returns batches {name: (batch_size, ...), 'mask': (batch_size,) bool}.
+    NoUsableExamples when `examples` is empty (the same on every host). A split whose examples are all
+    corrupt yields all-False masks: the caller sees that from the masks (summed over hosts), see EvalStream.
     """
     configure_once()
+    if not len(examples):
+        raise empty_split(where)
     shard = host_shard(examples, process_index, process_count)
     stats = stats if stats is not None else Stats()
     num_batches = eval_batches_per_host(len(examples), batch_size, process_count)
+    errors = _Errors()
 
     def load(i):
         if i >= len(shard):
@@ -360,8 +469,18 @@ def eval_stream(
         try:
             return load_fn(shard[i]), True
         except CorruptExample as e:
-            stats.record_skip(e.path, e.reason)
+            stats.record_skip(e.path, e.reason, e.kind)
             return _dummy(spec), False
+        except Exception as e:
+            raise errors.keep(e)
 
     ds = _map_numpy(tf.data.Dataset.range(num_batches * batch_size), load, spec)
-    return EvalStream(_finish(ds, batch_size), spec, num_batches)
+    return EvalStream(
+        _finish(ds, batch_size),
+        spec,
+        num_batches,
+        num_examples=len(examples),
+        stats=stats,
+        where=where,
+        errors=errors,
+    )

@@ -112,7 +112,8 @@ def cmd_predict(args, overrides):
     summary = setup.task.predict_folder(train.eval_variables(state), args.images, args.out)
     print(
         f"step {step}: wrote predictions for {summary['num_images']} images to {args.out} "
-        f"({summary['num_skipped']} skipped)"
+        f"({summary['num_skipped']} skipped, {len(summary.get('converted', ()))} converted to 8-bit RGB: "
+        "see the results JSON)"
     )
 
 
@@ -155,6 +156,8 @@ def cmd_eval_parsing(args, overrides):
         args.gt_dir, args.pred_dir, ids=ids, num_classes=args.num_classes
     )
     print(parsing_metrics.format_table(results))
+    for line in parsing_metrics.out_of_range_lines(results, args.num_classes):  # also in the table and JSON
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -293,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if isinstance(e, (ConfigError, UsageError, WorkdirError, FileNotFoundError, NotADirectoryError)):
+            code = EXIT_BAD_INPUT
+        elif getattr(e, "exit_status", None) == EXIT_BAD_INPUT:  # bad data: NoUsableExamples, LabelMapError
             code = EXIT_BAD_INPUT
         else:
             code = EXIT_FAILED

@@ -7,6 +7,13 @@ outside [0, num_classes) (the ignore label 255) is dropped; background is a clas
   mean IoU       = nanmean_c  diag_c / (row_c + col_c - diag_c)
 never averaged per image. A class absent from both ground truth and prediction has IoU NaN and is left out of
 the means (a class absent from the ground truth but predicted somewhere has IoU 0).
+
+`evaluate_folders` (`jhuman eval-parsing`) drops nothing silently: 255 is the only ignore value; other ground
+truth outside [0, num_classes) is not scored but counted and reported per file (`gt_out_of_range`), and
+predictions outside [0, num_classes) on scored pixels count as errors of their ground-truth class (in its
+accuracy and IoU, and in the pixel accuracy) and are reported (`pred_out_of_range`). Label maps are
+single-channel PNGs; a colour PNG (channels that differ) is refused, naming the file: it is a rendering, not
+class indices (a 3-channel PNG whose channels are equal is read as one channel).
 """
 
 import os
@@ -61,13 +68,18 @@ def confusion_matrix_jax(gt, pred, num_classes, valid=None):
     return counts.reshape(num_classes, num_classes)
 
 
-def scores(confusion):
-    """dict of plain floats: pixel_accuracy, mean_accuracy, mean_iou, per_class_iou (list, NaN = absent)."""
+def scores(confusion, unplaced=None):
+    """dict of plain floats: pixel_accuracy, mean_accuracy, mean_iou, per_class_iou (list, NaN = absent).
+
+    unplaced: optional (C,) counts, per ground-truth class, of pixels whose prediction is no class at all
+    (outside [0, C)); they are errors: in their class's ground-truth total and the pixel total, in no column.
+    """
     confusion = np.asarray(confusion, dtype=np.float64)
+    extra = np.zeros(confusion.shape[0]) if unplaced is None else np.asarray(unplaced, np.float64)
     diag = np.diag(confusion)
-    rows = confusion.sum(axis=1)  # ground-truth pixels per class
+    rows = confusion.sum(axis=1) + extra  # ground-truth pixels per class
     cols = confusion.sum(axis=0)  # predicted pixels per class
-    total = confusion.sum()
+    total = confusion.sum() + extra.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
         accuracy = np.where(rows > 0, diag / rows, np.nan)
         union = rows + cols - diag
@@ -86,7 +98,8 @@ def scores(confusion):
 
 
 def format_table(result, class_names=LIP_CLASSES):
-    """Per-class IoU and the three summary numbers as a text table (percent, 2 decimals; '-' for NaN)."""
+    """Per-class IoU and the three summary numbers as a text table (percent, 2 decimals; '-' for NaN), then a
+    line per kind of out-of-range label when `result` reports any (see evaluate_folders)."""
     ious = result["per_class_iou"]
     names = list(class_names) if class_names is not None else []
     names += [f"class {i}" for i in range(len(names), len(ious))]
@@ -104,7 +117,28 @@ def format_table(result, class_names=LIP_CLASSES):
         ("mean_iou", "mean IoU"),
     ):
         lines.append(f"{label:<{width}}  {pct(result[key]):>8}")
+    lines += out_of_range_lines(result, len(ious))
     return "\n".join(lines)
+
+
+def out_of_range_lines(result, num_classes=LIP_NUM_CLASSES) -> list[str]:
+    """One line per kind of out-of-range label that `result` reports (none when there are none)."""
+    lines = []
+    for key, what, effect in (
+        ("gt_out_of_range", f"ground-truth labels outside 0..{num_classes - 1} other than {IGNORE_LABEL}",
+         "not scored"),
+        ("pred_out_of_range", f"predictions outside 0..{num_classes - 1} on scored pixels",
+         "scored as errors"),
+    ):  # fmt: skip
+        report = result.get(key) or {}
+        if report.get("pixels"):
+            files = report.get("files", {})
+            first = ", ".join(list(files)[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            lines.append(
+                f"{what}: {report['pixels']} pixels in {len(files)} maps ({effect}; values "
+                f"{report.get('values', [])}): {first}"
+            )
+    return lines
 
 
 def _read_ids(ids):
@@ -116,6 +150,13 @@ def _read_ids(ids):
     return [str(i) for i in ids]
 
 
+class LabelMapError(ValueError):
+    """A label map that cannot be scored (unreadable, colour, of another size than its ground truth). A bad
+    input: `jhuman` exits with status 2."""
+
+    exit_status = 2
+
+
 def _read_label(path):
     import cv2
 
@@ -123,19 +164,38 @@ def _read_label(path):
         raise FileNotFoundError(f"missing label map: {path}")
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
-        raise ValueError(f"cannot read label map: {path}")
-    if label.ndim == 3:  # a colour PNG of a grey map: all channels are equal; take one
-        label = label[..., 0]
+        raise LabelMapError(f"cannot read label map: {path}")
+    if label.ndim == 3:
+        colour = label[..., :3]
+        if not (colour == colour[..., :1]).all():
+            raise LabelMapError(
+                f"{path} is a colour PNG (its channels differ): a rendering, not class indices; write the "
+                "single-channel map of class indices (jhuman predict's <stem>.png, not <stem>_overlay.png)"
+            )
+        label = label[..., 0]  # a 3-channel PNG of a grey map: all channels are equal; take one
     return label
+
+
+def _out_of_range(report, values, counts, path):
+    """Adds a map's out-of-range values (counts of each) to report {'pixels', 'values', 'files'}."""
+    if len(values):
+        report["pixels"] += int(counts.sum())
+        report["values"] = sorted(set(report["values"]) | {int(v) for v in values})
+        report["files"][str(path)] = int(counts.sum())
 
 
 def evaluate_folders(gt_dir, pred_dir, ids=None, num_classes=LIP_NUM_CLASSES):
     """Scores of PNG label maps `pred_dir/<id>.png` against `gt_dir/<id>.png` (one matrix over all images).
 
     ids: None (every *.png in gt_dir), a path to an id list file (one id a line, as LIP's val_id.txt), or a
-    list of ids. Raises FileNotFoundError / ValueError naming the file for a missing or unreadable map and
-    ValueError naming the file and both sizes when a prediction's size differs from its ground truth's.
-    The returned dict also holds 'num_images'.
+    list of ids. Raises FileNotFoundError naming a missing map, and LabelMapError (a ValueError) naming the file
+    for an unreadable or colour map and the file and both sizes when a prediction's size differs from its
+    ground truth's. The returned dict also holds 'num_images' and, each {'pixels': n, 'values': [distinct
+    values], 'files': {file: pixels}}:
+      'gt_out_of_range': ground truth outside [0, num_classes) other than 255 (not scored: it is no class and
+        not the ignore value; a relabelled class would otherwise vanish from the scores);
+      'pred_out_of_range': predictions outside [0, num_classes) on scored pixels (errors of their ground-truth
+        class, see `scores(unplaced=...)`).
     """
     ids = _read_ids(ids)
     if ids is None:
@@ -145,20 +205,28 @@ def evaluate_folders(gt_dir, pred_dir, ids=None, num_classes=LIP_NUM_CLASSES):
     if not ids:
         raise ValueError(f"no images to evaluate (gt_dir={gt_dir})")
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    unplaced = np.zeros(num_classes, np.int64)
+    gt_report = {"pixels": 0, "values": [], "files": {}}
+    pred_report = {"pixels": 0, "values": [], "files": {}}
     for image_id in ids:
         gt_path = os.path.join(gt_dir, f"{image_id}.png")
         pred_path = os.path.join(pred_dir, f"{image_id}.png")
-        gt = _read_label(gt_path)
-        pred = _read_label(pred_path)
+        gt = _read_label(gt_path).astype(np.int64)
+        pred = _read_label(pred_path).astype(np.int64)
         if gt.shape != pred.shape:
-            raise ValueError(
+            raise LabelMapError(
                 f"size mismatch for {pred_path}: prediction {pred.shape[1]}x{pred.shape[0]} "
                 f"(WxH) vs ground truth {gt.shape[1]}x{gt.shape[0]} ({gt_path})"
             )
-        try:
-            confusion += confusion_matrix(gt, pred, num_classes)
-        except ValueError as e:
-            raise ValueError(f"{pred_path}: {e}") from None
-    result = scores(confusion)
+        scored = (gt >= 0) & (gt < num_classes)
+        _out_of_range(gt_report, *np.unique(gt[~scored & (gt != IGNORE_LABEL)], return_counts=True), gt_path)
+        bad = scored & ((pred < 0) | (pred >= num_classes))
+        _out_of_range(pred_report, *np.unique(pred[bad], return_counts=True), pred_path)
+        unplaced += np.bincount(gt[bad], minlength=num_classes)
+        good = scored & ~bad
+        confusion += confusion_matrix(gt[good], pred[good], num_classes)
+    result = scores(confusion, unplaced)
     result["num_images"] = len(ids)
+    result["gt_out_of_range"] = gt_report
+    result["pred_out_of_range"] = pred_report
     return result

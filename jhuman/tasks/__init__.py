@@ -17,7 +17,9 @@ A task is a class built from the config with:
   visualize(batch, outputs) -> dict name -> uint8 RGB image
   predict_folder(variables, image_dir, out_dir) -> summary dict with at least 'num_images' and 'num_skipped'
                                                       (`jhuman predict`: pictures + a results file per folder)
-  data_stats                                           counts of skipped (corrupt) examples
+  data_stats                                           counts of skipped (corrupt) training examples
+  data_names() -> tuple of str                         (static) the config.data.name values the task reads
+                                                      (checked at load time: `check_data_name`)
   format_eval(results) -> str                          (static) the evaluator's dict as a table people read
                                                       (`jhuman train | eval` print it)
   sweep_columns                                        (class attribute) ((metric key, title, scale), ...):
@@ -50,6 +52,29 @@ def task_class(config):
         return entry
     module, _, name = entry.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def data_names(config) -> tuple[str, ...] | None:
+    """The config.data.name values the task of `config` reads (its static `data_names()`), or None when the
+    task does not say."""
+    names = getattr(task_class(config), "data_names", None)
+    return tuple(names()) if callable(names) else None
+
+
+def check_data_name(config):
+    """Refuses, at config load time, a `data.name` that the config's task does not read: ConfigError naming
+    the value and the valid ones. Returns the config. (Nothing to check without a data.name or when the task
+    does not declare `data_names`.)"""
+    from jhuman.config import ConfigError
+
+    if "data" not in config or "name" not in config.data:
+        return config
+    valid = data_names(config)
+    if valid is not None and config.data.name not in valid:
+        raise ConfigError(
+            f"data.name={config.data.name!r} is not one of {list(valid)} (the data task {config.task!r} reads)"
+        )
+    return config
 
 
 def build(config):

@@ -1,14 +1,16 @@
-"""Pieces every task shares: input normalisation around a net, applying it, its data plumbing (`ReaderData`),
-pretrained import, the pictures of a batch (`batch_grid`) and `jhuman predict`'s loop over a folder
-(`predict_folder`)."""
+"""Pieces every task shares: input normalisation around a net, applying it, its data plumbing (`ReaderData`,
+with the count of skipped evaluation examples: `SkipCountingEvaluator`), pretrained import, the pictures of a
+batch (`batch_grid`) and `jhuman predict`'s loop over a folder (`predict_folder`)."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
+import itertools
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import flax.linen as nn
 import jax
@@ -88,14 +90,21 @@ class ReaderData:
     A task sets READER (the module whose train_stream / eval_stream it uses, e.g. 'input_pipeline.lip'),
     DATASET (config.data.name of its real data) and SYNTHETIC (the synthetic writer of that format, the other
     choice of config.data.name: 'synthetic'), and returns its own stream arguments from `train_options()` and
-    `eval_options()`. This gives `data_root()`, `data_stats`, `train_batches` and `eval_batches`; every stream
-    also gets data.source, data.tfds_data_dir and data_stats (`source_kwargs`), training streams config.seed
-    and the resume position, evaluation streams eval.limit.
+    `eval_options()`. This gives `data_names()` (the data.name values it reads, checked at config load time),
+    `data_root()`, `data_stats`, `train_batches` and `eval_batches`; every stream also gets data.source,
+    data.tfds_data_dir and its stats (`source_kwargs`), training streams config.seed and the resume position,
+    evaluation streams eval.limit. A task wraps its evaluator with `count_skips(evaluator)` so that its results
+    say how many evaluation examples were skipped, and which (`SkipCountingEvaluator`).
     """
 
     READER: str
     DATASET: str
     SYNTHETIC: str
+
+    @classmethod
+    def data_names(cls) -> tuple[str, ...]:
+        """The values of config.data.name this task reads: its real dataset and 'synthetic' (static)."""
+        return (cls.DATASET, "synthetic")
 
     def train_options(self) -> dict:
         return {}
@@ -105,10 +114,15 @@ class ReaderData:
 
     @functools.cached_property
     def data_stats(self):
-        """Counts of skipped (corrupt) examples, filled by every stream of this task (pipeline.Stats)."""
+        """Counts of skipped (corrupt) training examples, filled by this task's training streams
+        (pipeline.Stats). Each evaluation stream counts its own (`eval_stream.stats`)."""
         from input_pipeline import pipeline
 
         return pipeline.Stats()
+
+    def count_skips(self, evaluator) -> SkipCountingEvaluator:
+        """`evaluator` wrapped to report the evaluation examples skipped by this task's latest eval stream."""
+        return SkipCountingEvaluator(evaluator, lambda: getattr(self, "eval_stream", None))
 
     def data_root(self) -> str:
         return data_root(self.config, self.SYNTHETIC, self.DATASET)
@@ -126,16 +140,70 @@ class ReaderData:
         )
 
     def eval_batches(self, split, per_host_batch, process_index, process_count):
-        return importlib.import_module(self.READER).eval_stream(
+        """The evaluation stream of `split`, kept as `self.eval_stream` (its own Stats: what it skipped)."""
+        module = importlib.import_module(self.READER)
+        stats = module.READER.builder.STATS()
+        self.eval_stream = module.eval_stream(
             self.data_root(),
             split=split,
             batch_size=per_host_batch,
             process_index=process_index,
             process_count=process_count,
             limit=int(self.config.eval.limit) or None,
-            **source_kwargs(self.config, self.data_stats),
+            **source_kwargs(self.config, stats),
             **self.eval_options(),
         )
+        return self.eval_stream
+
+
+class SkipCountingEvaluator:
+    """A task's evaluator that also counts the examples it evaluated (batch['mask'] summed on device, so over
+    every host) and adds to its results what the evaluation stream skipped:
+      eval_skipped: the split's examples (all hosts) that were not evaluated (corrupt, skipped and counted);
+      eval_skipped_files: their files with the reason, {file: reason} (this host's: all of them on one host).
+    A split of which no example could be evaluated raises NoUsableExamples (one line naming its folder and
+    what was skipped and why) instead of returning meaningless scores. Examples a TFDS source left out when it
+    was built are not in the stored split, so they are not counted here (they were counted when it was built).
+
+    stream() -> the EvalStream the evaluation read (None: nothing is added). Keeps the wrapped evaluator's
+    `host_update`.
+    """
+
+    def __init__(self, evaluator, stream: Callable[[], Any]):
+        self.evaluator, self.stream = evaluator, stream
+        self.host_update = getattr(evaluator, "host_update", False)
+
+    def init(self):
+        return {"evaluator": self.evaluator.init(), "evaluated": jnp.zeros((), jnp.int32)}
+
+    def update(self, acc, variables, batch):
+        evaluated = acc["evaluated"] + jnp.sum(jnp.asarray(batch["mask"]), dtype=jnp.int32)
+        return {
+            "evaluator": self.evaluator.update(acc["evaluator"], variables, batch),
+            "evaluated": evaluated,
+        }
+
+    def finalize(self, acc) -> dict:
+        stream, evaluated = self.stream(), int(acc["evaluated"])
+        if stream is not None and evaluated == 0 and stream.num_examples:
+            raise stream.no_usable_examples()
+        results = self.evaluator.finalize(acc["evaluator"])
+        if stream is not None:
+            results["eval_skipped"] = int(stream.num_examples) - evaluated
+            results["eval_skipped_files"] = dict(stream.stats.reasons) if stream.stats is not None else {}
+        return results
+
+
+def format_skips(results) -> str:
+    """'' or the line saying how many evaluation examples were skipped, naming the first few."""
+    n = int(results.get("eval_skipped", 0) or 0)
+    if not n:
+        return ""
+    files = list(results.get("eval_skipped_files") or ())
+    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"{n} evaluation example{'s' if n != 1 else ''} skipped (corrupt, not scored)" + (
+        f": {named}" if named else ""
+    )
 
 
 def source_kwargs(config, stats) -> dict:
@@ -204,15 +272,60 @@ def image_files(folder: str) -> list[str]:
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
 
 
-def read_rgb(path: str):
-    """RGB uint8 (h, w, 3), or None (with a warning) when the file cannot be decoded (the caller counts it)."""
-    import cv2
+class _Conversions:
+    """Collects what decoding did to each image (input_pipeline.reader.decode_image's `stats`)."""
 
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        print(f"warning: cannot decode {path}; skipped")
+    def __init__(self):
+        self.done = {}
+
+    def record_conversion(self, path, what):
+        self.done[path] = what
+
+
+def read_image(path: str, conversions=None):
+    """RGB uint8 (h, w, 3) of an image file, checked and decoded as the training readers do
+    (input_pipeline.reader.read_image: EXIF orientation ignored, 16-bit / grayscale / palette / RGBA converted
+    to 8-bit RGB and recorded in `conversions`). Raises CorruptExample (.reason) for a missing, empty,
+    truncated or undecodable file."""
+    from input_pipeline import reader
+
+    return reader.read_image(path, conversions)
+
+
+def read_rgb(path: str):
+    """RGB uint8 (h, w, 3), or None (with a warning naming the reason) when the file cannot be used."""
+    from input_pipeline.pipeline import CorruptExample
+
+    try:
+        return read_image(path)
+    except CorruptExample as e:
+        print(f"warning: {e}; skipped")
         return None
-    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def output_stems(names: Iterable[str], patterns: Iterable[str], reserved: Iterable[str] = ()) -> dict:
+    """{image file name: the stem of its output files}, so that no two images' outputs share a name.
+
+    patterns: the files one image writes, '{}' standing for its stem (('{}.png', '{}_overlay.png')); reserved:
+    names nothing may take (the results file). An image keeps its stem (`a.jpg` -> `a.png`, which eval-parsing
+    pairs with the ground truth `a.png`) unless another image has the same stem (`a.jpg` and `a.png`) or a file
+    it would write is already taken; then its whole file name is the stem (`a.jpg.png`, `a.png.png`), with
+    `_2`, `_3`, ... appended should even that be taken. Names compare case-insensitively (the outputs may land
+    on a case-insensitive disk). Images with a unique stem claim their names first, then in sorted order."""
+    names, patterns = sorted(names), tuple(patterns)
+    base = {n: os.path.splitext(n)[0] for n in names}
+    shared = collections.Counter(b.casefold() for b in base.values())
+    taken = {r.casefold() for r in reserved}
+    stems = {}
+    for name in sorted(names, key=lambda n: (shared[base[n].casefold()] > 1, n)):
+        unique = [base[name]] if shared[base[name].casefold()] == 1 else []
+        for stem in itertools.chain(unique, [name], (f"{name}_{k}" for k in itertools.count(2))):
+            files = {p.format(stem).casefold() for p in patterns}
+            if len(files) == len(patterns) and not files & taken:
+                break
+        taken |= files
+        stems[name] = stem
+    return stems
 
 
 def fit_and_pad(image, size: int):
@@ -245,37 +358,56 @@ def predict_folder(
     write: Callable[..., list],
     results_file: str,
     entries_key: str,
+    files: tuple[str, ...] = ("{}.png",),
     indent: int | None = None,
 ) -> dict:
     """`jhuman predict`'s loop: every image file of image_dir (sorted by name) read, predicted and written.
 
-    Undecodable files are skipped and listed. The task supplies:
+    Images are read as the training readers read them (`read_image`: EXIF orientation ignored, other modes
+    converted to 8-bit RGB and listed); a file that is missing, empty, truncated (a JPEG without its end
+    marker, a PNG without IEND) or undecodable is skipped and listed with the reason. The task supplies:
       prepare(image RGB uint8 (h, w, 3)) -> (network input (S, S, 3), context): one S for every image, so one
         compiled shape serves the folder;
       predict(variables, inputs (1, S, S, 3)) -> outputs (a jitted function);
-      write(out_dir, file name, image, context, outputs of this image (numpy, leading axis dropped)) -> this
-        image's entries of the results file (after writing its pictures).
-    Writes `<out_dir>/<results_file>` = {entries_key: [entries], 'skipped': [paths], 'num_skipped': n,
-    'num_images': images predicted} and returns it.
+      write(out_dir, name, stem, image, context, outputs of this image (numpy, leading axis dropped)) -> this
+        image's entries of the results file (after writing its pictures, named from `stem`);
+      files: the names write gives an image's files, '{}' standing for the stem (see `output_stems`: an
+        image's stem is its file name's unless two images would write the same file, `a.jpg` and `a.png`).
+    Writes `<out_dir>/<results_file>` = {entries_key: [entries], 'skipped': [{'image', 'reason'}],
+    'num_skipped': n, 'num_images': images predicted, 'outputs': {image: [its files]}, 'converted':
+    [{'image', 'conversion'}]} and returns it.
     """
+    from input_pipeline.pipeline import CorruptExample
+
     os.makedirs(out_dir, exist_ok=True)
-    entries, skipped, num_images = [], [], 0
-    for name in image_files(image_dir):
+    names = image_files(image_dir)
+    stems = output_stems(names, files, reserved=(results_file,))
+    entries, skipped, written, conversions = [], [], {}, _Conversions()
+    for name in names:
         path = os.path.join(image_dir, name)
-        image = read_rgb(path)
-        if image is None:
-            skipped.append(path)
+        try:
+            image = read_image(path, conversions)
+        except CorruptExample as e:
+            print(f"warning: {e}; skipped")
+            skipped.append({"image": name, "reason": e.reason})
             continue
         inputs, context = prepare(image)
         outputs = jax.device_get(predict(variables, inputs[None]))
         outputs = jax.tree.map(lambda v: np.asarray(v)[0], outputs)
-        entries += write(out_dir, name, image, context, outputs)
-        num_images += 1
+        entries += write(out_dir, name, stems[name], image, context, outputs)
+        written[name] = [p.format(stems[name]) for p in files]
+    converted = [
+        {"image": name, "conversion": conversions.done[os.path.join(image_dir, name)]}
+        for name in names
+        if os.path.join(image_dir, name) in conversions.done
+    ]
     summary = {
         entries_key: entries,
         "skipped": skipped,
         "num_skipped": len(skipped),
-        "num_images": num_images,
+        "num_images": len(written),
+        "outputs": written,
+        "converted": converted,
     }
     with open(os.path.join(out_dir, results_file), "w") as f:
         json.dump(summary, f, indent=indent)

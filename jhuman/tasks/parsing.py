@@ -126,8 +126,9 @@ class ParsingTask(common.ReaderData):
 
     @staticmethod
     def format_eval(results) -> str:
-        """The LIP scores as a table: IoU per class, pixel accuracy, mean accuracy, mean IoU (percent)."""
-        return parsing_metrics.format_table(results)
+        """The LIP scores as a table: IoU per class, pixel accuracy, mean accuracy, mean IoU (percent), and
+        the evaluation examples skipped, if any."""
+        return "\n".join(filter(None, [parsing_metrics.format_table(results), common.format_skips(results)]))
 
     # --- model -------------------------------------------------------------------------------------------
     def example_batch(self, batch_size: int = 1) -> dict:
@@ -189,8 +190,12 @@ class ParsingTask(common.ReaderData):
             "probabilities": jax.nn.softmax(logits, -1),
         }
 
-    def evaluator(self) -> ConfusionEvaluator:
-        return ConfusionEvaluator(lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes)
+    def evaluator(self) -> common.SkipCountingEvaluator:
+        """The confusion matrix over the split, plus the count of skipped examples (common.count_skips)."""
+        evaluator = ConfusionEvaluator(
+            lambda v, x: {"labels": self.predict(v, x)["labels"]}, self.num_classes
+        )
+        return self.count_skips(evaluator)
 
     def pretrained_variables(self, variables):
         """`init.backbone_weights` imported into the trunk (see jhuman.tasks.common), or None."""
@@ -225,10 +230,12 @@ class ParsingTask(common.ReaderData):
         return {"predictions": common.batch_grid(batch, row, titles)}
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
-        """Label PNGs (`<name>.png`, LIP values) and colour overlays for every image in a folder.
+        """Label PNGs (`<stem>.png`, LIP values) and colour overlays for every image in a folder.
 
         Each image is padded (or, if larger, downscaled) to eval.pad_size, so one compiled shape serves all;
-        the labels come back at the image's original size. Writes `<out_dir>/predictions.json`.
+        the labels come back at the image's original size. Writes `<out_dir>/predictions.json`. Two images
+        with one stem (`a.jpg`, `a.png`) get their whole names as stems (`a.jpg.png`, see
+        common.output_stems); each entry names its own files.
         """
         size = int(self.config.eval.pad_size)
         return common.predict_folder(
@@ -240,10 +247,11 @@ class ParsingTask(common.ReaderData):
             write=self._write_labels,
             results_file="predictions.json",
             entries_key="images",
+            files=("{}.png", "{}_overlay.png"),
             indent=2,
         )
 
-    def _write_labels(self, out_dir, name, image, scale, outputs) -> list:
+    def _write_labels(self, out_dir, name, stem, image, scale, outputs) -> list:
         """`<stem>.png` (labels at the original size) and `<stem>_overlay.png`; the image's predictions entry."""
         import cv2
 
@@ -255,7 +263,6 @@ class ParsingTask(common.ReaderData):
         if scale != 1.0:
             labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         labels = labels.astype(np.uint8)
-        stem = os.path.splitext(name)[0]
         cv2.imwrite(os.path.join(out_dir, f"{stem}.png"), labels)
         viz.save_png(os.path.join(out_dir, f"{stem}_overlay.png"), viz.overlay(image, labels))
         counts = np.bincount(labels.ravel(), minlength=self.num_classes)

@@ -105,8 +105,9 @@ class PersonLabTask(common.ReaderData):
 
     @staticmethod
     def format_eval(results) -> str:
-        """COCO keypoint and mask scores as a table (percent; '-' where undefined), then the image count."""
-        return format_scores(results)
+        """COCO keypoint and mask scores as a table (percent; '-' where undefined), then the image count and
+        the evaluation examples skipped, if any."""
+        return "\n".join(filter(None, [format_scores(results), common.format_skips(results)]))
 
     # --- model -------------------------------------------------------------------------------------------
     def init(self, rng):
@@ -151,10 +152,12 @@ class PersonLabTask(common.ReaderData):
             **self.decode_options(),
         )
 
-    def evaluator(self) -> CocoEvaluator:
+    def evaluator(self) -> common.SkipCountingEvaluator:
+        """COCO keypoint and mask AP/AR, plus the count of skipped examples (common.count_skips)."""
         from input_pipeline import coco
 
-        return CocoEvaluator(self._predict_jit, coco.annotation_file(self.data_root(), "val"))
+        evaluator = CocoEvaluator(self._predict_jit, coco.annotation_file(self.data_root(), "val"))
+        return self.count_skips(evaluator)
 
     def pretrained_variables(self, variables):
         return common.pretrained_variables(
@@ -198,7 +201,8 @@ class PersonLabTask(common.ReaderData):
         Each image goes through the evaluation's own warp (input_pipeline.coco.eval_example: scaled so its longer
         side is data.crop_size, x_in = scale * x, padded); keypoints and masks are mapped back to the original size
         by its exact inverse. Writes `<out_dir>/results.json` (COCO keypoint results with 'file_name' instead of
-        'image_id', plus 'segmentation' RLE) and `<name>_people.png`.
+        'image_id', plus 'segmentation' RLE) and `<stem>_people.png` (the stem as in common.output_stems); its
+        'outputs' name each image's picture, also for images without people.
         """
         from input_pipeline import coco
 
@@ -217,10 +221,11 @@ class PersonLabTask(common.ReaderData):
             write=_write_people,
             results_file="results.json",
             entries_key="results",
+            files=("{}_people.png",),
         )
 
 
-def _write_people(out_dir, name, image, scale, out) -> list:
+def _write_people(out_dir, name, stem, image, scale, out) -> list:
     """`<stem>_people.png` (masks and skeletons at the original size); the image's people as COCO results."""
     from jhuman import viz
 
@@ -238,7 +243,7 @@ def _write_people(out_dir, name, image, scale, out) -> list:
     keypoints[..., :2] /= scale
     full_masks = [coco_metrics.mask_to_original(m, h, w, scale) for m in out["masks"]]
     picture = viz.draw_people(image, keypoints, out["valid"], np.asarray(full_masks, bool))
-    viz.save_png(os.path.join(out_dir, f"{os.path.splitext(name)[0]}_people.png"), picture)
+    viz.save_png(os.path.join(out_dir, f"{stem}_people.png"), picture)
     return results
 
 

@@ -39,7 +39,8 @@ def test_predict_folder_reads_predicts_writes_and_counts_undecodable_files(tmp_p
         assert inputs.shape == (1, 16, 16, 3) and variables == "vars"
         return {"total": inputs.sum(axis=(1, 2, 3)) + 1, "map": inputs[..., 0]}
 
-    def write(out_dir, name, image, context, outputs):
+    def write(out_dir, name, stem, image, context, outputs):
+        assert stem == name[:1]
         calls.append((name, context, float(outputs["total"]), outputs["map"].shape))
         return [{"file": name}, {"file": name, "second": True}]
 
@@ -57,6 +58,24 @@ def test_predict_folder_reads_predicts_writes_and_counts_undecodable_files(tmp_p
     assert calls == [("a.jpg", (9, 4), 1.0, (16, 16)), ("b.png", (5, 7), 1.0, (16, 16))]
     written = json.loads((out / "r.json").read_text())
     assert written == summary
-    assert list(written) == ["things", "skipped", "num_skipped", "num_images"]
-    assert written["num_images"] == 2 and written["num_skipped"] == 1
-    assert written["skipped"][0].endswith("c.jpg") and len(written["things"]) == 4
+    assert list(written) == ["things", "skipped", "num_skipped", "num_images", "outputs", "converted"]
+    assert written["num_images"] == 2 and written["num_skipped"] == 1 and len(written["things"]) == 4
+    assert written["skipped"] == [{"image": "c.jpg", "reason": "cannot decode image"}]
+    assert written["outputs"] == {"a.jpg": ["a.png"], "b.png": ["b.png"]} and written["converted"] == []
+
+
+def test_output_stems_never_give_two_images_one_file():
+    patterns = ("{}.png", "{}_overlay.png")
+    names = ["a.jpg", "a.png", "A.bmp", "b.jpg", "b_overlay.jpg", "c.JPG", "predictions.png"]
+    stems = common.output_stems(names, patterns, reserved=("predictions.json",))
+    assert stems == {
+        "a.jpg": "a.jpg",  # a, a and A share a stem (case-insensitive disks): whole names
+        "a.png": "a.png",
+        "A.bmp": "A.bmp",
+        "b.jpg": "b",  # unique stems keep it: b.png, which eval-parsing pairs with the ground truth b.png
+        "b_overlay.jpg": "b_overlay.jpg",  # b_overlay.png is b.jpg's overlay
+        "c.JPG": "c",
+        "predictions.png": "predictions",
+    }
+    files = [p.format(s).casefold() for s in stems.values() for p in patterns]
+    assert len(set(files)) == len(files)

@@ -146,7 +146,7 @@ def test_predict_folder_writes_labels_overlays_and_json_and_counts_bad_files(res
     task.config.eval.pad_size = 64
     summary = task.predict_folder(variables, str(images), str(tmp_path / "out"))
     assert [r["image"] for r in summary["images"]] == ["a.jpg", "b.png"] and summary["num_skipped"] == 1
-    assert summary["skipped"][0].endswith("broken.jpg")
+    assert summary["skipped"] == [{"image": "broken.jpg", "reason": "cannot decode image"}]
     label = cv2.imread(str(tmp_path / "out" / "b.png"), cv2.IMREAD_UNCHANGED)
     assert label.shape == (200, 90) and label.max() < 20
     assert cv2.imread(str(tmp_path / "out" / "a_overlay.png")).shape == (40, 30, 3)
