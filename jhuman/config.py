@@ -247,6 +247,12 @@ def validate(config) -> ml_collections.ConfigDict:
     one_of("optim.schedule", optim.SCHEDULES)
     if "data" in config and "source" in config.data:
         one_of("data.source", DATA_SOURCES)
+    from jhuman import tasks
+
+    try:
+        tasks.check_data_name(config)
+    except (ConfigError, ValueError) as e:  # a data name the task does not read, or an unknown task
+        problems.append(str(e))
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
     return config

@@ -80,6 +80,7 @@ def test_a_changed_config_is_refused_and_the_run_stays_usable(trained, synthetic
         ("train.batch_size=0", "train.batch_size=0 must be an integer >= 1"),
         ("optim.name=adamx", "optim.name='adamx' is not one of ['sgd', 'adam', 'adamw']"),
         ("train.compute_dtype=float33", "train.compute_dtype='float33' is not one of ['float32', 'bfloat16'"),
+        ("data.name=coco", "data.name='coco' is not one of ['lip', 'synthetic']"),
     ],
 )
 def test_bad_values_are_refused_at_load_time(override, expected, tmp_path, capsys):
