@@ -4,23 +4,27 @@ Used by every dataset through input_pipeline.reader (the reader skeleton: source
 A caller supplies the sorted list of its examples, a numpy `load_fn` and a `spec` of the output features; this
 module does the rest:
 
-* Per-host sharding: host p of P owns `examples[p::P]`; below, its examples are `range(n)`.
-* Training order (`train_stream`): an infinite stream of positions 0, 1, 2, ... on this host; position k is
-  example `perm_e[k % n]` of epoch `e = k // n`, with `perm_e = default_rng([seed, e]).permutation(n)`.
-  The example's augmentation rng is `default_rng([seed, k, process_index])`. So the stream that starts at
-  `start_index` (= examples this host already consumed = step * per_host_batch) is exactly the tail of the
-  stream from 0; skipped positions are never decoded. This is how training resumes exactly.
+* Training order (`train_stream`): one GLOBAL order of slots 0, 1, 2, ... over all N examples, whatever the
+  number of hosts: slot g holds example `perm_e[g % N]` of epoch `e = g // N`, with
+  `perm_e = default_rng([seed, e]).permutation(N)`, and its augmentation rng is `default_rng([seed, g])`.
+  Global step t takes slots `t*B .. t*B + B - 1` (B = the global batch); host p of P (per-host batch
+  b = B / P) takes the p-th run of b of them, so host batches stack (in process order, as
+  `make_array_from_process_local_data` does) into exactly the global batch one process would read, with the
+  same augmentation: losses do not depend on the number of processes. A host's stream position k (its
+  examples consumed, = step * b) maps to slot `(k // b) * B + p * b + k % b`, so the stream started at
+  `start_index = k` is exactly the tail of the stream from 0 (resume).
+* Corrupt data is skipped AND counted, without moving any other slot: a slot whose example is corrupt takes
+  the example of slot g + N (the same offset in the next epoch's order), then g + 2N, ... (keeping g's rng),
+  so the global order stays independent of the number of hosts and `k = step * b` stays exact; each batch
+  reports how many examples it passed over (`TrainStream.skipped`, the running total of what was consumed).
+* Evaluation shards: host p of P owns `examples[p::P]` (`host_shard`).
 * tf.data maps the loader in parallel (`tf.numpy_function`, AUTOTUNE, deterministic), then
   batch(drop_remainder=True) and prefetch; the result is an iterator of dicts of numpy arrays.
-* Corrupt data is skipped AND counted: a loader raises `CorruptExample(path, reason, kind)`; the example is
-  dropped from the training stream (masked out in evaluation), a warning names the file once, and a
-  thread-safe `Stats` counts it (`stats.skipped`, `stats.skipped_files`, `stats.skip_kinds`) for the trainer
-  to log. A stream with no usable example at all (an empty split, or every example corrupt) raises
-  `NoUsableExamples`, one line naming the split's folder and what was skipped and why: never a hang.
-  Any other error of a loader reaches the caller as itself (not wrapped in a TensorFlow error).
-  Note: a skipped training example shifts later batches by one, so `step * batch` then lags the true
-  position; `TrainStream.next_position` is the exact position to resume from (and equals `step * batch`
-  when nothing was skipped).
+* A loader raises `CorruptExample(path, reason, kind)` for corrupt data: a warning names the file once, and a
+  thread-safe `Stats` counts it (`stats.skipped`, `stats.skipped_files`, `stats.skip_kinds`); evaluation
+  masks such an example out. A stream with no usable example at all (an empty split, or every example
+  corrupt) raises `NoUsableExamples`, one line naming the split's folder and what was skipped and why: never
+  a hang. Any other error of a loader reaches the caller as itself (not wrapped in a TensorFlow error).
 * Evaluation (`eval_stream`): finite, every host yields the same number of batches
   `ceil(ceil(N / P) / B)`; the tail is padded with dummy examples whose boolean `mask` is False.
 * `configure_once()` (called by both streams) hides GPUs from TF and makes cv2 single-threaded (tf.data
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _POSITION = "_position"  # internal fields, removed before batches reach the caller
 _OK = "_ok"
+_SKIPS = "_skips"  # corrupt examples a training slot passed over
 _configured = False
 
 
@@ -167,21 +172,27 @@ def host_shard(examples: Sequence, process_index: int, process_count: int) -> li
 
 @functools.lru_cache(maxsize=4)
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """Order of the host's n examples in `epoch`: default_rng([seed, epoch]).permutation(n). (n,) int64."""
+    """Order of n examples in `epoch`: default_rng([seed, epoch]).permutation(n). (n,) int64."""
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     perm.flags.writeable = False
     return perm
 
 
-def example_index(position: int, n: int, seed: int) -> int:
-    """Host-local example index at stream `position` (epoch = position // n)."""
-    epoch, offset = divmod(int(position), n)
+def example_index(slot: int, n: int, seed: int) -> int:
+    """Index (into the sorted list of n examples) of training slot `slot` (epoch = slot // n)."""
+    epoch, offset = divmod(int(slot), n)
     return int(epoch_permutation(n, seed, epoch)[offset])
 
 
-def example_rng(seed: int, position: int, process_index: int) -> np.random.Generator:
-    """The per-example augmentation generator: default_rng([seed, position, process_index])."""
-    return np.random.default_rng([seed, int(position), process_index])
+def global_slot(position: int, process_index: int, process_count: int, per_host_batch: int) -> int:
+    """The global training slot of host `process_index`'s stream position `position` (see module docstring)."""
+    step, row = divmod(int(position), per_host_batch)
+    return step * per_host_batch * process_count + process_index * per_host_batch + row
+
+
+def example_rng(seed: int, slot: int) -> np.random.Generator:
+    """The per-example augmentation generator of a training slot: default_rng([seed, slot])."""
+    return np.random.default_rng([seed, int(slot)])
 
 
 def _tf_dtype(dtype):
@@ -199,22 +210,23 @@ def _as_numpy(value, dtype):
 
 
 def _map_numpy(ds, fn, spec: Spec):
-    """ds of int64 scalars -> ds of dicts: spec features + _ok (bool) + _position (int64), fn in parallel."""
-    keys = list(spec) + [_OK, _POSITION]
-    dtypes = [spec[k].dtype for k in spec] + [np.bool_, np.int64]
+    """ds of int64 scalars -> ds of dicts: spec features + _ok (bool) + _position (int64) + _skips (int32),
+    fn(position) -> (example, ok[, skips]) run in parallel."""
+    keys = list(spec) + [_OK, _POSITION, _SKIPS]
+    dtypes = [spec[k].dtype for k in spec] + [np.bool_, np.int64, np.int32]
 
     def flat(position):
-        example, ok = fn(int(position))
+        example, ok, *skips = fn(int(position))
         out = [_as_numpy(example[k], spec[k].dtype) for k in spec]
-        return out + [np.bool_(ok), np.int64(position)]
+        return out + [np.bool_(ok), np.int64(position), np.int32(skips[0] if skips else 0)]
 
     def tf_fn(position):
         values = tf.numpy_function(flat, [position], [_tf_dtype(d) for d in dtypes])
         out = dict(zip(keys, values))
         for k, f in spec.items():
             out[k].set_shape(f.shape)
-        out[_OK].set_shape(())
-        out[_POSITION].set_shape(())
+        for k in (_OK, _POSITION, _SKIPS):
+            out[k].set_shape(())
         return out
 
     return ds.map(tf_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -303,8 +315,10 @@ def empty_split(where, dropped=None) -> NoUsableExamples:
 class TrainStream(_Closeable):
     """Infinite iterator of training batches (dicts of numpy arrays, leading axis = per-host batch).
 
-    next_position: the host stream position after the last example of the last batch returned; restart with
-    `start_index=next_position` to continue exactly (== step * batch_size unless examples were skipped).
+    next_position: the host stream position after the last example of the last batch returned (= examples
+    consumed = step * batch_size); restart with `start_index=next_position` to continue exactly.
+    skipped: corrupt examples passed over by the batches returned so far (the trainer adds what the run had
+    counted before it resumed).
     """
 
     def __init__(self, ds, spec, start_index, errors=None):
@@ -313,6 +327,7 @@ class TrainStream(_Closeable):
         self._spec = spec
         self._errors = errors or _Errors()
         self.next_position = start_index
+        self.skipped = 0
 
     def close(self):
         self._it = None  # drops the tf.data iterator: its workers stop
@@ -329,6 +344,7 @@ class TrainStream(_Closeable):
             self._errors.raise_kept()
             raise
         self.next_position = int(batch.pop(_POSITION)[-1]) + 1
+        self.skipped += int(batch.pop(_SKIPS).sum())
         batch.pop(_OK)
         return _to_host(batch, self._spec)
 
@@ -346,43 +362,54 @@ def train_stream(
     stats: Stats | None = None,
     where: str = "",
 ) -> TrainStream:
-    """Infinite, resumable training stream of this host's shard (see the module docstring for the order).
+    """Infinite, resumable training stream of this host (see the module docstring for the global order).
 
     examples: the full, sorted example list (any objects); load_fn(example, rng) -> {name: array per spec},
-      may raise CorruptExample (the example is skipped and counted in `stats`).
-    batch_size: per host. start_index: examples this host already consumed (skipped without decoding).
+      may raise CorruptExample (the example is replaced by the next epoch's at the same offset, and counted).
+    batch_size: per host. start_index: examples this host already consumed (= step * batch_size).
     where: the split in messages ('LIP train split under /data/lip').
     Returns batches {name: (batch_size, *spec[name].shape)}. NoUsableExamples when the list is empty or once
-    every example of this host's shard turned out corrupt.
+    every example turned out corrupt.
     """
     configure_once()
     if not len(examples):
         raise empty_split(where)
-    shard = host_shard(examples, process_index, process_count)
-    n = len(shard)
-    if n == 0:
-        raise ValueError(f"host {process_index}/{process_count} has no examples (of {len(examples)})")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    examples = list(examples)
+    n = len(examples)
     stats = stats if stats is not None else Stats()
     bad, bad_lock, kinds, errors = {}, threading.Lock(), collections.Counter(), _Errors()
 
     def load(position):
-        index = example_index(position, n, seed)
-        try:
-            return load_fn(shard[index], example_rng(seed, position, process_index)), True
-        except CorruptExample as e:
-            stats.record_skip(e.path, e.reason, e.kind)
+        slot = global_slot(position, process_index, process_count, batch_size)
+        rng_state = example_rng(seed, slot).bit_generator.state
+        for skips in range(n * n + 1):  # slot, slot + N, ...: ends long before this bound (or raises)
+            index = example_index(slot + skips * n, n, seed)
             with bad_lock:
-                if index not in bad:
-                    bad[index] = (e.path, e.reason)
-                    kinds[e.kind] += 1
-                if len(bad) == n:
-                    raise errors.keep(_no_usable(where, n, kinds, next(iter(bad.values())))) from None
-            return _dummy(spec), False
-        except Exception as e:
-            raise errors.keep(e)
+                known = bad.get(index)
+            if known is not None:
+                stats.record_skip(*known)
+                continue
+            rng = np.random.default_rng()
+            rng.bit_generator.state = rng_state  # the slot's own randomness, whichever example fills it
+            try:
+                return load_fn(examples[index], rng), True, skips
+            except CorruptExample as e:
+                stats.record_skip(e.path, e.reason, e.kind)
+                with bad_lock:
+                    if index not in bad:
+                        bad[index] = (e.path, e.reason, e.kind)
+                        kinds[e.kind] += 1
+                    if len(bad) == n:
+                        first = next(iter(bad.values()))[:2]
+                        raise errors.keep(_no_usable(where, n, kinds, first)) from None
+            except Exception as e:
+                raise errors.keep(e)
+        raise errors.keep(_no_usable(where, n, kinds, None))
 
     ds = tf.data.Dataset.counter(start=start_index)  # int64 host positions start_index, start_index + 1, ...
-    ds = _map_numpy(ds, load, spec).filter(lambda ex: ex[_OK])
+    ds = _map_numpy(ds, load, spec)
     return TrainStream(_finish(ds, batch_size), spec, start_index, errors)
 
 

@@ -22,13 +22,15 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def maybe_initialize_distributed(config) -> None:
-    """`jax.distributed.initialize()` when the config names a coordinator (multi-host runs)."""
+    """`jax.distributed.initialize()` when the config names a coordinator (multi-host runs); must run before
+    anything asks JAX for devices or process indices. CPU processes talk through gloo collectives."""
     dist = config.distributed
     if dist.coordinator_address and not jax.distributed.is_initialized():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # used only by CPU devices
         jax.distributed.initialize(
             coordinator_address=dist.coordinator_address,
-            num_processes=dist.num_processes,
-            process_id=dist.process_id,
+            num_processes=int(dist.num_processes),
+            process_id=int(dist.process_id),
         )
 
 

@@ -203,8 +203,14 @@ def write_eval(workdir: str, split: str, step: int, results: dict) -> str:
 def prediction_pictures(setup: Setup, state, num: int) -> dict[str, np.ndarray]:
     """The task's pictures of predictions next to the ground truth on the first val examples."""
     task = setup.task
-    batch = next(iter(task.eval_batches("val", num, 0, 1)))
-    outputs = task.predict(eval_variables(state), jnp.asarray(batch["image"]))
+    batch = next(iter(task.eval_batches("val", num, 0, 1)))  # the same examples on every process
+    # Replicated over the mesh, so that every process takes part (the parameters span all processes).
+    images = jax.make_array_from_process_local_data(
+        sharding.replicated(setup.mesh), np.asarray(batch["image"])
+    )
+    outputs = jax.jit(task.predict, out_shardings=sharding.replicated(setup.mesh))(
+        eval_variables(state), images
+    )
     return task.visualize(batch, jax.device_get(outputs))
 
 
@@ -268,35 +274,31 @@ def _position_path(workdir: str, step: int) -> str:
 
 
 def write_data_position(workdir: str, step: int, position, kept_steps) -> None:
-    """Records where this host's data stream stands after `step` (it runs ahead of step * batch when corrupt
-    examples were skipped), so that a resumed run reads exactly the examples an uninterrupted one would."""
-    if position is None:
-        return
+    """Records where this host's data stream stands after `step` and how many corrupt training examples it
+    has passed over so far, so that a resumed run reads exactly the examples an uninterrupted one would and
+    goes on counting from there. position: (stream position or None, skipped so far)."""
+    where, skipped = position
     os.makedirs(os.path.dirname(_position_path(workdir, step)), exist_ok=True)
+    record = {"step": step, "skipped": int(skipped)}
+    if where is not None:
+        record["position"] = int(where)
     with open(_position_path(workdir, step), "w") as f:
-        json.dump({"step": step, "position": int(position)}, f)
+        json.dump(record, f)
     keep = {step, *kept_steps}
     for name in os.listdir(os.path.dirname(_position_path(workdir, step))):
         if int(name.split("_")[0]) not in keep:
             os.remove(os.path.join(os.path.dirname(_position_path(workdir, step)), name))
 
 
-def read_data_position(workdir: str, step: int, per_host_batch: int) -> int:
-    """The stream position to resume from at `step` (step * batch when no record exists)."""
+def read_data_position(workdir: str, step: int, per_host_batch: int) -> tuple[int, int]:
+    """(stream position to resume from at `step`, training examples skipped up to it): (step * batch, 0)
+    when no record exists."""
     try:
         with open(_position_path(workdir, step)) as f:
-            return int(json.load(f)["position"])
+            record = json.load(f)
     except FileNotFoundError:
-        return step * per_host_batch
-
-
-def skipped_training_examples(position, step: int, per_host_batch: int, stats) -> int:
-    """Training examples this host skipped so far: a resumable stream's position counts every example it
-    read, used or skipped, so the skips are `position - step * batch` (exact across resumes); a stream
-    without positions reports its Stats count."""
-    if position is None:
-        return int(stats.skipped)
-    return int(position) - step * per_host_batch
+        return step * per_host_batch, 0
+    return int(record.get("position", step * per_host_batch)), int(record.get("skipped", 0))
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -362,6 +364,7 @@ def check_saved_config(config, workdir: str, has_checkpoint: bool) -> None:
 def run(config, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint); returns a summary dict."""
     config_lib.validate(config)
+    sharding.maybe_initialize_distributed(config)  # before anything asks JAX about processes
     workdir = prepare_workdir(workdir)
     is_main = jax.process_index() == 0
     ckpt = checkpoint.Checkpoints(workdir, int(config.train.keep_checkpoints))
@@ -373,13 +376,18 @@ def run(config, workdir: str) -> dict:
     state = create_or_restore(setup, ckpt)
     start = int(jax.device_get(state["step"]))
     per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
-    position = read_data_position(workdir, start, per_host)
-    stream = setup.task.train_batches(position, per_host, jax.process_index(), jax.process_count())
-    positions: collections.deque = collections.deque()  # stream position after each prefetched batch
+    start_position, skipped_before = read_data_position(workdir, start, per_host)
+    stream = setup.task.train_batches(start_position, per_host, jax.process_index(), jax.process_count())
+    # (stream position, corrupt examples passed over so far) after each prefetched batch, taken per step.
+    positions: collections.deque = collections.deque()
+    position = (start_position, skipped_before)
 
     def host_batches():
         for host_batch in stream:
-            positions.append(getattr(stream, "next_position", None))
+            skipped = getattr(stream, "skipped", None)
+            if skipped is None:  # a stream that does not count: the task's Stats (may run ahead)
+                skipped = setup.task.data_stats.skipped
+            positions.append((getattr(stream, "next_position", None), skipped_before + skipped))
             yield host_batch
 
     batches = sharding.prefetch_to_device(host_batches(), setup.mesh)
@@ -419,7 +427,7 @@ def run(config, workdir: str) -> dict:
     def log_interval(step):
         means = {k: float(np.mean([h[k] for h in history])) for k in history[0] if k != "finite"}
         means["img_per_sec"] = progress.images_per_second
-        means["data_skipped"] = skipped_training_examples(position, step, per_host, setup.task.data_stats)
+        means["data_skipped"] = position[1]  # this host's training skips up to this step
         writer.write_scalars(step, means)
         history.clear()
         return means
@@ -468,8 +476,8 @@ def run(config, workdir: str) -> dict:
             summary["eval"] = results
             summary["eval_path"] = write_eval(workdir, "val", steps, results)
             progress.write(f"final (step {steps}): " + _short(results))
-            if is_main and int(train_cfg.num_pictures):
-                write_pictures(setup, state, workdir, writer, steps)
+            if int(train_cfg.num_pictures):  # every process computes them, process 0 writes them
+                write_pictures(setup, state, workdir, writer, steps, write=is_main)
     finally:
         close = getattr(stream, "close", None)
         if close:
@@ -482,15 +490,18 @@ def run(config, workdir: str) -> dict:
     return summary
 
 
-def write_pictures(setup: Setup, state, workdir: str, writer, step: int) -> list[str]:
-    """Loss/metric curves and a sheet of predictions next to the ground truth, as PNGs in <workdir>/pictures."""
+def write_pictures(setup: Setup, state, workdir: str, writer, step: int, write: bool = True) -> list[str]:
+    """Loss/metric curves and a sheet of predictions next to the ground truth, as PNGs in <workdir>/pictures.
+    Every process must call it (the predictions span all devices); only those with `write` write files."""
     from jhuman import viz
 
+    pictures = prediction_pictures(setup, state, int(setup.config.train.num_pictures))
+    if not write:
+        return []
     out = os.path.join(workdir, "pictures")
     os.makedirs(out, exist_ok=True)
     paths = [os.path.join(out, "curves.png")]
     viz.plot_curves(os.path.join(workdir, "metrics.jsonl"), paths[0])
-    pictures = prediction_pictures(setup, state, int(setup.config.train.num_pictures))
     writer.write_images(step, pictures)
     for name, image in pictures.items():
         paths.append(os.path.join(out, f"{name}.png"))
