@@ -37,6 +37,7 @@ import atexit
 import collections
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import threading
@@ -384,10 +385,14 @@ def train_stream(
     def load(position):
         slot = global_slot(position, process_index, process_count, batch_size)
         rng_state = example_rng(seed, slot).bit_generator.state
-        for skips in range(n * n + 1):  # slot, slot + N, ...: ends long before this bound (or raises)
+        # slot, slot + N, slot + 2N, ...: each a uniformly drawn example, so this ends with a good one unless
+        # every example is corrupt (then NoUsableExamples).
+        for skips in itertools.count():
             index = example_index(slot + skips * n, n, seed)
             with bad_lock:
                 known = bad.get(index)
+                if known is not None and len(bad) == n:
+                    raise errors.keep(_no_usable(where, n, kinds, known[:2])) from None
             if known is not None:
                 stats.record_skip(*known)
                 continue
@@ -406,7 +411,6 @@ def train_stream(
                         raise errors.keep(_no_usable(where, n, kinds, first)) from None
             except Exception as e:
                 raise errors.keep(e)
-        raise errors.keep(_no_usable(where, n, kinds, None))
 
     ds = tf.data.Dataset.counter(start=start_index)  # int64 host positions start_index, start_index + 1, ...
     ds = _map_numpy(ds, load, spec)

@@ -86,8 +86,11 @@ def test_corrupt_jpeg_is_skipped_counted_and_the_rest_comes_through(tmp_path, ma
     originals = {e[0]: lip.read_example(e)[1] for e in layout["train"] if e != bad_train}
     stats = Stats()
     stream = lip.train_stream(root, batch_size=5, crop_size=80, scales=(1.0,), stats=stats)
-    batch = next(stream)  # the 5 good examples of epoch 0 (unscaled, padded, maybe mirrored)
-    assert sorted(_matches(im, originals) for im in batch["image"]) == sorted(originals)
+    # Epoch 0's order, its corrupt slot filled by the example at that offset of epoch 1 (unscaled, padded,
+    # maybe mirrored): only good examples, at least the 4 other ones of epoch 0's first five.
+    batch = next(stream)
+    matched = [_matches(im, originals) for im in batch["image"]]
+    assert all(m in originals for m in matched) and len(set(matched)) >= 4
     assert stats.skipped >= 1 and stats.skipped_files == [bad_train[1]]
 
     # Finite evaluation: the corrupt file is counted exactly once and masked out; the rest comes through.
