@@ -184,7 +184,7 @@ def make_groups(optim_cfg, total_steps: int) -> list[Group]:
         except re.error as e:
             raise ValueError(f"optim.groups.{name}.pattern={cfg.pattern!r} is not a regex: {e}") from None
         start, end = int(cfg.start_step), int(cfg.end_step) or total_steps
-        if start < 0 or end <= start:
+        if start < 0 or (end <= start and total_steps > 0):  # a run of 0 steps (stages assembled) trains none
             raise ValueError(f"optim.groups.{name}: the window start_step={start} .. end_step={end} is empty")
         if cfg.frozen:
             groups.append(Group(name, cfg.pattern, None, None, start, end))

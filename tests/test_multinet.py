@@ -399,3 +399,19 @@ def test_several_sources_and_bad_sources(tmp_path):
         FileNotFoundError, match="no checkpoints folder .*nowhere/checkpoints: is .* a training run"
     ):
         stages.restore_sources(fresh, setup.state_shardings, stages.sources(nowhere.init))
+
+
+def test_zero_steps_assembles_stages_from_other_runs_and_evaluates_them(tmp_path):
+    train.run(toy_config(seed=0, steps=3), str(tmp_path / "a"))
+    with pytest.raises(config_lib.ConfigError, match="train.steps=0 must be an integer >= 1"):
+        train.run(toy_config(steps=0), str(tmp_path / "alone"))
+    summary = train.run(
+        toy_config(seed=1, steps=0, init__from_workdir=str(tmp_path / "a")), str(tmp_path / "b")
+    )
+    assert summary["step"] == 0 and "real_logit" in summary["eval"]
+    assert checkpoint.Checkpoints(str(tmp_path / "b")).all_steps() == [0]
+    a = checkpoint.Checkpoints(str(tmp_path / "a"))
+    setup = train.build(toy_config(seed=0, steps=3))
+    assert_trees_equal(
+        summary["state"]["params"], a.restore(setup.abstract_state, setup.state_shardings)["params"]
+    )
