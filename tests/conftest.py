@@ -1,6 +1,7 @@
 """Test-wide settings: 8 fake CPU devices (sharding tests), quiet TF, a persistent compilation cache."""
 
 import os
+import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,6 +11,7 @@ import jax  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".cache", "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/support.py
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 

@@ -10,6 +10,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from support import one_line, snapshot, train_args
 
 from input_pipeline import lip
 from jhuman import cli, tasks
@@ -20,40 +21,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSING = os.path.join(REPO, "configs", "parsing.py")
 
 
-def train_args(workdir, cache, *extra):
-    return [
-        "train", "--config", f"{PARSING}:size=tiny,data=synthetic", "--workdir", str(workdir),
-        f"--config.data.cache_dir={cache}", "--config.data.synthetic_num=1200",
-        "--config.data.synthetic_size=(96, 128)", "--config.data.crop_size=48", "--config.train.batch_size=8",
-        "--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.log_every=1",
-        "--config.train.progress_bar=false", "--config.train.num_pictures=0", "--config.train.eval_every=0",
-        "--config.eval.limit=8", "--config.eval.batch_size=8", "--config.eval.pad_size=128", *extra,
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def trained(synthetic_cache, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cli_data") / "run"
     assert cli.main(train_args(workdir, synthetic_cache)) == 0
     return workdir
-
-
-def snapshot(folder):
-    """{relative path: bytes} of every file under `folder`."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
-
-
-def one_line(capsys):
-    err = capsys.readouterr().err.strip()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_predict_names_each_input_its_own_outputs_and_records_what_it_skipped(trained, tmp_path, capsys):

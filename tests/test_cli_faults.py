@@ -4,12 +4,12 @@ non-zero exit status, and what a user had is left byte-identical. One tiny train
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from support import Preempting, one_line, snapshot, train_args
 
 from jhuman import cli, viz
 from jhuman.tasks import parsing as parsing_task
@@ -18,40 +18,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSING = os.path.join(REPO, "configs", "parsing.py")
 
 
-def train_args(workdir, cache, *extra):
-    return [
-        "train", "--config", f"{PARSING}:size=tiny,data=synthetic", "--workdir", str(workdir),
-        f"--config.data.cache_dir={cache}", "--config.data.synthetic_num=1200",
-        "--config.data.synthetic_size=(96, 128)", "--config.data.crop_size=48", "--config.train.batch_size=8",
-        "--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.log_every=1",
-        "--config.train.progress_bar=false", "--config.train.num_pictures=0", "--config.train.eval_every=0",
-        "--config.eval.limit=8", "--config.eval.batch_size=8", "--config.eval.pad_size=128", *extra,
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def trained(synthetic_cache, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cli") / "run"
     assert cli.main(train_args(workdir, synthetic_cache)) == 0
     return workdir
-
-
-def snapshot(folder):
-    """{relative path: bytes} of every file under `folder`."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
-
-
-def one_line(capsys):
-    err = capsys.readouterr().err.strip()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def copy_run(trained, tmp_path):
@@ -144,30 +115,6 @@ def test_metrics_are_strict_json_and_a_resume_marks_the_superseded_rows(trained,
     assert {"step": 2, "resumed_from": 2} in rows
     losses = viz.read_metrics(str(run / "metrics.jsonl"))["loss"]
     assert losses[0] == [1, 2, 3, 4]  # steps 3 and 4 once, from the resumed run
-
-
-class Preempting:
-    """A training stream that sends this process SIGTERM after `at` batches (what a scheduler does)."""
-
-    def __init__(self, stream, at):
-        self.stream, self.at, self.count = stream, at, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = next(self.stream)
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return batch
-
-    @property
-    def next_position(self):
-        return self.stream.next_position
-
-    def close(self):
-        self.stream.close()
 
 
 def test_sigterm_saves_says_so_and_exits_75(trained, synthetic_cache, tmp_path, monkeypatch, capsys):

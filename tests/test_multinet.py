@@ -2,7 +2,6 @@
 own alternating update, parameter groups (frozen, step windows), EMA over one group, and stage chaining."""
 
 import os
-import signal
 
 import flax.linen as nn
 import jax
@@ -11,6 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from support import Preempting
 
 from jhuman import checkpoint, sharding, stages, tasks, train
 from jhuman import config as config_lib
@@ -301,27 +301,6 @@ def test_group_errors_list_the_paths():
         ValueError, match=r"optim.groups.gen: unknown keys \['lr'\]; valid: .*'learning_rate'"
     ):
         train.build(unknown)
-
-
-class Preempting:
-    """Sends this process SIGTERM after `at` batches (what a scheduler does)."""
-
-    def __init__(self, stream, at):
-        self.stream, self.at, self.count = stream, at, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = next(self.stream)
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return batch
-
-    @property
-    def next_position(self):
-        return self.stream.next_position
 
 
 def test_stage_chaining_takes_the_chosen_subtree_and_resumes_exactly(tmp_path, monkeypatch):

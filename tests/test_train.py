@@ -4,11 +4,11 @@ import json
 import logging
 import os
 import re
-import signal
 
 import jax
 import numpy as np
 import pytest
+from support import Preempting
 
 from jhuman import checkpoint, cli, train
 from jhuman import config as config_lib
@@ -42,30 +42,6 @@ def tiny_config(cache_dir, **overrides):
     }
     base.update({k.replace("__", "."): str(v) for k, v in overrides.items()})
     return config_lib.apply_overrides(c, [f"{k}={v}" for k, v in base.items()])
-
-
-class Preempting:
-    """A training stream that sends this process SIGTERM (what a scheduler does) after `at` batches."""
-
-    def __init__(self, stream, at):
-        self.stream, self.at, self.count = stream, at, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = next(self.stream)
-        self.count += 1
-        if self.count == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return batch
-
-    @property
-    def next_position(self):
-        return self.stream.next_position
-
-    def close(self):
-        self.stream.close()
 
 
 def params_of(summary):
