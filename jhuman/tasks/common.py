@@ -57,7 +57,7 @@ def apply(net: nn.Module, variables, images, train: bool = False, rng=None):
     result = net.apply(
         variables, images, train=train, rngs={"dropout": rng} if train else None, mutable=mutable
     )
-    return result if mutable else (result, {})
+    return result if mutable is not False else (result, {})  # flax returns (out, {}) for mutable=[] too
 
 
 def data_root(config, task: str, real_name: str) -> str:

@@ -265,3 +265,16 @@ def test_tiny_attention_with_ssl_learns(synthetic_cache, tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     joint = [r["joint_loss"] for r in rows if "joint_loss" in r]
     assert len(joint) > 5 and all(np.isfinite(joint))
+
+
+def test_a_network_without_batch_norm_trains():
+    """VGG-16 (no batch-norm state): flax returns (outputs, {}) for mutable=[]; the loss must not wrap it again."""
+    import jax
+
+    from jhuman import config as config_lib
+    from jhuman.tasks import parsing
+
+    task = parsing.ParsingTask(config_lib.load_config(f"{PARSING}:size=tiny,model=deeplab_vgg"))
+    variables = task.init(jax.random.key(0))
+    loss, (_, new_state) = task.loss(variables["params"], {}, task.example_batch(2), jax.random.key(1))
+    assert float(loss) > 0 and new_state == {}
