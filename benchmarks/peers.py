@@ -43,8 +43,18 @@ What is compared, per case, mode 'train' and 'infer':
   counts elementwise work, gathers and (PersonLab) jhuman's on-device target encoding, but leaves out the taps
   of a conv that fall into its zero padding, which dilated layers on small maps have many of (ASPP rate 24 on
   a 41x41 map), so XLA's FLOPs are below torch's for DeepLab and above them where elementwise work dominates.
+  The JSON (default benchmarks/peers.json) also keeps every call's wall and process-CPU milliseconds and the
+  compile times.
+- One accelerator holds both frameworks: jax gets XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 of its memory (unless
+  set), torch's caching allocator the rest.
+- CPU: torch runs with its own thread count (`--torch_threads` to set one), XLA with its own pool. On a loaded
+  machine PyTorch's OpenMP threads wait for each other at every barrier and its wall times balloon (the
+  process-CPU times show it); measure on a quiet machine.
+- jhuman.tasks.common.apply(train=True) fails on nets without batch-norm state (VGG-16: the attention case);
+  `workaround_stateless_apply` corrects its result here until jhuman is fixed (each JSON row says whether it
+  was needed).
 Equivalence of the networks: tests/test_peers.py (tiny variants, jhuman's parameters copied into torch,
-outputs, losses and gradients equal to float tolerance, parameter counts equal).
+outputs, losses and gradients equal to float tolerance, parameter counts equal, one SGD step alike).
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")  # leave an accelerator's rest to torch
 # Run as a script, Python puts benchmarks/ first on sys.path, where ssl.py would shadow the standard library's
 # ssl: take it off and import the helpers as `benchmarks.common` from the repository root.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -493,7 +504,7 @@ def bench_case(name, args, device, memory_format) -> list[dict]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {list(CASES)}")
     parser.add_argument("--size", default="full", choices=["full", "tiny"])
     parser.add_argument("--steps", type=int, default=0, help="timed rounds (default: 3 on CPU, 20 otherwise)")
