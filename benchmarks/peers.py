@@ -1,0 +1,559 @@
+"""jhuman against the same networks in PyTorch (eager and torch.compile): train step and inference of each
+task's main network at the paper's input size, in one run, alternating, with FLOPs and achieved FLOP/s.
+
+  python benchmarks/peers.py                                   # CPU: float32, batch 2 train / 1 inference
+  python benchmarks/peers.py --size tiny --steps 2             # smoke run: tiny variants, 64-96 px
+  python benchmarks/peers.py --cases deeplab_resnet101 --steps 3
+  python benchmarks/peers.py --steps 20                        # accelerator: the configs' bfloat16 and
+                                                               # batches (10 / 10 / 16), inference = train batch
+  python benchmarks/peers.py --dtype float32 --batch 4 --infer_batch 4 --json peers_f32.json
+
+Cases (`--cases`, comma list), each the full config's network at the full config's crop:
+  deeplab_resnet101    configs/parsing.py:model=deeplab_resnet,size=full   DeepLab-v2 ResNet-101 ASPP, 321x321
+  attention_vgg16      configs/parsing.py:model=attention,size=full        Attention-to-Scale over VGG-16
+                                                                           LargeFOV, scales 1/0.75/0.5, 321x321
+  personlab_resnet101  configs/personlab.py:size=full                      PersonLab ResNet-101, os 16, two
+                                                                           refinement steps, 401x401
+`--size tiny` keeps each full config (frozen batch norm, optimizer, heads) but shrinks the network (width 8,
+one block per ResNet stage, ASPP rates 1-4, attention width 32) and the crop (65 / 65 / 72 px).
+
+What is compared, per case, mode 'train' and 'infer':
+- jhuman: the library's own jitted train step (`jhuman.train.build` + `make_train_step`: loss, gradients, the
+  config's optimizer, finite guard; state donated), compiled ahead of time once (`.lower().compile()`, whose
+  `cost_analysis()['flops']` gives the FLOPs per step), called on one device-resident batch; inference is the
+  task's `apply` (the network, eval mode) jitted. Parsing: SGD momentum 0.9, weight decay 5e-4 on kernels,
+  classifier/attention at 10x lr; PersonLab: Adam; the dense PersonLab targets are encoded inside jhuman's
+  step (its design), from the compact annotation.
+- torch eager and torch.compile (default mode; its train step compiles model + loss, and the optimizer step
+  separately): benchmarks/torch_nets.py, the same layers, initialised with jhuman's initial parameters (so both
+  compute on the same numbers), the same loss (parsing: cross-entropy at the logit grid against
+  label[::8, ::8], per scale for Attention; PersonLab: the same five terms on the same outputs, but from
+  PRECOMPUTED dense targets, the usual PyTorch data-loader way: the torch step does not pay for target
+  encoding, which favours torch), the same optimizer (torch.optim.SGD / Adam with param groups for the 10x
+  heads and the kernels-only weight decay; constant learning rate: the schedule costs nothing either way).
+  Inference: `model.eval()` under `torch.inference_mode()`. bfloat16 = torch.autocast (params float32), as
+  jhuman's compute dtype. On CUDA, TF32 is allowed for torch's float32 convs and matmuls, as XLA does by
+  default, and torch uses channels_last (`--memory_format`).
+- Timing: compile and warm-up excluded; then for each of `--steps` rounds one call each of jhuman, torch
+  eager, torch compile (alternating, so load on the machine hits all three alike), each call blocking until
+  done (jax.block_until_ready / torch.cuda.synchronize); the median per contender. Ratio = jhuman speed /
+  torch speed = torch time / jhuman time (> 1: jhuman faster). FLOP/s = jhuman's XLA FLOPs / time for every
+  column (same network, same work). `torch_gflop` (JSON only) is PyTorch's FlopCounterMode count of one
+  eager call, a cross-check: it counts convs and matmuls only, every kernel tap; XLA's cost analysis also
+  counts elementwise work, gathers and (PersonLab) jhuman's on-device target encoding, but leaves out the taps
+  of a conv that fall into its zero padding, which dilated layers on small maps have many of (ASPP rate 24 on
+  a 41x41 map), so XLA's FLOPs are below torch's for DeepLab and above them where elementwise work dominates.
+  The JSON (default benchmarks/peers.json) also keeps every call's wall and process-CPU milliseconds and the
+  compile times.
+- One accelerator holds both frameworks: jax gets XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 of its memory (unless
+  set), torch's caching allocator the rest.
+- CPU: torch runs with its own thread count (`--torch_threads` to set one), XLA with its own pool. On a loaded
+  machine PyTorch's OpenMP threads wait for each other at every barrier and its wall times balloon (the
+  process-CPU times show it); measure on a quiet machine.
+- jhuman.tasks.common.apply(train=True) fails on nets without batch-norm state (VGG-16: the attention case);
+  `workaround_stateless_apply` corrects its result here until jhuman is fixed (each JSON row says whether it
+  was needed).
+Equivalence of the networks: tests/test_peers.py (tiny variants, jhuman's parameters copied into torch,
+outputs, losses and gradients equal to float tolerance, parameter counts equal, one SGD step alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")  # leave an accelerator's rest to torch
+# Run as a script, Python puts benchmarks/ first on sys.path, where ssl.py would shadow the standard library's
+# ssl: take it off and import the helpers as `benchmarks.common` from the repository root.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.common import report  # noqa: E402
+from jhuman import config as config_lib  # noqa: E402
+
+CONFIGS = os.path.join(os.path.dirname(_HERE), "configs")
+CASES = {  # name: (config file, arg, tiny overrides)
+    "deeplab_resnet101": (
+        "parsing.py",
+        "model=deeplab_resnet,size=full,data=synthetic",
+        {
+            "model.width": 8,
+            "model.stage_sizes": (1, 1, 1, 1),
+            "model.rates": (1, 2, 3, 4),
+            "data.crop_size": 65,
+        },
+    ),
+    "attention_vgg16": (
+        "parsing.py",
+        "model=attention,size=full,data=synthetic",
+        {"model.width": 8, "model.attention_width": 32, "data.crop_size": 65},
+    ),
+    "personlab_resnet101": (
+        "personlab.py",
+        "size=full,data=synthetic",
+        {
+            "model.width": 8,
+            "model.stage_sizes": (1, 1, 1, 1),
+            "data.crop_size": 72,
+            "data.max_persons": 4,
+            "personlab.radius": 10.0,
+        },
+    ),
+}
+COLUMNS = [
+    "case",
+    "mode",
+    "crop",
+    "batch",
+    "dtype",
+    "jhuman_ms",
+    "eager_ms",
+    "compiled_ms",
+    "vs_eager",
+    "vs_compiled",
+    "gflop",
+    "jhuman_gflops",
+    "eager_gflops",
+    "compiled_gflops",
+]
+
+
+def on_accelerator() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def case_config(name: str, size: str = "full", dtype: str = "", batch: int = 0):
+    """The case's full config (size='tiny': with the tiny network overrides), on one device."""
+    path, arg, tiny = CASES[name]
+    config = config_lib.load_config(f"{os.path.join(CONFIGS, path)}:{arg}")
+    with config.unlocked():
+        if size == "tiny":
+            for key, value in tiny.items():
+                section, field = key.split(".")
+                config[section][field] = value
+        config.mesh.data = 1  # one device against one device
+        if dtype:
+            config.train.compute_dtype = dtype
+        if batch:
+            config.train.batch_size = batch
+    return config
+
+
+# --- batches that look like the real ones ---------------------------------------------------------------------
+
+# A standing person's COCO keypoints, (x, y) in units of half the person's height around the body centre.
+_POSE = np.array(
+    [[0, -0.8], [0.05, -0.85], [-0.05, -0.85], [0.1, -0.82], [-0.1, -0.82], [0.2, -0.6], [-0.2, -0.6],
+     [0.25, -0.3], [-0.25, -0.3], [0.28, 0.0], [-0.28, 0.0], [0.12, 0.0], [-0.12, 0.0], [0.13, 0.45],
+     [-0.13, 0.45], [0.14, 0.9], [-0.14, 0.9]], np.float32,
+)  # fmt: skip
+
+
+def host_batch(config, batch: int, seed: int = 0) -> dict:
+    """numpy batch in the task's training layout: parsing {'image', 'label'}; PersonLab {'image',
+    'keypoints' (B, P, 17, 3), 'instance_ids', 'segmentation', 'ignore'} with a few people per image (their
+    keypoints, elliptic masks, overlaps -1)."""
+    rng = np.random.default_rng(seed)
+    crop = int(config.data.crop_size)
+    image = rng.uniform(0, 255, (batch, crop, crop, 3)).astype(np.float32)
+    if config.task == "parsing":
+        return {"image": image, "label": rng.integers(0, 20, (batch, crop, crop)).astype(np.int32)}
+    persons = int(config.data.max_persons)
+    keypoints = np.zeros((batch, persons, 17, 3), np.float32)
+    count = np.zeros((batch, crop, crop), np.int32)
+    ids = np.zeros((batch, crop, crop), np.int32)
+    rows, cols = np.mgrid[:crop, :crop]
+    for b in range(batch):
+        for j in range(min(4, persons)):
+            half = rng.uniform(0.2, 0.4) * crop
+            centre = rng.uniform(0.25 * crop, 0.75 * crop, 2)
+            xy = centre + half * _POSE + rng.normal(0, 0.02 * half, (17, 2))
+            inside = (xy >= 0).all(-1) & (xy <= crop - 1).all(-1)
+            keypoints[b, j, :, :2] = np.where(inside[:, None], xy, 0)
+            keypoints[b, j, :, 2] = np.where(inside, 2, 0)
+            mask = ((cols - centre[0]) / (0.35 * half)) ** 2 + ((rows - centre[1]) / half) ** 2 <= 1
+            count[b] += mask
+            ids[b][mask] = j + 1
+    ids[count > 1] = -1
+    return {
+        "image": image,
+        "keypoints": keypoints,
+        "instance_ids": ids,
+        "segmentation": (count > 0).astype(np.uint8),
+        "ignore": np.zeros((batch, crop, crop), np.uint8),
+    }
+
+
+# --- jhuman ------------------------------------------------------------------------------------------------------
+
+
+def workaround_stateless_apply() -> bool:
+    """jhuman.tasks.common.apply(train=True) on a net without model state (VGG-16: deeplab_vgg, attention)
+    asks flax for mutable=[], gets (outputs, {}) back and wraps it again as ((outputs, {}), {}), so the task's
+    loss fails (TypeError: tuple indices must be integers). Reported; until it is fixed in jhuman, this unwraps
+    the extra level (nothing changes for nets with batch-norm state). Returns True when the bug was found."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from jhuman.tasks import common
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(1)(x)
+
+    x = jnp.zeros((1, 1))
+    variables = Probe().init(jax.random.key(0), x)
+    if not isinstance(common.apply(Probe(), variables, x, True, jax.random.key(0))[0], tuple):
+        return False
+    original = common.apply
+
+    def apply(net, variables, images, train=False, rng=None):
+        result = original(net, variables, images, train, rng)
+        return result[0] if train and isinstance(result[0], tuple) else result
+
+    common.apply = apply
+    print("peers: jhuman.tasks.common.apply returns ((out, {}), {}) for stateless nets; unwrapped here")
+    return True
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older jax: one dict per computation
+        analysis = analysis[0]
+    return float(analysis.get("flops", float("nan")))
+
+
+class JhumanRunner:
+    """The library's train step and the task's apply, compiled ahead of time on fixed device batches."""
+
+    def __init__(self, config, train_batch: dict, infer_images: np.ndarray):
+        from jhuman import sharding, train
+
+        self.setup = setup = train.build(config)
+        self.state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
+        # Host copies of the initial variables (for the torch peers) before the first step donates the state.
+        self.initial_variables = jax.device_get(train.eval_variables(self.state))
+        self.batch = sharding.to_global(train_batch, setup.mesh)
+        self.images = jax.device_put(infer_images)
+        t = time.perf_counter()
+        self.step = train.make_train_step(setup).lower(self.state, self.batch).compile()
+        self.train_compile_s = time.perf_counter() - t
+        self.train_flops = _flops(self.step)
+        task = setup.task
+        infer = jax.jit(lambda variables, images: task.apply(variables, images)[0])
+        t = time.perf_counter()
+        self.infer_fn = infer.lower(train.eval_variables(self.state), self.images).compile()
+        self.infer_compile_s = time.perf_counter() - t
+        self.infer_flops = _flops(self.infer_fn)
+
+    def train_step(self):
+        self.state, metrics = self.step(self.state, self.batch)
+        jax.block_until_ready((self.state, metrics))
+
+    def infer(self):
+        from jhuman import train
+
+        jax.block_until_ready(self.infer_fn(train.eval_variables(self.state), self.images))
+
+
+# --- torch -------------------------------------------------------------------------------------------------------
+
+
+def torch_net(config):
+    """The config's network in PyTorch (benchmarks.torch_nets), wrapped with the input normalisation."""
+    from benchmarks import torch_nets as tn
+
+    m = config.model
+    if m.input_norm != "torchvision":
+        raise ValueError(
+            f"torch peers normalise as 'torchvision', config has model.input_norm={m.input_norm!r}"
+        )
+    stage_sizes = tuple(m.stage_sizes) or None
+    if config.task == "personlab":
+        from jhuman.classes import PERSONLAB_DIRECTED_EDGES
+
+        net = tn.PersonLab(
+            PERSONLAB_DIRECTED_EDGES,
+            backbone=m.backbone,
+            width=m.width,
+            stage_sizes=stage_sizes,
+            output_stride=m.output_stride,
+            norm=m.norm,
+            refine_steps=m.refine_steps,
+        )
+        return tn.Normalized(net)
+    net = tn.DeepLab(
+        backbone=m.backbone,
+        num_classes=m.num_classes,
+        head=m.head,
+        rates=tuple(m.rates),
+        width=m.width,
+        output_stride=m.output_stride,
+        norm=m.norm,
+        stage_sizes=stage_sizes,
+    )
+    if m.name == "attention":
+        net = tn.AttentionToScale(net, tuple(m.scales), m.attention_width)
+    return tn.Normalized(net)
+
+
+def torch_loss_fn(config):
+    from benchmarks import torch_nets as tn
+
+    if config.task == "personlab":
+        radius, weights = float(config.personlab.radius), dict(config.personlab.loss_weights)
+        return lambda outputs, targets: tn.personlab_loss(outputs, targets, radius, weights)
+    stride = int(config.model.output_stride)
+    return lambda outputs, labels: tn.parsing_loss(outputs, labels, stride)
+
+
+def torch_optimizer(config, model):
+    """The config's optimizer over `model`: torch.optim.SGD (momentum, L2 weight decay on conv kernels only,
+    10x learning rate for the lr_multipliers' heads) or Adam; constant learning rate."""
+    import re
+
+    import torch
+
+    o = config.optim
+    rules = [(re.compile(pattern.replace("/", r"\.")), float(mult)) for pattern, mult in o.lr_multipliers]
+    groups = {}
+    for name, param in model.named_parameters():
+        mult = next((m for rx, m in rules if rx.search(name)), 1.0)
+        decay = float(o.weight_decay) if (o.decay_biases or param.ndim > 1) else 0.0
+        groups.setdefault((mult, decay), []).append(param)
+    params = [
+        {"params": p, "lr": float(o.learning_rate) * mult, "weight_decay": decay}
+        for (mult, decay), p in groups.items()
+    ]
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=float(o.learning_rate), momentum=float(o.momentum))
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=float(o.learning_rate))
+    raise ValueError(f"no torch peer for optim.name={o.name!r}")
+
+
+def torch_targets(config, batch: dict):
+    """What the torch loss takes: parsing labels (B, H, W) int64; PersonLab the dense targets, encoded once
+    with jhuman's encoder (the torch step gets them precomputed)."""
+    import torch
+
+    if config.task == "parsing":
+        return torch.from_numpy(batch["label"].astype(np.int64))
+    from jhuman.ops import personlab_targets
+
+    encode = jax.jit(personlab_targets.encode_batch, static_argnames="radius")
+    dense = encode(
+        batch["keypoints"],
+        batch["instance_ids"],
+        batch["segmentation"],
+        batch["ignore"],
+        radius=float(config.personlab.radius),
+    )
+    return {k: torch.from_numpy(np.array(v)) for k, v in jax.device_get(dense).items()}
+
+
+class TorchRunner:
+    """The torch peer's train step and inference, eager or torch.compile'd."""
+
+    def __init__(self, config, variables, batch, infer_images, compiled, device, dtype, memory_format):
+        import torch
+
+        from benchmarks import torch_nets as tn
+
+        self.torch, self.device = torch, torch.device(device)
+        self.model = tn.load_jhuman_variables(torch_net(config), variables).to(self.device)
+        self.model = self.model.to(memory_format=memory_format)
+        self.optimizer = torch_optimizer(config, self.model)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+        to = lambda x: x.to(self.device)
+        self.images = to(torch.from_numpy(batch["image"]).permute(0, 3, 1, 2)).contiguous(
+            memory_format=memory_format
+        )
+        self.infer_images = to(torch.from_numpy(infer_images).permute(0, 3, 1, 2)).contiguous(
+            memory_format=memory_format
+        )
+        targets = torch_targets(config, batch)
+        self.targets = {k: to(v) for k, v in targets.items()} if isinstance(targets, dict) else to(targets)
+        loss_fn, model = torch_loss_fn(config), self.model
+
+        def loss(images, targets):
+            with torch.autocast(**self.autocast):
+                outputs = model(images)
+            return loss_fn(outputs, targets)
+
+        def opt_step():
+            self.optimizer.step()
+
+        def forward(images):
+            with torch.autocast(**self.autocast):
+                return model(images)
+
+        self.loss, self.opt_step, self.forward = (
+            (torch.compile(loss), torch.compile(opt_step), torch.compile(forward))
+            if compiled
+            else (loss, opt_step, forward)
+        )
+
+    def sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def train_step(self):
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss(self.images, self.targets).backward()
+        self.opt_step()
+        self.sync()
+
+    def infer(self):
+        self.model.eval()
+        with self.torch.inference_mode():
+            self.forward(self.infer_images)
+        self.sync()
+
+    def count_flops(self, mode: str) -> float:
+        """PyTorch's own count (FlopCounterMode: convs and matmuls) of one eager call of `mode`."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.train_step() if mode == "train" else self.infer()
+        return float(counter.get_total_flops())
+
+
+# --- the benchmark ---------------------------------------------------------------------------------------------
+
+
+def _timed(fn, cpu_times=None) -> float:
+    """Wall seconds of `fn()`; its process CPU seconds (all threads) appended to `cpu_times` if given."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    if cpu_times is not None:
+        cpu_times.append(time.process_time() - c)
+    return time.perf_counter() - t
+
+
+def bench_case(name, args, device, memory_format) -> list[dict]:
+    accel = on_accelerator()
+    config = case_config(name, args.size, args.dtype or ("" if accel else "float32"))
+    train_batch = args.batch or (int(config.train.batch_size) if accel else 2)
+    infer_batch = args.infer_batch or (train_batch if accel else 1)
+    with config.unlocked():
+        config.train.batch_size = train_batch
+    batch = host_batch(config, train_batch)
+    infer_images = host_batch(config, infer_batch, seed=1)["image"]
+    dtype = str(config.train.compute_dtype)
+
+    print(f"[{name}] jhuman: build + compile", flush=True)
+    jh = JhumanRunner(config, batch, infer_images)
+    runners = {"jhuman": jh}
+    compile_s = {"jhuman": {"train": jh.train_compile_s, "infer": jh.infer_compile_s}}
+    for contender, compiled in (("eager", False), ("compiled", True)):
+        runners[contender] = TorchRunner(
+            config, jh.initial_variables, batch, infer_images, compiled, device, dtype, memory_format
+        )
+    gflop = {"train": jh.train_flops / 1e9, "infer": jh.infer_flops / 1e9}
+    rows = []
+    for mode in ("train", "infer"):
+        calls = {c: getattr(r, "train_step" if mode == "train" else "infer") for c, r in runners.items()}
+        for contender in ("eager", "compiled"):  # first calls: torch.compile's compile, eager's warm-up
+            print(f"[{name}] torch {contender}: first {mode} call", flush=True)
+            compile_s.setdefault(contender, {})[mode] = _timed(calls[contender])
+        for call in calls.values():  # one warm-up call each, outside the timed rounds
+            call()
+        torch_gflop = runners["eager"].count_flops(mode) / 1e9 if args.torch_flops else None
+        times, cpu = {c: [] for c in calls}, {c: [] for c in calls}
+        for _ in range(args.steps):
+            for contender, call in calls.items():
+                times[contender].append(_timed(call, cpu[contender]))
+        median = {c: statistics.median(t) for c, t in times.items()}
+        row = {
+            "case": name,
+            "mode": mode,
+            "crop": int(config.data.crop_size),
+            "batch": train_batch if mode == "train" else infer_batch,
+            "dtype": dtype,
+            "jhuman_ms": round(median["jhuman"] * 1e3, 2),
+            "eager_ms": round(median["eager"] * 1e3, 2),
+            "compiled_ms": round(median["compiled"] * 1e3, 2),
+            "vs_eager": round(median["eager"] / median["jhuman"], 3),
+            "vs_compiled": round(median["compiled"] / median["jhuman"], 3),
+            "gflop": round(gflop[mode], 3),
+            "torch_gflop": None if torch_gflop is None else round(torch_gflop, 3),
+        }
+        for contender in median:
+            row[f"{contender}_gflops"] = round(gflop[mode] / median[contender], 2)
+        row["compile_s"] = {c: round(v[mode], 2) for c, v in compile_s.items()}
+        row["times_ms"] = {c: [round(t * 1e3, 2) for t in v] for c, v in times.items()}
+        # CPU seconds of the process during each call (all threads; spinning OpenMP threads count too): on a
+        # loaded machine, where wall times say more about the scheduler than about the code.
+        row["cpu_ms"] = {c: [round(t * 1e3, 2) for t in v] for c, v in cpu.items()}
+        row["steps_timed"] = args.steps
+        rows.append(row)
+        print(f"[{name}] {mode}: " + ", ".join(f"{c} {median[c] * 1e3:.1f} ms" for c in median), flush=True)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {list(CASES)}")
+    parser.add_argument("--size", default="full", choices=["full", "tiny"])
+    parser.add_argument("--steps", type=int, default=0, help="timed rounds (default: 3 on CPU, 20 otherwise)")
+    parser.add_argument(
+        "--dtype", default="", help="compute dtype (default: float32 on CPU, else the config's)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=0, help="train batch (default: 2 on CPU, else the config's)"
+    )
+    parser.add_argument("--infer_batch", type=int, default=0, help="default: 1 on CPU, else the train batch")
+    parser.add_argument(
+        "--memory_format",
+        default="auto",
+        choices=["auto", "contiguous", "channels_last"],
+        help="torch tensors' layout (auto: channels_last on CUDA, contiguous on CPU)",
+    )
+    parser.add_argument("--torch_threads", type=int, default=0, help="torch.set_num_threads (0: torch's own)")
+    parser.add_argument("--no_torch_flops", dest="torch_flops", action="store_false")
+    parser.add_argument("--json", default=None, help="output path (default benchmarks/peers.json)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.cases.split(",") if n]
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; valid: {list(CASES)}")
+    args.steps = args.steps or (20 if on_accelerator() else 3)
+
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    patched = workaround_stateless_apply()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":  # XLA's default float32 precision on GPUs uses TF32 too
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    fmt = args.memory_format
+    if fmt == "auto":
+        fmt = "channels_last" if device == "cuda" else "contiguous"
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+
+    rows = []
+    for name in names:
+        rows += bench_case(name, args, device, memory_format)
+    for row in rows:
+        row.update(size=args.size, torch=torch.__version__, torch_device=device, memory_format=fmt)
+        row.update(torch_threads=torch.get_num_threads(), jhuman_apply_workaround=patched)
+    report("peers", rows, COLUMNS, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,535 @@
+"""The PyTorch peers of jhuman's networks, written plainly with torch.nn (no torchvision), layer for layer the
+same as jhuman.models (benchmarks/peers.py times them against jhuman; tests/test_peers.py proves them equal).
+
+Module and parameter names mirror jhuman's linen paths so that `load_jhuman_variables` maps one to one:
+linen 'net/trunk/layer1/block0/conv1/kernel' (HWIO) -> torch 'net.trunk.layer1.block0.conv1.weight' (OIHW),
+'scale' -> 'weight', batch_stats 'mean' / 'var' -> buffers 'running_mean' / 'running_var'.
+
+- `ResNet`: ResNet v1 bottlenecks, stride on the 3x3 (torchvision, "v1.5"; `stride_in_1x1` for Caffe's),
+  torchvision padding (7x7/2 pad 3, max-pool 3x3/2 pad 1, 3x3 pad = dilation), every block of a dilated stage
+  at that stage's dilation (os 8: layer3 dilation 2, layer4 dilation 4; os 16: layer4 dilation 2).
+- `Norm2d`: norm='frozen' is batch norm on its running statistics in train and eval mode alike, its affine
+  weight and bias still trained (model.norm='frozen', the full configs); norm='batch' is ordinary batch norm.
+- `VGG16LargeFOV`: conv1_1..conv5_3 (conv5 dilation 2), max-pools 3x3 pad 1 stride 2/2/2/1/1, fc6 3x3
+  dilation 12, fc7 1x1, ReLU + dropout after each.
+- `DeepLab`: trunk + ASPP (four 3x3 convs with rates 6/12/18/24, each to the classes, summed) or fc8.
+- `AttentionToScale`: the one DeepLab on scales (1, 0.75, 0.5), input sizes floor((H - 1) s) + 1, bilinear
+  with align_corners=True (jhuman's 'align_corners' interpolation, Caffe Interp) both for shrinking the input
+  and for bringing logits and features to the scale-1 grid; 3x3 conv + ReLU + dropout + 1x1 conv -> softmax
+  over scales; fused logits = sum_s w_s logits_s.
+- `PersonLab`: ResNet trunk, five 1x1 heads on res5, upsampled to the input with head pixel i on input pixel
+  os * i (align_corners onto (h - 1) os + 1 pixels, the rest replicating the last one: jhuman's
+  `upsample_aligned`), offsets times `offset_unit`, recurrent refinement of mid- (with the short-range field)
+  and long-range offsets (with themselves, then with the short-range field), bilinear sampling at clamped
+  landing points.
+- `Normalized`: ImageNet mean/std on raw 0..255 RGB (model.input_norm='torchvision'), then the net.
+Images are NCHW float 0..255; parsing outputs are NCHW, PersonLab's outputs NHWC (B, H, W, K[, 2]) as jhuman's.
+
+Losses: `parsing_loss` (per-image softmax cross-entropy over non-ignored pixels of `label[::os, ::os]`, mean
+over the batch, summed over the fused and per-scale logits: jhuman.tasks.parsing.parsing_losses without SSL)
+and `personlab_loss` (the five terms of jhuman.ops.personlab_losses on DENSE targets given precomputed).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
+IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.1  # torch convention: 0.1 of the new statistic (linen's momentum 0.9)
+IGNORE_LABEL = 255
+PERSONLAB_WEIGHTS = {"heatmap": 4.0, "segmentation": 2.0, "short": 1.0, "mid": 0.25, "long": 0.125}
+
+
+def stage_dilations(output_stride: int):
+    """(stride, dilation) of layer1..layer4, as jhuman.models.resnet.stage_dilations."""
+    return {
+        32: ((1, 1), (2, 1), (2, 1), (2, 1)),
+        16: ((1, 1), (2, 1), (2, 1), (1, 2)),
+        8: ((1, 1), (2, 1), (1, 2), (1, 4)),
+    }[output_stride]
+
+
+def conv(cin, cout, kernel, stride=1, dilation=1, bias=False):
+    """kxk conv with symmetric padding dilation * (k // 2) (torchvision / Caffe)."""
+    return nn.Conv2d(cin, cout, kernel, stride, dilation * (kernel // 2), dilation, bias=bias)
+
+
+class Norm2d(nn.Module):
+    """BatchNorm2d whose statistics are frozen (norm='frozen': always the running averages) or ordinary
+    (norm='batch'). No num_batches_tracked buffer, so the state dict maps one to one onto linen's."""
+
+    def __init__(self, channels: int, norm: str = "frozen"):
+        super().__init__()
+        if norm not in ("frozen", "batch"):
+            raise ValueError(f"norm must be 'frozen' or 'batch', got {norm!r}")
+        self.norm = norm
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x):
+        use_batch = self.norm == "batch" and self.training
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, use_batch, BN_MOMENTUM, BN_EPSILON
+        )
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride=1, dilation=1, stride_in_1x1=False, norm="frozen"):
+        super().__init__()
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1, self.bn1 = conv(cin, planes, 1, s1), Norm2d(planes, norm)
+        self.conv2, self.bn2 = conv(planes, planes, 3, s3, dilation), Norm2d(planes, norm)
+        self.conv3, self.bn3 = conv(planes, 4 * planes, 1), Norm2d(4 * planes, norm)
+        self.project = stride != 1 or cin != 4 * planes
+        if self.project:
+            self.downsample_conv = conv(cin, 4 * planes, 1, stride)
+            self.downsample_bn = Norm2d(4 * planes, norm)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        shortcut = self.downsample_bn(self.downsample_conv(x)) if self.project else x
+        return F.relu(out + shortcut)
+
+
+class Stage(nn.Module):
+    """Blocks named block0, block1, ... (linen's names); the first carries the stride."""
+
+    def __init__(self, num_blocks, cin, planes, stride, dilation, stride_in_1x1, norm):
+        super().__init__()
+        self.num_blocks = num_blocks
+        for j in range(num_blocks):
+            block = Bottleneck(
+                cin if j == 0 else 4 * planes, planes, stride if j == 0 else 1, dilation, stride_in_1x1, norm
+            )
+            self.add_module(f"block{j}", block)
+
+    def forward(self, x):
+        for j in range(self.num_blocks):
+            x = getattr(self, f"block{j}")(x)
+        return x
+
+
+class ResNet(nn.Module):
+    """Bottleneck ResNet trunk: (B, 3, H, W) -> {'res2', 'res3', 'res4', 'res5'}."""
+
+    def __init__(
+        self, stage_sizes=(3, 4, 23, 3), width=64, output_stride=8, norm="frozen", stride_in_1x1=False
+    ):
+        super().__init__()
+        self.conv1, self.bn1 = conv(3, width, 7, 2), Norm2d(width, norm)
+        cin = width
+        for i, (num_blocks, (stride, dilation)) in enumerate(
+            zip(stage_sizes, stage_dilations(output_stride))
+        ):
+            planes = width * 2**i
+            self.add_module(
+                f"layer{i + 1}", Stage(num_blocks, cin, planes, stride, dilation, stride_in_1x1, norm)
+            )
+            cin = 4 * planes
+        self.out_channels = cin
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(x, 3, 2, 1)
+        features = {}
+        for i in range(4):
+            x = features[f"res{i + 2}"] = getattr(self, f"layer{i + 1}")(x)
+        return features
+
+
+VGG16_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 3, 4), (4, 3, 8), (5, 3, 8))  # (block, convs, width multiplier)
+
+
+class VGG16LargeFOV(nn.Module):
+    """DeepLab-LargeFOV VGG-16: (B, 3, H, W) -> {'fc7': (B, fc_width, ceil(H/8), ceil(W/8))} (post-dropout)."""
+
+    def __init__(self, width=64, fc_width=None, dropout_rate=0.5, fc6_dilation=12):
+        super().__init__()
+        cin = 3
+        self.names = []
+        for block, num_convs, mult in VGG16_BLOCKS:
+            for k in range(1, num_convs + 1):
+                name = f"conv{block}_{k}"
+                self.add_module(name, conv(cin, width * mult, 3, dilation=2 if block == 5 else 1, bias=True))
+                self.names.append(name)
+                cin = width * mult
+        fc_width = fc_width or 16 * width
+        self.fc6 = conv(cin, fc_width, 3, dilation=fc6_dilation, bias=True)
+        self.fc7 = conv(fc_width, fc_width, 1, bias=True)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.out_channels = fc_width
+
+    def forward(self, x):
+        for block, num_convs, _ in VGG16_BLOCKS:
+            for k in range(1, num_convs + 1):
+                x = F.relu(getattr(self, f"conv{block}_{k}")(x))
+            x = F.max_pool2d(x, 3, 2 if block <= 3 else 1, 1)
+        x = self.dropout(F.relu(self.fc6(x)))
+        x = self.dropout(F.relu(self.fc7(x)))
+        return {"fc7": x}
+
+
+class ASPP(nn.Module):
+    """Sum of 3x3 convs with dilations `rates`, each to num_classes (DeepLab-v2's ASPP-L)."""
+
+    def __init__(self, cin, num_classes, rates=(6, 12, 18, 24)):
+        super().__init__()
+        self.num_branches = len(rates)
+        for i, rate in enumerate(rates):
+            self.add_module(f"branch{i}", conv(cin, num_classes, 3, dilation=rate, bias=True))
+
+    def forward(self, x):
+        return sum(getattr(self, f"branch{i}")(x) for i in range(self.num_branches))
+
+
+class LargeFOVHead(nn.Module):
+    def __init__(self, cin, num_classes):
+        super().__init__()
+        self.fc8 = conv(cin, num_classes, 1, bias=True)
+
+    def forward(self, x):
+        return self.fc8(x)
+
+
+class DeepLab(nn.Module):
+    """DeepLab-v2: (B, 3, H, W) normalised -> {'logits': (B, C, h, w) float32, 'features': res5 / fc7}."""
+
+    def __init__(
+        self,
+        backbone="resnet101",
+        num_classes=20,
+        head=None,
+        rates=(6, 12, 18, 24),
+        width=64,
+        fc_width=None,
+        dropout_rate=0.5,
+        output_stride=8,
+        norm="frozen",
+        stride_in_1x1=False,
+        stage_sizes=None,
+    ):
+        super().__init__()
+        if backbone == "vgg16":
+            self.trunk = VGG16LargeFOV(width, fc_width, dropout_rate)
+            self.feature_key = "fc7"
+        else:
+            depth = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}[
+                backbone
+            ]
+            self.trunk = ResNet(tuple(stage_sizes or depth), width, output_stride, norm, stride_in_1x1)
+            self.feature_key = "res5"
+        head = head or ("largefov" if backbone == "vgg16" else "aspp")
+        if head == "aspp":
+            self.classifier = ASPP(self.trunk.out_channels, num_classes, rates)
+        else:
+            self.classifier = LargeFOVHead(self.trunk.out_channels, num_classes)
+        self.out_channels = self.trunk.out_channels
+
+    def forward(self, x):
+        features = self.trunk(x)[self.feature_key]
+        return {"logits": self.classifier(features).float(), "features": features}
+
+
+def scaled_size(size: int, scale: float) -> int:
+    """floor((size - 1) * scale) + 1: the Caffe Interp size of jhuman.models.deeplab.scaled_size."""
+    return max(1, int(math.floor((size - 1) * float(scale) + 1e-6)) + 1)
+
+
+def resize_bilinear(x, size):
+    """(B, C, H, W) -> (B, C, h, w) float32, bilinear with aligned corners, no anti-aliasing."""
+    x = x.float()
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+class ScaleAttention(nn.Module):
+    def __init__(self, cin, num_scales, width=512, dropout_rate=0.5):
+        super().__init__()
+        self.conv1 = conv(cin, width, 3, bias=True)
+        self.conv2 = conv(width, num_scales, 1, bias=True)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x):
+        return torch.softmax(self.conv2(self.dropout(F.relu(self.conv1(x)))).float(), dim=1)  # (B, S, h, w)
+
+
+class AttentionToScale(nn.Module):
+    """The one DeepLab `net` on each input scale, fused by per-pixel attention over scales.
+    -> {'logits': (B, C, h, w) fused, 'scale_logits': (S, B, C, h, w), 'attention': (B, S, h, w),
+    'features': the first scale's trunk features}."""
+
+    def __init__(self, net: DeepLab, scales=(1.0, 0.75, 0.5), attention_width=512, dropout_rate=0.5):
+        super().__init__()
+        self.scales = tuple(float(s) for s in scales)
+        self.net = net
+        num_scales = len(self.scales)
+        self.attention = ScaleAttention(
+            net.out_channels * num_scales, num_scales, attention_width, dropout_rate
+        )
+
+    def forward(self, images):
+        height, width = images.shape[2:]
+        outputs = []
+        for scale in self.scales:
+            size = (scaled_size(height, scale), scaled_size(width, scale))
+            x = images if size == (height, width) else resize_bilinear(images, size).to(images.dtype)
+            outputs.append(self.net(x))
+        grid = outputs[0]["logits"].shape[2:]
+        scale_logits = torch.stack([resize_bilinear(o["logits"], grid) for o in outputs])  # (S, B, C, h, w)
+        dtype = outputs[0]["features"].dtype
+        features = torch.cat([resize_bilinear(o["features"], grid).to(dtype) for o in outputs], dim=1)
+        attention = self.attention(features)  # (B, S, h, w) float32
+        fused = (attention.transpose(0, 1)[:, :, None] * scale_logits).sum(0)
+        return {
+            "logits": fused,
+            "scale_logits": scale_logits,
+            "attention": attention,
+            "features": outputs[0]["features"],
+        }
+
+
+# --- PersonLab --------------------------------------------------------------------------------------------------
+
+
+def upsample_aligned(x, size, stride: int):
+    """(B, C, h, w) -> (B, C, H, W) float32 with input pixel y at head coordinate min(y / stride, h - 1):
+    align_corners bilinear onto (h - 1) stride + 1 pixels, the remaining rows/columns repeat the last one."""
+    x = x.float()
+    h, w = x.shape[2:]
+    inner = ((h - 1) * stride + 1, (w - 1) * stride + 1)
+    x = F.interpolate(x, size=inner, mode="bilinear", align_corners=True)
+    pad_h, pad_w = size[0] - inner[0], size[1] - inner[1]
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+def sample_channels(field, points, channels):
+    """field (B, H, W, C, 2), points (B, H, W, E, 2) (x, y) inside the image, channels (E,) long: bilinear
+    field[..., channels[e], :] at points[..., e, :] -> (B, H, W, E, 2). Gradients flow through the values and
+    the fractional weights, not the integer corners (as jhuman's `_sample_channels`)."""
+    b, height, width, num_channels = field.shape[:4]
+    px, py = points[..., 0], points[..., 1]
+    x0f, y0f = torch.floor(px), torch.floor(py)
+    fx, fy = (px - x0f)[..., None], (py - y0f)[..., None]
+    x0, y0 = x0f.detach().long(), y0f.detach().long()
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    flat = field.reshape(b, height * width * num_channels, 2)
+
+    def at(y, x):
+        index = ((y * width + x) * num_channels + channels).reshape(b, -1, 1).expand(-1, -1, 2)
+        return flat.gather(1, index).reshape(*points.shape)
+
+    return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
+        (1 - fx) * at(y1, x0) + fx * at(y1, x1)
+    )
+
+
+def refine_offsets(offsets, field, channels, steps: int):
+    """`steps` rounds of offsets(x) <- p + field_c(p) - x, p = clamp(x + offsets(x)) into the image."""
+    height, width = offsets.shape[1:3]
+    rows, cols = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=offsets.device),
+        torch.arange(width, dtype=torch.float32, device=offsets.device),
+        indexing="ij",
+    )
+    grid = torch.stack([cols, rows], dim=-1)[:, :, None, :]  # (H, W, 1, 2)
+    upper = torch.tensor([width - 1, height - 1], dtype=torch.float32, device=offsets.device)
+    zero = torch.zeros_like(upper)
+    for _ in range(steps):
+        points = torch.maximum(torch.minimum(grid + offsets, upper), zero)
+        offsets = points + sample_channels(field, points, channels) - grid
+    return offsets
+
+
+class PersonLabHeads(nn.Module):
+    SIZES = ("heatmap", "short", "mid", "long", "segmentation")
+
+    def __init__(self, cin, num_keypoints=17, num_edges=32):
+        super().__init__()
+        k, e = num_keypoints, num_edges
+        for name, size in zip(self.SIZES, (k, 2 * k, 2 * e, 2 * k, 1)):
+            self.add_module(name, conv(cin, size, 1, bias=True))
+
+    def forward(self, x):
+        return torch.cat([getattr(self, name)(x) for name in self.SIZES], dim=1)
+
+
+class PersonLab(nn.Module):
+    """(B, 3, H, W) normalised -> {'heatmap_logits' (B, H, W, K), 'short_offsets' (B, H, W, K, 2),
+    'mid_offsets' (B, H, W, E, 2), 'long_offsets' (B, H, W, K, 2), 'segmentation_logits' (B, H, W)} float32,
+    offsets in pixels, mid/long refined."""
+
+    def __init__(
+        self,
+        edges: Sequence[Sequence[int]],
+        backbone="resnet101",
+        width=64,
+        stage_sizes=None,
+        output_stride=16,
+        norm="frozen",
+        stride_in_1x1=False,
+        num_keypoints=17,
+        refine_steps=2,
+        offset_unit=32.0,
+    ):
+        super().__init__()
+        depth = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}[backbone]
+        self.trunk = ResNet(tuple(stage_sizes or depth), width, output_stride, norm, stride_in_1x1)
+        self.heads = PersonLabHeads(self.trunk.out_channels, num_keypoints, len(edges))
+        self.output_stride, self.num_keypoints, self.num_edges = output_stride, num_keypoints, len(edges)
+        self.refine_steps, self.offset_unit = refine_steps, float(offset_unit)
+        self.register_buffer(
+            "targets", torch.tensor([l for _, l in edges], dtype=torch.long), persistent=False
+        )
+        self.register_buffer("own", torch.arange(num_keypoints, dtype=torch.long), persistent=False)
+
+    def forward(self, images):
+        size = tuple(images.shape[2:])
+        maps = self.heads(self.trunk(images)["res5"])  # (B, 150, h, w)
+        with torch.autocast(images.device.type, enabled=False):
+            x = upsample_aligned(maps, size, self.output_stride).permute(0, 2, 3, 1)  # (B, H, W, 150) float32
+            b, h, w = x.shape[:3]
+            k, e = self.num_keypoints, self.num_edges
+            heat, short, mid, long, seg = torch.split(x, [k, 2 * k, 2 * e, 2 * k, 1], dim=-1)
+            short = short.reshape(b, h, w, k, 2) * self.offset_unit
+            mid = mid.reshape(b, h, w, e, 2) * self.offset_unit
+            long = long.reshape(b, h, w, k, 2) * self.offset_unit
+            if self.refine_steps:
+                mid = refine_offsets(mid, short, self.targets, self.refine_steps)
+                long = refine_offsets(long, long, self.own, self.refine_steps)
+                long = refine_offsets(long, short, self.own, self.refine_steps)
+        return {
+            "heatmap_logits": heat,
+            "short_offsets": short,
+            "mid_offsets": mid,
+            "long_offsets": long,
+            "segmentation_logits": seg[..., 0],
+        }
+
+
+class Normalized(nn.Module):
+    """ImageNet mean/std normalisation of raw 0..255 RGB (B, 3, H, W), then `net` (jhuman's Normalized)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images):
+        return self.net((images.float() - self.mean) / self.std)
+
+
+# --- losses -----------------------------------------------------------------------------------------------------
+
+
+def subsample_labels(labels, out_hw, stride: int):
+    """(B, H, W) -> (B, h, w): labels[:, ::s, ::s], cropped or padded with 255 to the logit grid."""
+    sub = labels[:, ::stride, ::stride][:, : out_hw[0], : out_hw[1]]
+    pad_h, pad_w = out_hw[0] - sub.shape[1], out_hw[1] - sub.shape[2]
+    if pad_h or pad_w:
+        sub = F.pad(sub, (0, pad_w, 0, pad_h), value=IGNORE_LABEL)
+    return sub
+
+
+def per_image_cross_entropy(logits, labels):
+    """logits (B, C, h, w), labels (B, h, w) -> (B,): mean softmax cross-entropy over each image's pixels with
+    a label in [0, C) (255 ignored); 0 for an image without any."""
+    logits = logits.float()
+    valid = (labels >= 0) & (labels < logits.shape[1])
+    nll = F.cross_entropy(logits, torch.where(valid, labels, 0), reduction="none")  # (B, h, w)
+    total = torch.where(valid, nll, 0.0).sum((1, 2))
+    return total / valid.sum((1, 2)).clamp(min=1)
+
+
+def parsing_loss(outputs, labels, stride: int = 8):
+    """Sum over the fused logits (and each scale's, for Attention-to-Scale) of the batch mean of the per-image
+    cross-entropy against labels[::stride, ::stride] (B, H, W) int64."""
+    logits = outputs["logits"]
+    sub = subsample_labels(labels, logits.shape[2:], stride)
+    terms = [logits] + (list(outputs["scale_logits"].unbind(0)) if "scale_logits" in outputs else [])
+    return sum(per_image_cross_entropy(t, sub).mean() for t in terms)
+
+
+def logistic_loss(logits, targets):
+    logits = logits.float()
+    return logits.clamp(min=0) - logits * targets + torch.log1p(torch.exp(-logits.abs()))
+
+
+def offset_loss(predicted, target, mask, radius):
+    l1 = (predicted.float() - target).abs().sum(-1)
+    l1 = torch.where(mask > 0, l1, 0.0)
+    return (mask * l1).sum() / radius / mask.sum().clamp(min=1.0)
+
+
+def personlab_loss(outputs, targets, radius=32.0, weights=None):
+    """jhuman.ops.personlab_losses.personlab_losses on dense targets (the dict of encode_batch, as tensors):
+    heatmap and segmentation logistic losses, short/mid/long L1 / R, weighted 4 / 2 / 1 / 0.25 / 0.125."""
+    weights = {**PERSONLAB_WEIGHTS, **(weights or {})}
+    weight = targets["keypoint_weight"]
+    heat = logistic_loss(outputs["heatmap_logits"], targets["heatmaps"])
+    heat_weight = weight[..., None].expand_as(heat)
+    terms = {
+        "heatmap": (heat_weight * heat).sum() / heat_weight.sum().clamp(min=1.0),
+        "segmentation": logistic_loss(outputs["segmentation_logits"], targets["segmentation"]).mean(),
+    }
+    for name in ("short", "mid", "long"):
+        mask = targets[f"{name}_mask"] * weight[..., None]
+        terms[name] = offset_loss(outputs[f"{name}_offsets"], targets[f"{name}_offsets"], mask, radius)
+    return sum(weights[k] * v for k, v in terms.items())
+
+
+# --- jhuman variables -> torch ----------------------------------------------------------------------------------
+
+_LEAF_NAMES = {
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+    "mean": "running_mean",
+    "var": "running_var",
+}
+
+
+def _flatten(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict) or hasattr(value, "items"):
+            yield from _flatten(value, prefix + (str(key),))
+        else:
+            yield prefix + (str(key),), value
+
+
+def jhuman_state_dict(variables) -> dict:
+    """linen variables {'params': ..., 'batch_stats': ...} -> a torch state dict (conv kernels HWIO -> OIHW)."""
+    state = {}
+    for collection in ("params", "batch_stats"):
+        for path, value in _flatten(variables.get(collection, {})):
+            array = np.asarray(value, np.float32)
+            if path[-1] == "kernel":
+                array = array.transpose(3, 2, 0, 1)
+            name = ".".join(path[:-1] + (_LEAF_NAMES[path[-1]],))
+            state[name] = torch.from_numpy(np.array(array, order="C", copy=True))  # writable, contiguous
+    return state
+
+
+def load_jhuman_variables(module: nn.Module, variables) -> nn.Module:
+    """Copies jhuman's variables into `module` (names must match one to one: strict)."""
+    module.load_state_dict(jhuman_state_dict(variables), strict=True)
+    return module
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
