@@ -62,7 +62,7 @@ import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
 from jhuman.ops import image as image_ops
-from jhuman.ops.personlab import hough
+from jhuman.ops.personlab import fields, hough
 from jhuman.ops.personlab import offsets as offsets_lib
 
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
@@ -108,11 +108,11 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
     mid (H, W, 32, 2), short (H, W, 17, 2), seeds (N, 2) (x, y), seed_types (N,) int, seed_valid (N,) bool ->
     points (N, 17, 2) float32 and reached (N, 17) bool. Step s of the 16 follows edge TRAVERSAL_EDGES[t, s] for
     every seed of type t: y_l = y_k + M_{k,l}(y_k), M refined `refine_steps` times with the short-range
-    offsets at the 4 corner pixels only (`offsets.sample_refined_mid`).
+    offsets at the 4 corner pixels only (`offsets.sample_refined_mid`). mid and short may be `fields.View`s
+    (host memory read in place; only gathered from, inside the loop).
     """
-    mid = jnp.asarray(mid_offsets, jnp.float32)
-    short = jnp.asarray(short_offsets, jnp.float32)
-    height, width = mid.shape[:2]
+    mid, short = mid_offsets, short_offsets
+    height, width = fields.shape(mid)[:2]
     seeds = jnp.asarray(seeds, jnp.float32)
     seed_types = jnp.asarray(seed_types, jnp.int32)
     rows = jnp.arange(seeds.shape[0])
@@ -210,7 +210,9 @@ def greedy_select(positions, types, valid, skeletons, present, nms_radius: float
     """The paper's greedy pass over candidates sorted by score (best first).
 
     positions (N, 2), types (N,), valid (N,), skeletons (N, 17, 2) and present (N, 17) (the person each
-    candidate would seed) -> seeds (P,) int32 candidate indices in detection order (padding 0) and count ().
+    candidate would seed) -> seeds (P,) int32 candidate indices in detection order (padding 0), count () (at
+    most P = max_people) and total (): the people the pass finds without a capacity (it goes on past P,
+    counting, so that total - count people are known to be dropped, never silently).
     Candidate c is accepted iff it is valid and no previously accepted person i has a present keypoint of c's
     type within nms_radius of c.
     """
@@ -225,19 +227,19 @@ def greedy_select(positions, types, valid, skeletons, present, nms_radius: float
     kills = close & at_present  # kills[i, c]: accepting i rejects c
 
     def cond(state):
-        alive, count, _ = state
-        return (count < max_people) & jnp.any(alive)
+        alive, _, _ = state
+        return jnp.any(alive)
 
     def body(state):
         alive, count, seeds = state
         first = jnp.argmax(alive).astype(jnp.int32)  # the best live candidate
         alive = alive & ~kills[first]
         alive = alive.at[first].set(False)
-        return alive, count + 1, seeds.at[count].set(first)
+        return alive, count + 1, seeds.at[count].set(first, mode="drop")  # past P: counted only
 
     init = (jnp.asarray(valid, bool), jnp.int32(0), jnp.zeros(max_people, jnp.int32))
-    _, count, seeds = jax.lax.while_loop(cond, body, init)
-    return seeds, count
+    _, total, seeds = jax.lax.while_loop(cond, body, init)
+    return seeds, jnp.minimum(total, max_people), total
 
 
 def person_scales(points, present, min_scale: float):
@@ -358,7 +360,8 @@ def block_owners(
     tile: int = 16,
     candidates: int = 8,
 ):
-    """Instance masks (Sec. 3.5), per block: long-range offsets L (H, W, 17, 2), segmentation (H, W), people
+    """Instance masks (Sec. 3.5), per block: long-range offsets L (H, W, 17, 2) and segmentation (H, W) (arrays
+    or `fields.View`s; L is gathered from inside the lax.cond that skips an image without people), people
     points (P, 17, 2), keypoint scores (P, 17), scales (P,), valid (P,) -> (gh, gw) int8 (int32 for P >= 127):
     the person owning each stride x stride block, -1 for none (`owners_to_masks` makes the (P, H, W) masks).
 
@@ -374,12 +377,11 @@ def block_owners(
     tile has more than `candidates` people under the bound, which needs that many people's keypoint-weighted
     boxes within 0.25 lambda of one tile's embeddings. Ties go to the lower person index, as an argmin would.
     """
-    long_offsets = jnp.asarray(long_offsets, jnp.float32)
     points = jnp.asarray(points, jnp.float32)
     keypoint_scores = jnp.asarray(keypoint_scores, jnp.float32)
     scales = jnp.asarray(scales, jnp.float32)
     valid = jnp.asarray(valid, bool)
-    height, width = long_offsets.shape[:2]
+    height, width = fields.shape(long_offsets)[:2]
     num = points.shape[0]
     rows, cols = mask_grid(height, stride), mask_grid(width, stride)
     gh, gw = len(rows), len(cols)
@@ -391,7 +393,7 @@ def block_owners(
     weights = jnp.where(
         usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0
     )
-    foreground = jnp.asarray(segmentation, jnp.float32) > seg_threshold  # (H, W)
+    foreground = fields.dense(segmentation) > seg_threshold  # (H, W)
     # a grid pixel counts as foreground if any pixel of its block is
     blocks = (
         jax.lax.reduce_window(
@@ -410,7 +412,8 @@ def block_owners(
         grid = jnp.stack(
             jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1
         )
-        g = long_offsets[rows][:, cols] + grid[:, :, None, :]  # (gh, gw, 17, 2): G = x + L(x)
+        g = fields.at(long_offsets, rows[:, None], cols[None, :])  # (gh, gw, 17, 2) L on the grid
+        g = g + grid[:, :, None, :]  # G = x + L(x)
         pad = ((0, ty * t - gh), (0, tx * t - gw))
         g = jnp.pad(g, pad + ((0, 0), (0, 0)))
         fg = jnp.pad(blocks, pad)
