@@ -6,7 +6,7 @@
 
 Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images; '1080p' one 1080x1920 image
 with 40 people. All with the decoder's default options (capacities automatic by image size: 30 people / 256
-candidates at 401x401, 108 / 919 at 1080p). Inputs, both built from PERFECT network outputs of hand-made people
+candidates at 401x401, 57 / 920 at 1080p). Inputs, both built from PERFECT network outputs of hand-made people
 (heatmap disks of radius R = 32, short / mid / long offsets, segmentation; as in tests/ops/test_personlab_decode.py):
 - 'clean': plus a little noise (heatmap +U(0, 0.02), offsets +N(0, 0.3 / 0.5 / 1 px), segmentation +-0.2);
 - 'realistic': what a network outputs (`realistic`): heatmap disks blurred, over a positive floor U(0.01, 0.03)

@@ -535,7 +535,9 @@ def test_capacities_grow_with_the_image_size():
     assert decoder.capacities(401, 401) == (30, 256)
     assert decoder.capacities(128, 192) == (30, 256)  # never below the defaults at the paper's crops
     people, candidates = decoder.capacities(1080, 1920)
-    assert people > 40 and candidates > 40 * 17  # a crowded 1080p frame fits
+    assert (
+        people > 40 and candidates > 40 * 17
+    )  # the 40 people of a crowded 1080p frame fit, with all keypoints
     assert decoder.capacities(800, 800) < (people, candidates)
     o = personlab.decode_options((1080, 1920))
     assert (o["max_people"], o["max_candidates"]) == (people, candidates)

@@ -72,8 +72,8 @@ P = max_people is fixed (padding + `valid`), so decode jits (options are static)
 
 Options (keyword only; static: a new value compiles a new version, new array VALUES never do):
   max_people=0, max_candidates=0: 0 = automatic, a static function of the image size (`capacities`): 30 and 256
-  up to 401 x 401, times sqrt(H W) / 401 above (1080 x 1920: 108 and 919; linear in the side, not the area, as
-  the (P, H, W) masks grow with P times the area); radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
+  up to 401 x 401, above that candidates grow with the side and people with its square root (1080 x 1920: 57
+  and 920; the (P, H, W) masks cost P times the area); radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
   peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
   hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
   min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
@@ -146,11 +146,13 @@ BASE_SIZE, BASE_PEOPLE, BASE_CANDIDATES = 401, 30, 256
 
 
 def capacities(height: int, width: int) -> tuple[int, int]:
-    """The automatic (max_people, max_candidates) of an H x W image: 30 and 256 up to 401 x 401, growing with
-    the image's side (sqrt(H W) / 401) above that; a static function of the shape, so shapes stay static.
-    1080 x 1920: 108 and 919. Linear in the side, not the area: the (P, H, W) masks grow with P times the area."""
+    """The automatic (max_people, max_candidates) of an H x W image, a static function of the shape (so shapes
+    stay static): 30 and 256 up to 401 x 401; above, with s = sqrt(H W) / 401 (the side, relative),
+    max_candidates = 256 s and max_people = 30 sqrt(s). 1080 x 1920: 57 and 920 (a crowd's 40 x 17 keypoints
+    fit the queue). People grow slower than candidates because the (P, H, W) masks cost P times the area
+    (at 1080p 2 MB per person, written on every call) while a candidate costs a tree walk of 16 gathers."""
     scale = max(1.0, math.sqrt(int(height) * int(width)) / BASE_SIZE)
-    return int(math.ceil(BASE_PEOPLE * scale)), int(math.ceil(BASE_CANDIDATES * scale))
+    return int(math.ceil(BASE_PEOPLE * math.sqrt(scale))), int(math.ceil(BASE_CANDIDATES * scale))
 
 
 def decode_options(image_size=None, **options) -> dict:

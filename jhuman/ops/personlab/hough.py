@@ -172,7 +172,9 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
         near = moments.reshape(3, -1)[:, index]  # (3, k, 3, 3)
         m = jnp.where(inside, near[0], 0.0)
         own = near[1:] / jnp.maximum(near[0], 1e-30)  # (2, k, 3, 3) each node's centroid
-        d2 = jnp.sum(jnp.square(own - positions.T[:, :, None, None]), axis=0)
+        d2 = jnp.square(own[0] - positions[:, 0, None, None]) + jnp.square(
+            own[1] - positions[:, 1, None, None]
+        )
         scores = jnp.sum(m * jnp.exp(-d2 / (2.0 * sigma * sigma)), axis=(1, 2)) / norm
         scores = jnp.where(bounds > threshold, scores, -1.0)
         order = jnp.lexsort((flat, -scores))  # by score, ties by flat index

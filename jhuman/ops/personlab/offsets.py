@@ -95,4 +95,4 @@ def sample_refined_mid(mid_offsets, short_offsets, points, edges, steps: int = 2
     for _ in range(steps):  # _refine_step, reading short with fields.bilinear
         landing = clamp_points(base + offsets, height, width)
         offsets = landing + fields.bilinear(short, landing, targets) - base
-    return jnp.sum(weights[..., None] * offsets, axis=-2)
+    return sum(weights[..., i, None] * offsets[..., i, :] for i in range(4))  # written out, not a reduction
