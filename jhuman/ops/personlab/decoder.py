@@ -51,10 +51,10 @@ vmapped, the grid's Hough scatter done once for the whole batch; or lax.map-ped:
 (jax.Array) or host arrays (numpy, or anything np.asarray takes), each float32, float16 or bfloat16 (read as
 they are, converted where read; other dtypes are converted to float32 once on the host). Host arrays are READ IN
 PLACE, never copied whole (`jhuman.ops.personlab.fields`: a network's outputs at 401x401 are 96 MB, and copying
-them cost about ten times the decoding); a channels-first array permuted to (H, W, C) is read in place too, only
-other strided layouts are copied. With host inputs decode returns once its outputs are computed (so the arrays
-may be reused at once), and a batch is decoded image by image (lax.map) inside the one compiled call. Returns a
-dict of jax arrays (with the batch axis if the inputs had one):
+them cost several times the decoding, benchmarks/RESULTS.md); a channels-first array permuted to (H, W, C) is
+read in place too, only other strided layouts are copied. With host inputs decode returns once its outputs are
+computed (so the arrays may be reused at once), and a batch is decoded image by image (lax.map) inside the one
+compiled call. Returns a dict of jax arrays (with the batch axis if the inputs had one):
   keypoints (P, 17, 3) float32 [x, y, score]: sub-pixel positions; a keypoint that was not reached / not present
       keeps a real position (on its tree parent's, clamped into the image), never (0, 0), with score 0;
   keypoint_valid (P, 17) bool: the keypoint is present (see `grouping`);

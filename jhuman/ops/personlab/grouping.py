@@ -98,7 +98,7 @@ TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS = traversal_orders()  # (1
 
 def squared_norm(d):
     """(..., 2) -> (...) x^2 + y^2, written out: as a reduction over the axis of 2, XLA on CPU hands it to a
-    library call that costs far more than the arithmetic (0.6 ms for the 256 x 256 pairs of the greedy pass)."""
+    library call that costs far more than the arithmetic (benchmarks/RESULTS.md, PersonLab)."""
     return jnp.square(d[..., 0]) + jnp.square(d[..., 1])
 
 
