@@ -417,20 +417,27 @@ def block_owners(
     # the embeddings on the grid, per tile, and their boxes: computed before the lax.cond and passed in (its
     # operands are stored once; inside, XLA fused the boxes' reductions into the (T, P, 17) bounds and redid
     # them for every person)
-    grid = jnp.stack(jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1)
-    g = fields.at(long_offsets, rows[:, None], cols[None, :])  # (gh, gw, 17, 2) L on the grid
-    g = g + grid[:, :, None, :]  # G = x + L(x)
-    pad = ((0, ty * t - gh), (0, tx * t - gw))
-    g = jnp.pad(g, pad + ((0, 0), (0, 0)))
-    fg = jnp.pad(blocks, pad)
-    g = g.reshape(ty, t, tx, t, NUM_KEYPOINTS, 2).transpose(0, 2, 1, 3, 4, 5)
-    g = g.reshape(ty * tx, t * t, NUM_KEYPOINTS, 2)
-    fg = fg.reshape(ty, t, tx, t).transpose(0, 2, 1, 3).reshape(ty * tx, t * t)
+    # grid pixel (r, c) of tile (a, b), pixel (i, j) in it: r = a t + i, c = b t + j; gathered straight into the
+    # (T, 17, t*t) layout the distances use (tiles past the grid's edge: clipped, not foreground)
+    tile_rows = (np.arange(ty)[:, None, None, None] * t + np.arange(t)[None, None, :, None]).repeat(tx, 1)
+    tile_cols = (np.arange(tx)[None, :, None, None] * t + np.arange(t)[None, None, None, :]).repeat(ty, 0)
+    tile_rows = np.broadcast_to(tile_rows, (ty, tx, t, t)).reshape(ty * tx, t * t)
+    tile_cols = np.broadcast_to(tile_cols, (ty, tx, t, t)).reshape(ty * tx, t * t)
+    inside = (tile_rows < gh) & (tile_cols < gw)
+    tile_rows, tile_cols = np.minimum(tile_rows, gh - 1), np.minimum(tile_cols, gw - 1)
+    fg = blocks[tile_rows, tile_cols] & inside  # (T, t*t)
+    ys, xs = rows[tile_rows][:, None, :], cols[tile_cols][:, None, :]  # (T, 1, t*t) pixel positions
+    channel = np.arange(NUM_KEYPOINTS)[None, :, None]
+    g = fields.at(long_offsets, ys, xs, channel)  # (T, 17, t*t, 2): L on the grid
+    gx = g[..., 0] + xs.astype(np.float32)  # G = x + L(x), (T, 17, t*t): pixels on the minor axis
+    gy = g[..., 1] + ys.astype(np.float32)
     big = jnp.float32(1e9)
-    lo = jnp.min(jnp.where(fg[..., None, None], g, big), axis=1)  # (T, 17, 2)
-    hi = jnp.max(jnp.where(fg[..., None, None], g, -big), axis=1)
+    lo = jnp.stack(
+        [jnp.min(jnp.where(fg[:, None], v, big), axis=-1) for v in (gx, gy)], axis=-1
+    )  # (T, 17, 2)
+    hi = jnp.stack([jnp.max(jnp.where(fg[:, None], v, -big), axis=-1) for v in (gx, gy)], axis=-1)
 
-    def compute(g, lo, hi):
+    def compute(gx, gy, lo, hi):
         gaps = _box_distance(points[None], lo[:, None], hi[:, None])  # (T, P, 17)
         bound = sum(weights[None, :, k] * gaps[:, :, k] for k in range(NUM_KEYPOINTS))  # (T, P), term by term
         bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: never prune a true owner
@@ -439,8 +446,6 @@ def block_owners(
         chosen = jnp.sort(jnp.where(jnp.isfinite(neg), chosen, num), axis=-1)  # by person index; num = none
         live = chosen < num
         chosen = jnp.minimum(chosen, num - 1)
-        gx = jnp.swapaxes(g[..., 0], 1, 2)  # (T, 17, t*t): pixels on the minor axis (vectorised)
-        gy = jnp.swapaxes(g[..., 1], 1, 2)
 
         def closer(c, state):  # candidate c of every tile against the best so far; ties: lower person index
             best, owner = state
@@ -469,7 +474,7 @@ def block_owners(
         return owner
 
     # a lax.cond skips the work for an image without people
-    return jax.lax.cond(jnp.any(usable), compute, lambda *_: jnp.full((gh, gw), -1, dtype), g, lo, hi)
+    return jax.lax.cond(jnp.any(usable), compute, lambda *_: jnp.full((gh, gw), -1, dtype), gx, gy, lo, hi)
 
 
 def owners_to_masks(owners, segmentation, num_people: int, seg_threshold: float = 0.5, stride: int = 1):
