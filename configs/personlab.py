@@ -51,7 +51,7 @@ def get_config(arg=None):
     )
     c.personlab.decode = ml_collections.ConfigDict(
         {
-            # capacities; 0 = automatic by image size (30 / 256 up to 401 x 401, growing with the side above);
+            # capacities; 0 = automatic by image size (30 / 256 up to 401 x 401, more above: decoder.capacities);
             # what does not fit is counted (the evaluator's dropped_people / dropped_candidates)
             "max_people": 10 if tiny else 0,
             "max_candidates": 128 if tiny else 0,
