@@ -1,32 +1,44 @@
 """Time of PersonLab decoding (jhuman.ops.personlab.decode, jitted) against the plain numpy reference
-(jhuman.ops.personlab.reference) on the same inputs, in the same run.
+(jhuman.ops.personlab.reference) on the same inputs, in the same run, from device arrays AND from numpy arrays.
 
-  python benchmarks/personlab_decode.py                        # all cases, medians of several calls
-  python benchmarks/personlab_decode.py --cases 401 --repeats 20 --reference_repeats 3 --modes grid
+  python benchmarks/personlab_decode.py                        # all cases and inputs, medians of several calls
+  python benchmarks/personlab_decode.py --cases 401 --inputs realistic --repeats 20 --modes grid --feeds
 
-Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images (vmapped decode); '1080p' one
-1080x1920 image with 40 people. Inputs are PERFECT network outputs of hand-made people (heatmap disks of radius
-R = 32, short / mid / long offsets, segmentation; as in tests/ops/test_personlab_decode.py) plus a little noise
-(heatmap +U(0, 0.02), so every pixel votes; offsets +N(0, 0.3 / 0.5 / 1 px); segmentation +-0.2). Everything
-is decoded: Hough voting, smoothing, peaks, greedy grouping, expected-OKS and person scores, instance masks.
-Times exclude compilation (one warm-up call) and include the device -> host copy of the results; the median
-of `repeats` calls is reported. The decoder's own check: people found and the worst keypoint error against
-the truth.
+Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images; '1080p' one 1080x1920 image
+with 40 people. All with the decoder's default options (capacities automatic by image size: 30 people / 256
+candidates at 401x401, 57 / 920 at 1080p). Inputs, both built from PERFECT network outputs of hand-made people
+(heatmap disks of radius R = 32, short / mid / long offsets, segmentation; as in tests/ops/test_personlab_decode.py):
+- 'clean': plus a little noise (heatmap +U(0, 0.02), offsets +N(0, 0.3 / 0.5 / 1 px), segmentation +-0.2);
+- 'realistic': what a network outputs (`realistic`): heatmap disks blurred, over a positive floor U(0.01, 0.03)
+  on every pixel; offsets noisy on their supervised regions and smooth random fields (std R / 2, R, 2 R) outside
+  them (nothing supervised them there); segmentation blurred + N(0, 0.1).
+Everything is decoded: Hough voting, smoothing, peaks, greedy grouping, expected-OKS and person scores,
+instance masks. Each jax row is timed from device arrays (put once before; `device`) and from the same arrays
+as numpy (float32, C-contiguous; `numpy`: what a user holding another framework's outputs passes), the two
+calls alternating so that they share the machine's load. Times exclude compilation (one warm-up call) and
+include the device -> host copy of the results; the median of `repeats` calls is reported. The decoder's own
+check: people found, the worst keypoint error against the truth, and the capacity counts (dropped people /
+candidates, both 0 when nothing was dropped).
+
+`--feeds` (401, one image) adds how a numpy input's time splits: what the landed decoder effectively did (jit
+copied every numpy argument with jax.device_put: numpy allocates at 16 bytes, and XLA's CPU client aliases
+host memory only at 64; `jnp.asarray` of the heatmaps copied them once more), one device_put of the tuple
+(still a copy), and decode on the numpy arrays as they are now (read in place, jhuman.ops.personlab.fields),
+plus float64, float16 and channels-first (permuted to H, W, C) numpy inputs.
 
 Modes: 'grid' = the decoder's defaults (Hough votes sampled every hough_stride = R / 4 = 8 px onto an 8 px grid,
 masks decided per 4 x 4 block; see jhuman.ops.personlab.hough.hough_grid and
 jhuman.ops.personlab.grouping.assign_instance_masks); 'exact' = hough_stride = mask_stride = 1 (Eq. (1) at
 every pixel, every pixel's mask decision, as the port computes).
-The numpy reference runs with the same options as the jax row above it. Both decode the outputs of a model
+The numpy reference runs with the same options as the jax rows above it. Both decode the outputs of a model
 that refines its offsets itself (refine_steps=0: the paper's network, the port's model and jhuman's full
 config do the recurrent refinement inside the network, so it is not post-processing).
 
 Memory: XLA on CPU allocates its big buffers fresh on every call, and in a VM first-touch page faults of
-4 kB pages cost as much as the arithmetic (a 1080p Hough map is 141 MB; about 0.45 ms per MB here). By
-default the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: malloc asks
-for transparent huge pages), which took 1080p from ~0.95 s to ~0.65 s and 401 from ~80 ms to ~67 ms on the
-2-core machine of the first run; `--malloc default` measures the plain allocator. The column `malloc` says
-which was used. Any jax program on CPU can set the same variable.
+4 kB pages cost as much as the arithmetic. By default the script re-executes itself with
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: malloc asks for transparent huge pages; measured effect:
+benchmarks/RESULTS.md); `--malloc default` measures the plain allocator. The column `malloc` says which was
+used. Any jax program on CPU can set the same variable.
 
 Goal: at least 50x faster than the widely used numpy port (octiapp/KerasPersonLab
 post-processing: about 0.35 s for a 401x401 image with 4-6 people and about 13 s for a 1080p image with 40
@@ -48,7 +60,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
+import scipy.ndimage  # noqa: E402
+from common import report  # noqa: E402  (benchmarks/common.py, beside this script)
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES  # noqa: E402
 from jhuman.ops import personlab  # noqa: E402
@@ -58,10 +71,11 @@ RADIUS = 32.0
 PORT_SECONDS = {"401": 0.35, "401x4": 0.35, "1080p": 13.0}  # per image, the numpy port on two CPU cores
 # (height, width, people, batch, half-height range of the people in px, decode options)
 CASES = {
-    "401": (401, 401, 5, 1, (55.0, 80.0), {"max_people": 30, "max_candidates": 256}),
-    "401x4": (401, 401, 5, 4, (55.0, 80.0), {"max_people": 30, "max_candidates": 256}),
-    "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {"max_people": 64, "max_candidates": 1024}),
+    "401": (401, 401, 5, 1, (55.0, 80.0), {}),
+    "401x4": (401, 401, 5, 4, (55.0, 80.0), {}),
+    "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {}),
 }
+INPUTS = ("clean", "realistic")
 MODES = {"grid": {}, "exact": {"hough_stride": 1, "mask_stride": 1}}
 TEMPLATE = np.array(
     [
@@ -161,6 +175,48 @@ def noisy(outputs, rng):
     )
 
 
+def smooth_random(rng, shape, scale, stride=8):
+    """A smooth random field (H, W, *C) float32: N(0, scale) values on a grid every `stride` px, bilinearly
+    upsampled (what a network's stride-8 head outputs where nothing supervised it)."""
+    height, width = shape[:2]
+    coarse = scale * rng.standard_normal(
+        (-(-height // stride) + 1, -(-width // stride) + 1, *shape[2:]), np.float32
+    )
+    size = (coarse.shape[0] * stride, coarse.shape[1] * stride, *shape[2:])
+    return np.asarray(jax.image.resize(coarse, size, "linear"))[:height, :width]
+
+
+def normal(rng, shape, std):
+    return std * rng.standard_normal(shape, np.float32)
+
+
+def realistic(outputs, rng, radius):
+    """Perfect outputs made to look like a network's: heatmap disks blurred (Gaussian, sigma R / 8) and scaled by
+    U(0.7, 1), over a positive floor U(0.01, 0.03) on EVERY pixel (every pixel votes); short / mid / long offsets
+    off by N(0, 0.5 / 1 / 2 px) on their supervised regions (the disks, the person masks) and smooth random
+    fields elsewhere (std R / 2, R, 2 R: nothing supervised them there); segmentation blurred, + N(0, 0.1)."""
+    heatmaps, short, mid, long, seg = outputs
+    disk = heatmaps > 0.5  # (H, W, 17) the supervised disks
+    sigma = radius / 8
+    heat = scipy.ndimage.gaussian_filter(heatmaps, (sigma, sigma, 0))
+    heat *= rng.uniform(0.7, 1.0, heat.shape).astype(np.float32)
+    heat += rng.uniform(0.01, 0.03, heat.shape).astype(np.float32)
+    np.clip(heat, 0, 1, out=heat)
+    short = np.where(
+        disk[..., None], short + normal(rng, short.shape, 0.5), smooth_random(rng, short.shape, radius / 2)
+    )
+    mid_disk = disk[:, :, [k for k, _ in PERSONLAB_DIRECTED_EDGES]]  # every keypoint is labelled here
+    mid = np.where(
+        mid_disk[..., None], mid + normal(rng, mid.shape, 1.0), smooth_random(rng, mid.shape, radius)
+    )
+    mine = seg > 0.5
+    long = np.where(
+        mine[..., None, None], long + normal(rng, long.shape, 2.0), smooth_random(rng, long.shape, 2 * radius)
+    )
+    seg = scipy.ndimage.gaussian_filter(seg, sigma) + normal(rng, seg.shape, 0.1)
+    return heat, short, mid, long, np.clip(seg, 0, 1)
+
+
 def worst_error(keypoints, valid, people):
     """Worst keypoint error (px) over the true people, each matched to its closest decoded person."""
     found = keypoints[valid][:, :, :2]
@@ -170,56 +226,84 @@ def worst_error(keypoints, valid, people):
     return float(errors.min(1).max())
 
 
-def bench_case(name, repeats, reference_repeats, modes, seed=0):
-    height, width, num, batch, half_height, options = CASES[name]
+def alternating(fns: dict, repeats: int) -> dict:
+    """Seconds per call of each fn (which must block), the fns called in turn `repeats` times after a warm-up."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def build_inputs(name, kind, seed=0):
+    """The case's images ([B] tuples of the five numpy outputs) and their true people."""
+    height, width, num, batch, half_height, _ = CASES[name]
     rng = np.random.default_rng(seed)
     images, truth = [], []
     t = time.perf_counter()
     for _ in range(batch):
         people = make_people(rng, num, height, width, half_height)
         truth.append(people)
-        images.append(noisy(perfect_outputs(people, height, width, RADIUS), rng))
-    print(f"[{name}] inputs built in {time.perf_counter() - t:.1f} s", flush=True)
-    arrays = [jnp.asarray(np.stack(a) if batch > 1 else a[0]) for a in zip(*images)]
+        outputs = perfect_outputs(people, height, width, RADIUS)
+        images.append(noisy(outputs, rng) if kind == "clean" else realistic(outputs, rng, RADIUS))
+    print(f"[{name} {kind}] inputs built in {time.perf_counter() - t:.1f} s", flush=True)
+    return images, truth
+
+
+def bench_case(name, kind, repeats, reference_repeats, modes, seed=0):
+    height, width, num, batch, _, options = CASES[name]
+    images, truth = build_inputs(name, kind, seed)
+    host = tuple(np.ascontiguousarray(np.stack(a) if batch > 1 else a[0], np.float32) for a in zip(*images))
+    device = jax.device_put(host)
     rows = []
     for mode in modes:
         opts = {**options, "radius": RADIUS, "refine_steps": 0, **MODES[mode]}
-        resolved = personlab.decode_options(**opts)
-        strides = f"{resolved['hough_stride']}/{resolved['mask_stride']}"
-
-        def run_jax():
-            return jax.device_get(personlab.decode(*arrays, **opts))
-
-        t = time.perf_counter()
-        out = run_jax()
-        compile_s = time.perf_counter() - t
-        times = time_calls(run_jax, repeats, warmup=1)
-        outs = [out] if batch == 1 else [{k: v[i] for k, v in out.items()} for i in range(batch)]
-        found = [int(o["num_people"]) for o in outs]
-        error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth))
-        jax_s = statistics.median(times)
+        resolved = personlab.decode_options((height, width), **opts)
         common = {
             "case": name,
+            "inputs": kind,
             "image": f"{height}x{width}",
             "people": num,
             "batch": batch,
             "mode": mode,
-            "strides": strides,
+            "strides": f"{resolved['hough_stride']}/{resolved['mask_stride']}",
+            "capacity": f"{resolved['max_people']}/{resolved['max_candidates']}",
         }
-        row = {
-            **common,
-            "impl": "jax",
-            "median_s": jax_s,
-            "per_image_s": jax_s / batch,
-            "min_s": min(times),
-            "compile_s": compile_s,
-            "found": "/".join(map(str, found)),
-            "max_err_px": error,
-            "repeats": repeats,
-            "speedup_vs_port": PORT_SECONDS[name] / (jax_s / batch),
+        t = time.perf_counter()
+        out = jax.device_get(personlab.decode(*device, **opts))
+        compile_s = time.perf_counter() - t
+        fns = {
+            "device": lambda: jax.device_get(personlab.decode(*device, **opts)),
+            "numpy": lambda: jax.device_get(personlab.decode(*host, **opts)),
         }
-        rows.append(row)
-        print(f"[{name}] jax {mode}: {jax_s:.4f} s (median of {repeats})", flush=True)
+        times = alternating(fns, repeats)
+        jax_rows = []
+        for feed in fns:
+            out = fns[feed]()
+            outs = [out] if batch == 1 else [{k: v[i] for k, v in out.items()} for i in range(batch)]
+            median = statistics.median(times[feed])
+            row = {
+                **common,
+                "impl": f"jax, {feed} arrays",
+                "median_s": median,
+                "per_image_s": median / batch,
+                "min_s": min(times[feed]),
+                "compile_s": compile_s if feed == "device" else None,
+                "found": "/".join(str(int(o["num_people"])) for o in outs),
+                "dropped": "/".join(
+                    f"{int(o['dropped_people'])}+{int(o['dropped_candidates'])}" for o in outs
+                ),
+                "max_err_px": max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(outs, truth)),
+                "repeats": repeats,
+                "speedup_vs_port": PORT_SECONDS[name] / (median / batch),
+            }
+            jax_rows.append(row)
+            rows.append(row)
+            print(f"[{name} {kind}] jax {mode} {feed}: {median:.4f} s (median of {repeats})", flush=True)
         if reference_repeats > 0:
             ref_times = []
             for _ in range(reference_repeats):
@@ -227,7 +311,6 @@ def bench_case(name, repeats, reference_repeats, modes, seed=0):
                 ref_outs = [personlab_reference.decode(*image, **opts) for image in images]
                 ref_times.append(time.perf_counter() - t)
             ref_s = statistics.median(ref_times)
-            ref_error = max(worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth))
             rows.append(
                 {
                     **common,
@@ -236,24 +319,80 @@ def bench_case(name, repeats, reference_repeats, modes, seed=0):
                     "per_image_s": ref_s / batch,
                     "min_s": min(ref_times),
                     "found": "/".join(str(int(o["num_people"])) for o in ref_outs),
-                    "max_err_px": ref_error,
+                    "dropped": "/".join(
+                        f"{int(o['dropped_people'])}+{int(o['dropped_candidates'])}" for o in ref_outs
+                    ),
+                    "max_err_px": max(
+                        worst_error(o["keypoints"], o["valid"], p) for o, p in zip(ref_outs, truth)
+                    ),
                     "repeats": reference_repeats,
                     "speedup_vs_port": PORT_SECONDS[name] / (ref_s / batch),
                 }
             )
-            row["speedup_vs_reference"] = ref_s / jax_s
+            for row in jax_rows:
+                row["speedup_vs_reference"] = ref_s / row["median_s"]
             print(
-                f"[{name}] numpy reference {mode}: {ref_s:.4f} s (median of {reference_repeats})", flush=True
+                f"[{name} {kind}] numpy reference {mode}: {ref_s:.4f} s (median of {reference_repeats})",
+                flush=True,
             )
+    return rows
+
+
+def bench_feeds(kind, repeats, seed=0):
+    """How the time of one 401x401 decode from numpy inputs splits (see the module docstring, `--feeds`)."""
+    images, _ = build_inputs("401", kind, seed)
+    host = tuple(np.ascontiguousarray(a, np.float32) for a in images[0])
+    device = jax.device_put(host)
+    opts = {"radius": RADIUS, "refine_steps": 0}
+    doubles = tuple(a.astype(np.float64) for a in host)
+    halves = tuple(a.astype(np.float16) for a in host)
+    channels_first = [np.ascontiguousarray(np.moveaxis(a, 2, 0)) for a in host[:4]]  # (C, H, W[, 2]) buffers
+    permuted = (*[np.moveaxis(a, 0, 2) for a in channels_first], host[4])  # (H, W, C[, 2]) views of them
+
+    def decode(*inputs):
+        return jax.device_get(personlab.decode(*inputs, **opts))
+
+    fns = {
+        "device arrays (put before)": lambda: decode(*device),
+        "numpy: device_put of each (copies), then decode": lambda: decode(*(jax.device_put(a) for a in host)),
+        "numpy: one device_put of the tuple (copies), then decode": lambda: decode(*jax.device_put(host)),
+        "numpy: jnp.asarray(heatmaps) + device_put of each (the landed decode)": lambda: decode(
+            jnp.asarray(host[0]), *(jax.device_put(a) for a in host[1:])
+        ),
+        "numpy: decode(numpy), read in place (now)": lambda: decode(*host),
+        "numpy float16: decode, read in place": lambda: decode(*halves),
+        "numpy channels-first permuted to HWC: decode, read in place": lambda: decode(*permuted),
+        "numpy float64: decode, converted once": lambda: decode(*doubles),
+        "transfer only: one device_put of the tuple (copies)": lambda: jax.block_until_ready(
+            jax.device_put(host)
+        ),
+    }
+    times = alternating(fns, repeats)
+    base = statistics.median(times["device arrays (put before)"])
+    rows = []
+    for feed, values in times.items():
+        median = statistics.median(values)
+        rows.append(
+            {
+                "inputs": kind,
+                "feed": feed,
+                "median_s": median,
+                "min_s": min(values),
+                "vs_device": median / base,
+                "repeats": repeats,
+            }
+        )
     return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="401,401x4,1080p", help=f"comma-separated, of {sorted(CASES)}")
+    parser.add_argument("--inputs", default=",".join(INPUTS), help=f"comma-separated, of {list(INPUTS)}")
     parser.add_argument("--repeats", type=int, default=10, help="timed jax calls per case (median reported)")
     parser.add_argument("--reference_repeats", type=int, default=1, help="numpy reference calls (0: skip)")
     parser.add_argument("--modes", default="grid,exact", help=f"comma-separated, of {sorted(MODES)}")
+    parser.add_argument("--feeds", action="store_true", help="also the numpy-input breakdown at 401x401")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/personlab_decode.json)")
     parser.add_argument(
         "--malloc",
@@ -267,36 +406,51 @@ def main(argv=None):
         env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"])))
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
     malloc = "hugetlb" if "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") else "default"
+    kinds = [k.strip() for k in args.inputs.split(",")]
     rows = []
     for name in args.cases.split(","):
-        rows += bench_case(
-            name.strip(), args.repeats, args.reference_repeats, [m.strip() for m in args.modes.split(",")]
-        )
+        for kind in kinds:
+            rows += bench_case(
+                name.strip(),
+                kind,
+                args.repeats,
+                args.reference_repeats,
+                [m.strip() for m in args.modes.split(",")],
+            )
     for row in rows:
         row["malloc"] = malloc
-    report(
-        "personlab_decode",
-        rows,
-        [
-            "case",
-            "image",
-            "people",
-            "batch",
-            "mode",
-            "strides",
-            "impl",
-            "malloc",
-            "median_s",
-            "per_image_s",
-            "min_s",
-            "compile_s",
-            "found",
-            "max_err_px",
-            "speedup_vs_reference",
-            "speedup_vs_port",
-        ],
-        args.output,
-    )
+    columns = [
+        "case",
+        "inputs",
+        "people",
+        "batch",
+        "mode",
+        "strides",
+        "capacity",
+        "impl",
+        "malloc",
+        "median_s",
+        "per_image_s",
+        "min_s",
+        "compile_s",
+        "found",
+        "dropped",
+        "max_err_px",
+        "speedup_vs_reference",
+        "speedup_vs_port",
+    ]
+    path = args.output
+    if args.feeds:
+        feeds = []
+        for kind in kinds:
+            feeds += bench_feeds(kind, args.repeats)
+        report(
+            "personlab_decode_feeds",
+            feeds,
+            ["inputs", "feed", "median_s", "min_s", "vs_device", "repeats"],
+            path and path.replace(".json", "_feeds.json"),
+        )
+    report("personlab_decode", rows, columns, path)
 
 
 if __name__ == "__main__":

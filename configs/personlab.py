@@ -51,8 +51,10 @@ def get_config(arg=None):
     )
     c.personlab.decode = ml_collections.ConfigDict(
         {
-            "max_people": 10 if tiny else 30,
-            "max_candidates": 128 if tiny else 256,
+            # capacities; 0 = automatic by image size (30 / 256 up to 401 x 401, more above: decoder.capacities);
+            # what does not fit is counted (the evaluator's dropped_people / dropped_candidates)
+            "max_people": 10 if tiny else 0,
+            "max_candidates": 128 if tiny else 0,
             "nms_radius": 4.0 if tiny else 10.0,
             "peak_threshold": 0.01,
             "hough_sigma": 1.0 if tiny else 2.0,

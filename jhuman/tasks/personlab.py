@@ -52,7 +52,7 @@ class CocoEvaluator:
         self.annotation_file = annotation_file
 
     def init(self):
-        return {"keypoints": [], "segm": [], "image_ids": []}
+        return {"keypoints": [], "segm": [], "image_ids": [], "dropped_people": 0, "dropped_candidates": 0}
 
     def update(self, acc, variables, batch):
         from jax.experimental import multihost_utils
@@ -64,6 +64,9 @@ class CocoEvaluator:
         for i in np.flatnonzero(np.asarray(meta["mask"])):
             image_id, scale = int(meta["image_id"][i]), float(meta["scale"][i])
             acc["image_ids"].append(image_id)
+            # the decoder's capacities (max_people, max_candidates): what did not fit, never silently
+            acc["dropped_people"] += int(out["dropped_people"][i])
+            acc["dropped_candidates"] += int(out["dropped_candidates"][i])
             acc["keypoints"] += coco_metrics.keypoint_results(
                 image_id, out["keypoints"][i], out["scores"][i], out["valid"][i], scale
             )
@@ -85,6 +88,8 @@ class CocoEvaluator:
             results.update({f"{iou_type}/{k}": v for k, v in scores.items()})
         results["num_images"] = float(len(set(acc["image_ids"])))
         results["people_per_image"] = len(acc["keypoints"]) / max(len(set(acc["image_ids"])), 1)
+        results["dropped_people"] = float(acc["dropped_people"])
+        results["dropped_candidates"] = float(acc["dropped_candidates"])
         return results
 
 
@@ -141,7 +146,8 @@ class PersonLabTask(common.ReaderData):
 
     def predict(self, variables, images):
         """Raw RGB (B, S, S, 3) -> {'keypoints' (B, P, 17, 3) [x, y, score], 'scores' (B, P), 'valid' (B, P),
-        'masks' (B, P, S, S)} in network-input pixels."""
+        'masks' (B, P, S, S), 'dropped_people' (B,), 'dropped_candidates' (B,), ...} in network-input pixels
+        (all of `jhuman.ops.personlab.decode`'s outputs)."""
         out, _ = self.apply(variables, images)
         return personlab_ops.decode(
             jax.nn.sigmoid(out["heatmap_logits"]),
@@ -263,5 +269,11 @@ def format_scores(results) -> str:
     if "num_images" in results:
         lines.append(
             f"{int(results['num_images'])} images, {results.get('people_per_image', 0.0):.2f} people per image"
+        )
+    if results.get("dropped_people") or results.get("dropped_candidates"):
+        lines.append(
+            f"decoder capacity hit: {int(results.get('dropped_people', 0))} people and "
+            f"{int(results.get('dropped_candidates', 0))} keypoint candidates dropped "
+            "(raise personlab.decode.max_people / max_candidates)"
         )
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """PersonLab decoding (jhuman.ops.personlab and its steps) on PERFECT network outputs built from hand-made people,
 and against the plain numpy reference (jhuman.ops.personlab.reference)."""
 
+import functools
 import logging
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
 from jhuman.ops import image, personlab
-from jhuman.ops.personlab import decoder, grouping, hough, offsets, reference
+from jhuman.ops.personlab import decoder, fields, grouping, hough, offsets, reference
 
 HEIGHT, WIDTH, RADIUS = 160, 224, 16.0
 OPTIONS = {"radius": RADIUS, "max_people": 8, "max_candidates": 160}
@@ -195,7 +196,7 @@ def test_hough_votes_peak_at_the_keypoints(scene):
     smoothed = hough.smooth(votes, 2.0)
     np.testing.assert_allclose(smoothed, reference.smooth(votes, 2.0), rtol=1e-4, atol=1e-6)
     positions, types, scores, valid = jax.device_get(hough.find_peaks(smoothed, 0.01, 200, short))
-    ref_positions, ref_types, ref_scores = reference.find_peaks(np.asarray(smoothed), 0.01, 200, short)
+    ref_positions, ref_types, ref_scores, _ = reference.find_peaks(np.asarray(smoothed), 0.01, 200, short)
     assert valid.sum() == len(ref_types)
     np.testing.assert_array_equal(types[valid], ref_types)
     np.testing.assert_allclose(positions[valid], ref_positions, atol=1e-4)
@@ -222,7 +223,7 @@ def test_hough_grid_keeps_the_vote_mass_and_places_peaks_at_the_keypoints(scene,
     for j, k in zip(*np.nonzero(people[..., 2] > 0)):
         d = np.linalg.norm(positions[valid & (types == k)] - people[j, k, :2], axis=-1)
         assert d.min() < 1e-3, (j, k, d.min())
-    ref_positions, ref_types, _ = reference.grid_peaks(want, 0.01, 200, 2.0, stride, short)
+    ref_positions, ref_types, _, _ = reference.grid_peaks(want, 0.01, 200, 2.0, stride, short)
     assert valid.sum() == len(ref_types)
 
 
@@ -449,3 +450,123 @@ def test_an_empty_image_decodes_to_padding(scene):
     assert not out["keypoints"].any() and not out["scores"].any()
     no_masks = jax.device_get(personlab.decode(*zeros[:3], **OPTIONS))
     assert "masks" not in no_masks and int(no_masks["num_people"]) == 0
+
+
+def misaligned(array, gap):
+    """A copy of `array` whose data starts `gap` bytes past a 64-byte boundary (numpy gives 16), not within 64
+    bytes of a page's end (where `fields.host_view` would copy it)."""
+    page = fields.PAGE
+    raw = np.empty(array.nbytes + 3 * page, np.uint8)
+    start = -raw.ctypes.data % page + 128 + gap
+    if (raw.ctypes.data + start + array.nbytes) % page > page - 128:
+        start += 256
+    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
+def test_host_views_read_numpy_memory_in_place():
+    rng = np.random.default_rng(4)
+    field = rng.normal(0, 1, (7, 9, 5, 2)).astype(np.float32)
+    channels_first = misaligned(np.moveaxis(field, 2, 0), 0)  # (5, 7, 9, 2), as a torch NCHW output
+    cases = {  # array, read in place?
+        "aligned": (misaligned(field, 0), True),
+        "numpy's 16 bytes": (misaligned(field, 16), True),
+        "52 bytes": (misaligned(field, 52), True),
+        "channels first, permuted": (np.moveaxis(channels_first, 0, 2), True),
+        "float16": (misaligned(field.astype(np.float16), 16), True),
+        "strided slice": (field[:, ::2], False),  # copied, once
+        "float64": (field.astype(np.float64), False),  # converted, once
+    }
+    index = (np.array([[0], [6]]), np.array([[1, 4]]), np.array([[3]]))
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def read(flat, start, layout):
+        view = fields.view(flat, start[0], layout)
+        return fields.dense(view), fields.at(view, *index), fields.every(view, 1, 3)
+
+    for name, (case, in_place) in cases.items():
+        flat, start, shape, strides = fields.host_view(case)
+        assert flat.ctypes.data % fields.ALIGN == 0 and shape == case.shape, name
+        assert np.shares_memory(flat, case) == in_place, name
+        flats, starts, layouts = fields.put_host([case])
+        if jax.default_backend() == "cpu" and in_place:  # XLA aliases the aligned view: no copy
+            assert flats[0].unsafe_buffer_pointer() == flat.ctypes.data, name
+        dense, at, every = read(flats[0], starts, layouts[0])
+        want = np.asarray(case, np.float32)
+        np.testing.assert_array_equal(dense, want, err_msg=name)
+        np.testing.assert_array_equal(at, want[index], err_msg=name)
+        np.testing.assert_array_equal(every, want[1::3, 1::3], err_msg=name)
+
+
+def test_numpy_inputs_decode_like_device_inputs(scene, decoded):
+    """Host arrays (any alignment, a permuted channels-first layout, float64) give the same outputs as device
+    arrays, without a new compilation per alignment; a batch of host arrays equals the single images."""
+    outputs = scene[2]
+    device = jax.device_put(tuple(outputs))
+    on_device = jax.device_get(personlab.decode(*device, **OPTIONS))
+    for key in decoded:
+        np.testing.assert_array_equal(on_device[key], decoded[key], err_msg=key)  # decoded: numpy inputs
+    for gap in (0, 16, 48):  # C-contiguous copies (the scene's short offsets are a permuted layout)
+        got = jax.device_get(personlab.decode(*(misaligned(a, gap) for a in outputs), **OPTIONS))
+        for key in decoded:
+            np.testing.assert_array_equal(got[key], decoded[key], err_msg=f"{gap} {key}")
+        if gap == 0:
+            size = decoder._decode_jit._cache_size()
+    assert decoder._decode_jit._cache_size() == size  # the alignment is a traced value
+    heatmaps, short, mid, long, seg = outputs
+    permuted = [
+        np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 2, 0)), 0, 2) for a in (heatmaps, short, mid, long)
+    ]
+    got = jax.device_get(personlab.decode(*permuted, seg, **OPTIONS))
+    doubles = jax.device_get(personlab.decode(*(a.astype(np.float64) for a in outputs), **OPTIONS))
+    for key in decoded:
+        np.testing.assert_array_equal(got[key], decoded[key], err_msg=key)
+        np.testing.assert_array_equal(doubles[key], decoded[key], err_msg=key)
+    batch = [np.stack([a, a[:, ::-1]]) for a in outputs]  # the second image: a mirrored (invalid) scene
+    got = jax.device_get(personlab.decode(*batch, **OPTIONS))
+    on_device = jax.device_get(personlab.decode(*jax.device_put(tuple(batch)), **OPTIONS))
+    for key in decoded:
+        np.testing.assert_array_equal(got[key][0], decoded[key], err_msg=key)
+        np.testing.assert_allclose(got[key][1], on_device[key][1], atol=1e-5, err_msg=key)
+
+
+def test_capacities_grow_with_the_image_size():
+    assert decoder.capacities(401, 401) == (30, 256)
+    assert decoder.capacities(128, 192) == (30, 256)  # never below the defaults at the paper's crops
+    people, candidates = decoder.capacities(1080, 1920)
+    assert (
+        people > 40 and candidates > 40 * 17
+    )  # the 40 people of a crowded 1080p frame fit, with all keypoints
+    assert decoder.capacities(800, 800) < (people, candidates)
+    o = personlab.decode_options((1080, 1920))
+    assert (o["max_people"], o["max_candidates"]) == (people, candidates)
+    assert personlab.decode_options((1080, 1920), max_people=7)["max_people"] == 7  # explicit values win
+    small = personlab.decode(*(np.zeros((40, 48, *s), np.float32) for s in ((17,), (17, 2), (32, 2))))
+    large = personlab.decode(*(np.zeros((420, 430, *s), np.float32) for s in ((17,), (17, 2), (32, 2))))
+    assert small["keypoints"].shape == (30, 17, 3)  # a static function of the shape: fixed output shapes
+    assert (
+        large["keypoints"].shape == (decoder.capacities(420, 430)[0], 17, 3) and large["valid"].shape[0] > 30
+    )
+
+
+def test_a_hit_capacity_is_reported(scene, decoded):
+    people, _, outputs = scene
+    assert int(decoded["dropped_people"]) == 0 and int(decoded["dropped_candidates"]) == 0
+    few = jax.device_get(personlab.decode(*outputs, **{**OPTIONS, "max_people": 2}))
+    assert int(few["num_people"]) == 2 and int(few["dropped_people"]) == len(people) - 2
+    assert few["valid"].shape == (2,) and few["valid"].all()
+    for keypoints in few["keypoints"]:  # the ones kept are people of the full result
+        assert np.abs(decoded["keypoints"][:, :, :2] - keypoints[:, :2]).max(axis=(1, 2)).min() < 1e-4
+    want = reference.decode(*outputs, **{**OPTIONS, "max_people": 2})
+    assert int(want["dropped_people"]) == len(people) - 2
+    # 4 people x 17 keypoints: 68 candidates do not fit into 20
+    short_queue = {**OPTIONS, "max_candidates": 20}
+    got = jax.device_get(personlab.decode(*outputs, **short_queue))
+    assert int(got["dropped_candidates"]) >= len(people) * 17 - 20
+    assert int(got["dropped_candidates"]) == int(
+        reference.decode(*outputs, **short_queue)["dropped_candidates"]
+    )
+    batch = [np.stack([a, a]) for a in outputs]
+    got = jax.device_get(personlab.decode(*jax.device_put(tuple(batch)), **{**OPTIONS, "max_people": 2}))
+    np.testing.assert_array_equal(got["dropped_people"], [len(people) - 2] * 2)

@@ -8,6 +8,7 @@ belongs to that paper; kernels another paper uses too live one level up (`jhuman
                 decoder both call
   hough.py      Hough voting (Eq. 1), smoothing, peaks; and the coarse vote grid
   grouping.py   greedy grouping along the kinematic tree, expected-OKS scores, soft NMS, instance masks
+  fields.py     how `decode` reads its inputs: numpy arrays in place (no copy), each field where it is used
   decoder.py    `decode`: network outputs -> people (the steps above, jitted and vmappable)
   reference.py  the same decoder in plain numpy/scipy, for tests and benchmarks only
 
@@ -17,7 +18,8 @@ give the function).
 
 Public API (DESIGN.md): `KEYPOINTS` (COCO order, 17), `EDGES` (16 tree edges), `DIRECTED_EDGES` (32) and
 `decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options)`; see
-`jhuman.ops.personlab.decoder` for shapes, outputs and options (`DEFAULT_OPTIONS`, `decode_options`).
+`jhuman.ops.personlab.decoder` for shapes, outputs and options (`DEFAULT_OPTIONS`, `decode_options`,
+`capacities`).
 """
 
 from jhuman.ops.personlab.decoder import (
@@ -26,6 +28,7 @@ from jhuman.ops.personlab.decoder import (
     DIRECTED_EDGES,
     EDGES,
     KEYPOINTS,
+    capacities,
     decode,
     decode_options,
     decode_single,
@@ -37,6 +40,7 @@ __all__ = [
     "DIRECTED_EDGES",
     "EDGES",
     "KEYPOINTS",
+    "capacities",
     "decode",
     "decode_options",
     "decode_single",

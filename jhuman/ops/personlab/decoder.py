@@ -19,7 +19,7 @@ Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps
                         its two sides and its head) are read from the long-range offsets at the person's own
                         best-fitting keypoint and snapped by the short-range offsets (`complete_from_long`);
 5. `grouping.greedy_select`  the paper's greedy pass (a seed within `nms_radius` of the same keypoint of an
-                        earlier person is rejected), at most `max_people` people;
+                        earlier person is rejected), at most `max_people` people (it counts the ones beyond);
 6. `grouping.expected_oks` (on the grid: `expected_oks_grid`, each node's mass at its votes' centroid),
    `grouping.soft_nms_scores`  keypoint and person scores;
 7. `grouping.block_owners` + `grouping.owners_to_masks`  with long-range offsets and segmentation:
@@ -47,19 +47,33 @@ Public API (DESIGN.md): `KEYPOINTS`, `EDGES`, `DIRECTED_EDGES`, and
 
 heatmaps (H, W, 17) probabilities, short (H, W, 17, 2), mid (H, W, 32, 2), long (H, W, 17, 2) offsets (x, y) in
 pixels, segmentation (H, W) probability, all at input resolution, optionally with one leading batch axis (then
-vmapped, the grid's Hough scatter done once for the whole batch; or lax.map-ped: `batch_mode`). Returns a dict
-of jax arrays (with the batch axis if the inputs had one):
+vmapped, the grid's Hough scatter done once for the whole batch; or lax.map-ped: `batch_mode`). Device arrays
+(jax.Array) or host arrays (numpy, or anything np.asarray takes), each float32, float16 or bfloat16 (read as
+they are, converted where read; other dtypes are converted to float32 once on the host). Host arrays are READ IN
+PLACE, never copied whole (`jhuman.ops.personlab.fields`: a network's outputs at 401x401 are 96 MB, and copying
+them cost several times the decoding, benchmarks/RESULTS.md); a channels-first array permuted to (H, W, C) is
+read in place too, only other strided layouts are copied. With host inputs decode returns once its outputs are
+computed (so the arrays may be reused at once), and a batch is decoded image by image (lax.map) inside the one
+compiled call. Returns a dict of jax arrays (with the batch axis if the inputs had one):
   keypoints (P, 17, 3) float32 [x, y, score]: sub-pixel positions; a keypoint that was not reached / not present
       keeps a real position (on its tree parent's, clamped into the image), never (0, 0), with score 0;
   keypoint_valid (P, 17) bool: the keypoint is present (see `grouping`);
   scores (P,) float32 person scores (soft keypoint NMS of expected-OKS scores);
   valid (P,) bool; num_people () int32; people sorted by score, valid ones first; padding rows are all zero;
   scales (P,) float32 the person scale lambda (sqrt of the present keypoints' box area, >= min_scale);
-  masks (P, H, W) bool, only when long offsets and segmentation are given.
+  masks (P, H, W) bool, only when long offsets and segmentation are given;
+  dropped_people () int32: people the greedy pass found beyond max_people (it goes on counting; they are not
+      returned), 0 unless the capacity was hit;
+  dropped_candidates () int32: keypoint candidates above peak_threshold that did not fit into max_candidates
+      (on the grid: nodes whose upper bound of the score passed, so a few might have failed the exact test);
+      a person all of whose candidates were among them is missing.
+  Capacities are never hit silently: the task's evaluator reports both counts.
 P = max_people is fixed (padding + `valid`), so decode jits (options are static) and vmaps.
 
 Options (keyword only; static: a new value compiles a new version, new array VALUES never do):
-  max_people=30, max_candidates=256, radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
+  max_people=0, max_candidates=0: 0 = automatic, a static function of the image size (`capacities`): 30 and 256
+  up to 401 x 401, above that candidates grow with the side and people with its square root (1080 x 1920: 57
+  and 920; the (P, H, W) masks cost P times the area); radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
   peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
   hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
   min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
@@ -81,12 +95,14 @@ Options (keyword only; static: a new value compiles a new version, new array VAL
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, PERSONLAB_DIRECTED_EDGES, PERSONLAB_EDGES
-from jhuman.ops.personlab import grouping, hough
+from jhuman.ops.personlab import fields, grouping, hough
 from jhuman.ops.personlab import offsets as offsets_lib
 
 KEYPOINTS = COCO_KEYPOINTS
@@ -94,8 +110,8 @@ EDGES = PERSONLAB_EDGES
 DIRECTED_EDGES = PERSONLAB_DIRECTED_EDGES
 
 DEFAULT_OPTIONS = {
-    "max_people": 30,
-    "max_candidates": 256,
+    "max_people": 0,
+    "max_candidates": 0,
     "radius": 32.0,
     "nms_radius": 10.0,
     "peak_threshold": 0.01,
@@ -125,10 +141,24 @@ _INT_OPTIONS = (
     "mask_tile",
     "mask_candidates",
 )
+# the automatic capacities at the paper's 401 x 401 crops; larger images get more (`capacities`)
+BASE_SIZE, BASE_PEOPLE, BASE_CANDIDATES = 401, 30, 256
 
 
-def decode_options(**options) -> dict:
-    """Defaults updated by `options` (an unknown name is an error naming the valid ones), typed for jit."""
+def capacities(height: int, width: int) -> tuple[int, int]:
+    """The automatic (max_people, max_candidates) of an H x W image, a static function of the shape (so shapes
+    stay static): 30 and 256 up to 401 x 401; above, with s = sqrt(H W) / 401 (the side, relative),
+    max_candidates = 256 s and max_people = 30 sqrt(s). 1080 x 1920: 57 and 920 (a crowd's 40 x 17 keypoints
+    fit the queue). People grow slower than candidates because the (P, H, W) masks cost P times the area
+    (at 1080p 2 MB per person, written on every call) while a candidate costs a tree walk of 16 gathers."""
+    scale = max(1.0, math.sqrt(int(height) * int(width)) / BASE_SIZE)
+    return int(math.ceil(BASE_PEOPLE * math.sqrt(scale))), int(math.ceil(BASE_CANDIDATES * scale))
+
+
+def decode_options(image_size=None, **options) -> dict:
+    """Defaults updated by `options` (an unknown name is an error naming the valid ones), typed for jit.
+    image_size (H, W): resolves max_people / max_candidates = 0 (automatic) by `capacities`; without it they
+    stay 0 (`decode` passes the inputs' size)."""
     unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise TypeError(f"unknown decode option(s) {unknown}; valid: {sorted(DEFAULT_OPTIONS)}")
@@ -143,20 +173,24 @@ def decode_options(**options) -> dict:
                 raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {value!r}")
         else:
             merged[name] = float(value)
-    for name in ("hough_stride", "mask_stride"):
+    for name in ("hough_stride", "mask_stride", "max_people", "max_candidates"):
         if merged[name] < 0:
             raise ValueError(f"{name} must be >= 1 (or 0: automatic), got {merged[name]}")
     if merged["hough_stride"] == 0:  # automatic: R / 4 pixels, 8 for the paper's R = 32
         merged["hough_stride"] = int(min(max(merged["radius"] // 4, 1), 8))
     if merged["mask_stride"] == 0:  # automatic: half the Hough stride, 4 for R = 32
         merged["mask_stride"] = max(merged["hough_stride"] // 2, 1)
+    if image_size is not None:
+        people, candidates = capacities(*image_size)
+        merged["max_people"] = merged["max_people"] or people
+        merged["max_candidates"] = merged["max_candidates"] or candidates
     return merged
 
 
 def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
     """`decode` for one image (no batch axis), not jitted: (H, W, 17), (H, W, 17, 2), (H, W, 32, 2),
     optional (H, W, 17, 2) and (H, W) -> the dict described in the module docstring."""
-    o = decode_options(**options)
+    o = decode_options(np.shape(heatmaps)[:2], **options)
     out = _decode_people(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, **o)
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
@@ -166,11 +200,13 @@ def _decode_people(
 ):
     """`decode_single` up to the masks: with long offsets and segmentation the dict holds 'mask_owners'
     (gh, gw), the person of each mask_stride block (`grouping.block_owners`), instead of 'masks'. `moments`:
-    the `hough.hough_grid` of these inputs if already computed (the batch computes it for all images at once)."""
+    the `hough.hough_grid` of these inputs if already computed (the batch computes it for all images at once).
+    Each input may be an array or a `fields.View` (host memory read in place): the kernels that read a field
+    inside control flow get it as it is, the others its `fields.dense` form."""
     o = decode_options(**options)
-    heatmaps = jnp.asarray(heatmaps, jnp.float32)
-    short = jnp.asarray(short_offsets, jnp.float32)
-    mid = jnp.asarray(mid_offsets, jnp.float32)
+    heatmap_field, short_field, mid = heatmaps, short_offsets, mid_offsets
+    heatmaps = fields.dense(heatmaps)
+    short = fields.dense(short_field)
     num = o["max_people"]
 
     stride = o["hough_stride"]
@@ -180,20 +216,24 @@ def _decode_people(
         positions, types, _, cand_valid = hough.find_peaks(
             smoothed, o["peak_threshold"], o["max_candidates"], short
         )
+        peaks = hough.count_peaks(smoothed, o["peak_threshold"])
     else:  # Eq. (1) sampled every `stride` pixels onto a grid of that spacing (see hough.hough_grid)
-        if moments is None:
-            moments = hough.hough_grid(heatmaps, short, o["radius"], stride)
+        if moments is None:  # the voters only: from host memory, a gather of 1 / stride^2 of the maps
+            o_, size = hough.grid_offset(stride), fields.shape(heatmap_field)[:2]
+            votes_p, votes_s = fields.every(heatmap_field, o_, stride), fields.every(short_field, o_, stride)
+            moments = hough.hough_grid(votes_p, votes_s, o["radius"], stride, image_size=size)
         positions, types, _, cand_valid = hough.grid_peaks(
             moments, stride, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], short
         )
-    skeletons, reached = grouping.traverse(mid, short, positions, types, cand_valid, o["refine_steps"])
+        peaks = hough.count_grid_peaks(moments, o["peak_threshold"], o["hough_sigma"])
+    skeletons, reached = grouping.traverse(mid, short_field, positions, types, cand_valid, o["refine_steps"])
     present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
     if long_offsets is not None and o["complete_from_long"]:
         skeletons, present, heat = grouping.complete_from_long(
             skeletons,
             present,
             heat,
-            long_offsets,
+            fields.dense(long_offsets),
             short,
             heatmaps,
             min_scale=o["min_scale"],
@@ -201,7 +241,7 @@ def _decode_people(
             min_keypoint_score=o["min_keypoint_score"],
             refine_steps=max(o["refine_steps"], 1),
         )
-    seeds, count = grouping.greedy_select(
+    seeds, count, found = grouping.greedy_select(
         positions, types, cand_valid, skeletons, present, o["nms_radius"], num
     )
 
@@ -232,11 +272,13 @@ def _decode_people(
         "valid": valid,
         "num_people": count,
         "scales": jnp.where(valid, scales, 0.0),
+        "dropped_candidates": jnp.maximum(peaks - o["max_candidates"], 0).astype(jnp.int32),
+        "dropped_people": (found - count).astype(jnp.int32),
     }
     if long_offsets is not None and segmentation is not None:
-        long = jnp.asarray(long_offsets, jnp.float32)
+        long = long_offsets
         if o["refine_steps"] > 0 and o["refine_long"]:
-            long = offsets_lib.refine_long_offsets(long, short, o["refine_steps"])
+            long = offsets_lib.refine_long_offsets(fields.dense(long), short, o["refine_steps"])
         out["mask_owners"] = grouping.block_owners(
             long,
             segmentation,
@@ -265,21 +307,35 @@ def _expand_masks(out, segmentation, o):
         seg_threshold=o["seg_threshold"],
         stride=o["mask_stride"],
     )
+    segmentation = fields.dense(segmentation)
     out["masks"] = (
         expand(owners, segmentation) if owners.ndim == 2 else jax.vmap(expand)(owners, segmentation)
     )
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("options",))
-def _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, options):
+@functools.partial(jax.jit, static_argnames=("layouts", "options"))
+def _decode_jit(inputs, starts, layouts, options):
+    """inputs: the five fields (None where absent), each a device array or, where layouts[i] is not None, the
+    aligned flat view of a host array (`fields.put_host`; where the array starts in it: starts[j], j counting
+    the host arrays)."""
     o = dict(options)
+    host = [layout is not None for layout in layouts]
+    if any(host):  # host arrays: Views that read the buffers where the decoder reads them
+        j = iter(range(len(layouts)))
+        inputs = [
+            fields.view(x, starts[next(j)], layout) if on else x
+            for x, layout, on in zip(inputs, layouts, host)
+        ]
+    heatmaps, short_offsets, mid_offsets, long_offsets, segmentation = inputs
     fn = functools.partial(_decode_people, **o)
-    inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
-    if heatmaps.ndim == 3:
+    if len(fields.shape(heatmaps)) == 3:
         out = fn(*inputs)
+    elif any(host):  # image by image, each read in place (a vmap would copy every field into the tree walk)
+        images = jnp.arange(fields.shape(heatmaps)[0])
+        out = jax.lax.map(lambda index: fn(*(_image(x, index) for x in inputs)), images)
     elif o["batch_mode"] == "map":
-        out = jax.lax.map(lambda example: fn(*example), inputs)
+        out = jax.lax.map(lambda example: fn(*example), tuple(inputs))
     elif o["hough_stride"] > 1:  # one scatter for the whole batch (a vmapped one indexes (image, slot) pairs)
         moments = hough.hough_grid(heatmaps, short_offsets, o["radius"], o["hough_stride"])
         out = jax.vmap(lambda *example: fn(*example[:-1], moments=example[-1]))(*inputs, moments)
@@ -288,10 +344,26 @@ def _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 
+def _image(field, index):
+    """Image `index` (traced) of a batched field: a View of it, or the array's slice."""
+    if field is None:
+        return None
+    return field.image(index) if isinstance(field, fields.View) else field[index]
+
+
 def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
-    """Decodes PersonLab outputs into people; see the module docstring for shapes, outputs and options."""
-    heatmaps = jnp.asarray(heatmaps)
-    if heatmaps.ndim not in (3, 4):
-        raise ValueError(f"heatmaps must be (H, W, 17) or (B, H, W, 17), got {heatmaps.shape}")
-    frozen = tuple(sorted(decode_options(**options).items()))
-    return _decode_jit(heatmaps, short_offsets, mid_offsets, long_offsets, segmentation, frozen)
+    """Decodes PersonLab outputs into people; see the module docstring for shapes, outputs and options.
+    Device arrays are used as they are; host arrays (numpy, ...) are read in place (`fields`), and decode then
+    returns once its outputs are computed, so that the caller may reuse those arrays."""
+    shape = np.shape(heatmaps)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"heatmaps must be (H, W, 17) or (B, H, W, 17), got {shape}")
+    frozen = tuple(sorted(decode_options(shape[-3:-1], **options).items()))
+    inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
+    host = [x is not None and not isinstance(x, jax.Array) for x in inputs]
+    if not any(host) or any(isinstance(x, jax.core.Tracer) for x in inputs):  # (inside a trace: constants)
+        return _decode_jit(inputs, None, (None,) * 5, frozen)
+    flats, starts, layouts = fields.put_host([x if on else None for x, on in zip(inputs, host)])
+    flats = iter(flats)
+    inputs = tuple(next(flats) if on else x for x, on in zip(inputs, host))
+    return jax.block_until_ready(_decode_jit(inputs, starts, layouts, frozen))

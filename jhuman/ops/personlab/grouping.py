@@ -62,7 +62,7 @@ import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
 from jhuman.ops import image as image_ops
-from jhuman.ops.personlab import hough
+from jhuman.ops.personlab import fields, hough
 from jhuman.ops.personlab import offsets as offsets_lib
 
 NUM_KEYPOINTS = len(COCO_KEYPOINTS)  # 17
@@ -96,6 +96,12 @@ def traversal_orders(directed_edges=PERSONLAB_DIRECTED_EDGES, num_keypoints: int
 TRAVERSAL_EDGES, TRAVERSAL_SOURCES, TRAVERSAL_TARGETS = traversal_orders()  # (17, 16) each
 
 
+def squared_norm(d):
+    """(..., 2) -> (...) x^2 + y^2, written out: as a reduction over the axis of 2, XLA on CPU hands it to a
+    library call that costs far more than the arithmetic (benchmarks/RESULTS.md, PersonLab)."""
+    return jnp.square(d[..., 0]) + jnp.square(d[..., 1])
+
+
 def inside_image(points, height: int, width: int):
     """(..., 2) (x, y) -> (...) bool: inside [0, W - 1] x [0, H - 1]."""
     x, y = points[..., 0], points[..., 1]
@@ -108,11 +114,11 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
     mid (H, W, 32, 2), short (H, W, 17, 2), seeds (N, 2) (x, y), seed_types (N,) int, seed_valid (N,) bool ->
     points (N, 17, 2) float32 and reached (N, 17) bool. Step s of the 16 follows edge TRAVERSAL_EDGES[t, s] for
     every seed of type t: y_l = y_k + M_{k,l}(y_k), M refined `refine_steps` times with the short-range
-    offsets at the 4 corner pixels only (`offsets.sample_refined_mid`).
+    offsets at the 4 corner pixels only (`offsets.sample_refined_mid`). mid and short may be `fields.View`s
+    (host memory read in place; only gathered from, inside the loop).
     """
-    mid = jnp.asarray(mid_offsets, jnp.float32)
-    short = jnp.asarray(short_offsets, jnp.float32)
-    height, width = mid.shape[:2]
+    mid, short = mid_offsets, short_offsets
+    height, width = fields.shape(mid)[:2]
     seeds = jnp.asarray(seeds, jnp.float32)
     seed_types = jnp.asarray(seed_types, jnp.int32)
     rows = jnp.arange(seeds.shape[0])
@@ -189,7 +195,7 @@ def complete_from_long(
     sampled = image_ops.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
     proposals = points[:, :, None, :] + sampled  # from keypoint k, for keypoint m
     others = present[:, None, :] & ~jnp.eye(NUM_KEYPOINTS, dtype=bool)[None]  # (N, k, l)
-    error = jnp.sqrt(jnp.sum(jnp.square(proposals - points[:, None, :, :]), axis=-1))  # (N, k, l)
+    error = jnp.sqrt(squared_norm(proposals - points[:, None, :, :]))  # (N, k, l)
     count = jnp.sum(others, axis=-1)  # (N, k)
     scales = person_scales(points, present, min_scale)
     distance = jnp.sum(jnp.where(others, error, 0.0), axis=-1) / (jnp.maximum(count, 1) * scales[:, None])
@@ -210,7 +216,9 @@ def greedy_select(positions, types, valid, skeletons, present, nms_radius: float
     """The paper's greedy pass over candidates sorted by score (best first).
 
     positions (N, 2), types (N,), valid (N,), skeletons (N, 17, 2) and present (N, 17) (the person each
-    candidate would seed) -> seeds (P,) int32 candidate indices in detection order (padding 0) and count ().
+    candidate would seed) -> seeds (P,) int32 candidate indices in detection order (padding 0), count () (at
+    most P = max_people) and total (): the people the pass finds without a capacity (it goes on past P,
+    counting, so that total - count people are known to be dropped, never silently).
     Candidate c is accepted iff it is valid and no previously accepted person i has a present keypoint of c's
     type within nms_radius of c.
     """
@@ -221,23 +229,23 @@ def greedy_select(positions, types, valid, skeletons, present, nms_radius: float
     onehot = (types[:, None] == jnp.arange(skeletons.shape[1])).astype(jnp.float32)  # (N_c, 17)
     at = jnp.einsum("ikd,ck->icd", skeletons, onehot, precision=jax.lax.Precision.HIGHEST)
     at_present = jnp.einsum("ik,ck->ic", present.astype(jnp.float32), onehot) > 0.5
-    close = jnp.sum(jnp.square(at - positions[None, :, :]), axis=-1) < nms_radius * nms_radius
+    close = squared_norm(at - positions[None, :, :]) < nms_radius * nms_radius
     kills = close & at_present  # kills[i, c]: accepting i rejects c
 
     def cond(state):
-        alive, count, _ = state
-        return (count < max_people) & jnp.any(alive)
+        alive, _, _ = state
+        return jnp.any(alive)
 
     def body(state):
         alive, count, seeds = state
         first = jnp.argmax(alive).astype(jnp.int32)  # the best live candidate
         alive = alive & ~kills[first]
         alive = alive.at[first].set(False)
-        return alive, count + 1, seeds.at[count].set(first)
+        return alive, count + 1, seeds.at[count].set(first, mode="drop")  # past P: counted only
 
     init = (jnp.asarray(valid, bool), jnp.int32(0), jnp.zeros(max_people, jnp.int32))
-    _, count, seeds = jax.lax.while_loop(cond, body, init)
-    return seeds, count
+    _, total, seeds = jax.lax.while_loop(cond, body, init)
+    return seeds, jnp.minimum(total, max_people), total
 
 
 def person_scales(points, present, min_scale: float):
@@ -274,7 +282,7 @@ def soft_nms_scores(points, keypoint_scores, present, valid, nms_radius: float):
     """Person scores by soft keypoint-level NMS: (P, 17, 2), (P, 17), (P, 17), (P,) in detection order ->
     (P,) sum over k of s_{j,k} for keypoints not within r of keypoint k of an earlier valid person, / 17."""
     num = points.shape[0]
-    dist2 = jnp.sum(jnp.square(points[:, None] - points[None, :]), axis=-1)  # (P_j, P_i, 17)
+    dist2 = squared_norm(points[:, None] - points[None, :])  # (P_j, P_i, 17)
     earlier = jnp.arange(num)[None, :] < jnp.arange(num)[:, None]  # [j, i]: i before j
     blockers = (earlier & valid[None, :])[..., None] & present[None, :, :]
     suppressed = jnp.any(blockers & (dist2 < nms_radius * nms_radius), axis=1)  # (P, 17)
@@ -323,7 +331,7 @@ def mask_grid(size: int, stride: int):
 def _box_distance(points, lo, hi):
     """Distance from points (..., 2) to the axis-aligned boxes [lo, hi] (..., 2) (0 inside)."""
     gap = jnp.maximum(jnp.maximum(lo - points, points - hi), 0.0)
-    return jnp.sqrt(jnp.sum(jnp.square(gap), axis=-1))
+    return jnp.sqrt(squared_norm(gap))
 
 
 def _adopt_from_neighbours(best, owner, mask_threshold: float):
@@ -358,7 +366,8 @@ def block_owners(
     tile: int = 16,
     candidates: int = 8,
 ):
-    """Instance masks (Sec. 3.5), per block: long-range offsets L (H, W, 17, 2), segmentation (H, W), people
+    """Instance masks (Sec. 3.5), per block: long-range offsets L (H, W, 17, 2) and segmentation (H, W) (arrays
+    or `fields.View`s; L is gathered from inside the lax.cond that skips an image without people), people
     points (P, 17, 2), keypoint scores (P, 17), scales (P,), valid (P,) -> (gh, gw) int8 (int32 for P >= 127):
     the person owning each stride x stride block, -1 for none (`owners_to_masks` makes the (P, H, W) masks).
 
@@ -374,12 +383,11 @@ def block_owners(
     tile has more than `candidates` people under the bound, which needs that many people's keypoint-weighted
     boxes within 0.25 lambda of one tile's embeddings. Ties go to the lower person index, as an argmin would.
     """
-    long_offsets = jnp.asarray(long_offsets, jnp.float32)
     points = jnp.asarray(points, jnp.float32)
     keypoint_scores = jnp.asarray(keypoint_scores, jnp.float32)
     scales = jnp.asarray(scales, jnp.float32)
     valid = jnp.asarray(valid, bool)
-    height, width = long_offsets.shape[:2]
+    height, width = fields.shape(long_offsets)[:2]
     num = points.shape[0]
     rows, cols = mask_grid(height, stride), mask_grid(width, stride)
     gh, gw = len(rows), len(cols)
@@ -391,7 +399,7 @@ def block_owners(
     weights = jnp.where(
         usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0
     )
-    foreground = jnp.asarray(segmentation, jnp.float32) > seg_threshold  # (H, W)
+    foreground = fields.dense(segmentation) > seg_threshold  # (H, W)
     # a grid pixel counts as foreground if any pixel of its block is
     blocks = (
         jax.lax.reduce_window(
@@ -406,38 +414,58 @@ def block_owners(
     )
     dtype = jnp.int8 if num < 127 else jnp.int32
 
-    def compute():
-        grid = jnp.stack(
-            jnp.meshgrid(jnp.asarray(cols, jnp.float32), jnp.asarray(rows, jnp.float32)), axis=-1
-        )
-        g = long_offsets[rows][:, cols] + grid[:, :, None, :]  # (gh, gw, 17, 2): G = x + L(x)
-        pad = ((0, ty * t - gh), (0, tx * t - gw))
-        g = jnp.pad(g, pad + ((0, 0), (0, 0)))
-        fg = jnp.pad(blocks, pad)
-        g = g.reshape(ty, t, tx, t, NUM_KEYPOINTS, 2).transpose(0, 2, 1, 3, 4, 5)
-        g = g.reshape(ty * tx, t * t, NUM_KEYPOINTS, 2)
-        fg = fg.reshape(ty, t, tx, t).transpose(0, 2, 1, 3).reshape(ty * tx, t * t)
-        big = jnp.float32(1e9)
-        lo = jnp.min(jnp.where(fg[..., None, None], g, big), axis=1)  # (T, 17, 2)
-        hi = jnp.max(jnp.where(fg[..., None, None], g, -big), axis=1)
-        bound = jnp.sum(
-            weights[None] * _box_distance(points[None], lo[:, None], hi[:, None]), axis=-1
-        )  # T, P
+    # the embeddings on the grid, per tile, and their boxes: computed before the lax.cond and passed in (its
+    # operands are stored once; inside, XLA fused the boxes' reductions into the (T, P, 17) bounds and redid
+    # them for every person)
+    # grid pixel (r, c) of tile (a, b), pixel (i, j) in it: r = a t + i, c = b t + j; gathered straight into the
+    # (T, 17, t*t) layout the distances use (tiles past the grid's edge: clipped, not foreground)
+    tile_rows = (np.arange(ty)[:, None, None, None] * t + np.arange(t)[None, None, :, None]).repeat(tx, 1)
+    tile_cols = (np.arange(tx)[None, :, None, None] * t + np.arange(t)[None, None, None, :]).repeat(ty, 0)
+    tile_rows = np.broadcast_to(tile_rows, (ty, tx, t, t)).reshape(ty * tx, t * t)
+    tile_cols = np.broadcast_to(tile_cols, (ty, tx, t, t)).reshape(ty * tx, t * t)
+    inside = (tile_rows < gh) & (tile_cols < gw)
+    tile_rows, tile_cols = np.minimum(tile_rows, gh - 1), np.minimum(tile_cols, gw - 1)
+    fg = blocks[tile_rows, tile_cols] & inside  # (T, t*t)
+    ys, xs = rows[tile_rows][:, None, :], cols[tile_cols][:, None, :]  # (T, 1, t*t) pixel positions
+    channel = np.arange(NUM_KEYPOINTS)[None, :, None]
+    g = fields.at(long_offsets, ys, xs, channel)  # (T, 17, t*t, 2): L on the grid
+    gx = g[..., 0] + xs.astype(np.float32)  # G = x + L(x), (T, 17, t*t): pixels on the minor axis
+    gy = g[..., 1] + ys.astype(np.float32)
+    big = jnp.float32(1e9)
+    lo = jnp.stack(
+        [jnp.min(jnp.where(fg[:, None], v, big), axis=-1) for v in (gx, gy)], axis=-1
+    )  # (T, 17, 2)
+    hi = jnp.stack([jnp.max(jnp.where(fg[:, None], v, -big), axis=-1) for v in (gx, gy)], axis=-1)
+
+    def compute(gx, gy, lo, hi):
+        gaps = _box_distance(points[None], lo[:, None], hi[:, None])  # (T, P, 17)
+        bound = sum(weights[None, :, k] * gaps[:, :, k] for k in range(NUM_KEYPOINTS))  # (T, P), term by term
         bound_limit = mask_threshold * (1.0 + 1e-4) + 1e-6  # float slack: never prune a true owner
         key = jnp.where(usable[None] & (bound < bound_limit), bound, jnp.inf)
         neg, chosen = jax.lax.top_k(-key, num_candidates)  # (T, C) the lowest bounds
         chosen = jnp.sort(jnp.where(jnp.isfinite(neg), chosen, num), axis=-1)  # by person index; num = none
         live = chosen < num
         chosen = jnp.minimum(chosen, num - 1)
-        y, w = points[chosen], weights[chosen]  # (T, C, 17, 2), (T, C, 17)
-        gx = jnp.swapaxes(g[..., 0], 1, 2)[:, None]  # (T, 1, 17, t*t)
-        gy = jnp.swapaxes(g[..., 1], 1, 2)[:, None]
-        # (T, C, 17, t*t) summed over the keypoints: pixels on the minor axis (vectorised), the 17 terms outside
-        dist = jnp.sqrt(jnp.square(gx - y[..., 0, None]) + jnp.square(gy - y[..., 1, None]))
-        dist = jnp.sum(w[..., None] * dist, axis=2)  # (T, C, t*t)
-        dist = jnp.where(live[..., None], dist, jnp.inf)
-        best = jnp.min(dist, axis=1)  # (T, t*t)
-        owner = jnp.take_along_axis(chosen, jnp.argmin(dist, axis=1), axis=1)
+
+        def closer(c, state):  # candidate c of every tile against the best so far; ties: lower person index
+            best, owner = state
+            person = chosen[:, c]  # (T,)
+            y, w = points[person], weights[person]  # (T, 17, 2), (T, 17)
+            # the 17 keypoints' terms added one by one (as a reduction over an axis of 17, XLA on CPU made
+            # it a library call, slower)
+            dist = sum(
+                w[:, k, None]
+                * jnp.sqrt(jnp.square(gx[:, k] - y[:, k, 0, None]) + jnp.square(gy[:, k] - y[:, k, 1, None]))
+                for k in range(NUM_KEYPOINTS)
+            )  # (T, t*t)
+            better = live[:, c, None] & (dist < best)
+            return jnp.where(better, dist, best), jnp.where(better, person[:, None], owner)
+
+        # the live candidates are each tile's first ones (sorted by person index, the dead last): as many
+        # rounds as the busiest tile has, usually far fewer than `candidates`
+        rounds = jnp.max(jnp.sum(live, axis=1))
+        init = (jnp.full((ty * tx, t * t), jnp.inf, jnp.float32), jnp.zeros((ty * tx, t * t), jnp.int32))
+        best, owner = jax.lax.fori_loop(0, rounds, closer, init)
         best = best.reshape(ty, tx, t, t).transpose(0, 2, 1, 3).reshape(ty * t, tx * t)[:gh, :gw]
         owner = owner.reshape(ty, tx, t, t).transpose(0, 2, 1, 3).reshape(ty * t, tx * t)[:gh, :gw]
         if stride > 1:
@@ -446,7 +474,7 @@ def block_owners(
         return owner
 
     # a lax.cond skips the work for an image without people
-    return jax.lax.cond(jnp.any(usable), compute, lambda: jnp.full((gh, gw), -1, dtype))
+    return jax.lax.cond(jnp.any(usable), compute, lambda *_: jnp.full((gh, gw), -1, dtype), gx, gy, lo, hi)
 
 
 def owners_to_masks(owners, segmentation, num_people: int, seg_threshold: float = 0.5, stride: int = 1):

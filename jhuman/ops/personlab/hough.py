@@ -82,7 +82,7 @@ def grid_offset(stride: int) -> int:
     return int(stride) // 2
 
 
-def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
+def hough_grid(heatmaps, short_offsets, radius: float, stride: int, image_size=None):
     """Eq. (1) on a coarse grid (stride > 1): ([B,] H, W, K), ([B,] H, W, K, 2) -> moments ([B,] 3, Ny, Nx, K)
     float32: the vote mass and its first moments in x and y at the nodes, Ny = len(range(o, H, s)) + 2.
 
@@ -93,14 +93,19 @@ def hough_grid(heatmaps, short_offsets, radius: float, stride: int):
     m w z (the first moments), so moments[1:] / moments[0] is the centroid of the votes a node holds. Mass is
     on the scale of Eq. (1) (a perfect keypoint: ~1 in total); one scalar scatter-add of 12 values per vote
     (a windowed scatter is ~4x slower per value on CPU), over s^2 fewer votes than Eq. (1) on every pixel.
+    image_size (H, W): heatmaps and short_offsets are the voters already, [..., o::s, o::s, :(, :)] of the maps
+    (the decoder gathers just those from host memory, `fields.every`).
     """
     s, o = int(stride), grid_offset(stride)
-    *batch, height, width, num_keypoints = heatmaps.shape
+    if image_size is None:
+        *_, height, width, _ = heatmaps.shape
+        heatmaps, short_offsets = heatmaps[..., o::s, o::s, :], short_offsets[..., o::s, o::s, :, :]
+    else:
+        height, width = image_size
+    *batch, hv, wv, num_keypoints = heatmaps.shape
     images = math.prod(batch)  # leading batch axes: one scatter for all (vmap would add an index column)
-    p = jnp.asarray(heatmaps, jnp.float32).reshape(images, height, width, num_keypoints)[:, o::s, o::s]
-    short = jnp.asarray(short_offsets, jnp.float32).reshape(images, height, width, num_keypoints, 2)
-    short = short[:, o::s, o::s]  # (B, hv, wv, K, 2) the voters
-    hv, wv = p.shape[1:3]
+    p = jnp.asarray(heatmaps, jnp.float32).reshape(images, hv, wv, num_keypoints)
+    short = jnp.asarray(short_offsets, jnp.float32).reshape(images, hv, wv, num_keypoints, 2)
     ny, nx = hv + 2, wv + 2
     ys = (o + s * jnp.arange(hv, dtype=jnp.float32))[:, None, None]
     xs = (o + s * jnp.arange(wv, dtype=jnp.float32))[None, :, None]
@@ -167,7 +172,9 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
         near = moments.reshape(3, -1)[:, index]  # (3, k, 3, 3)
         m = jnp.where(inside, near[0], 0.0)
         own = near[1:] / jnp.maximum(near[0], 1e-30)  # (2, k, 3, 3) each node's centroid
-        d2 = jnp.sum(jnp.square(own - positions.T[:, :, None, None]), axis=0)
+        d2 = jnp.square(own[0] - positions[:, 0, None, None]) + jnp.square(
+            own[1] - positions[:, 1, None, None]
+        )
         scores = jnp.sum(m * jnp.exp(-d2 / (2.0 * sigma * sigma)), axis=(1, 2)) / norm
         scores = jnp.where(bounds > threshold, scores, -1.0)
         order = jnp.lexsort((flat, -scores))  # by score, ties by flat index
@@ -180,6 +187,15 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
         snap = image_ops.bilinear_sample(short, positions, types)
         positions = positions + jnp.clip(snap, -float(stride), float(stride))
     return _pad_candidates(positions, types, scores, valid, max_candidates)
+
+
+def count_grid_peaks(moments, threshold: float, sigma: float):
+    """How many nodes of `hough_grid` moments (3, Ny, Nx, K) pass `grid_peaks`' test before its top-k (the
+    most mass of their 3 x 3 nodes, and an upper bound of the score above the threshold): () int32."""
+    mass = box3(moments[0])
+    norm = 2.0 * math.pi * sigma * sigma if sigma > 0 else 1.0
+    pooled = lax.reduce_window(moments[0], -jnp.inf, lax.max, (3, 3, 1), (1, 1, 1), "SAME")
+    return jnp.sum((moments[0] >= pooled) & (mass / norm > threshold), dtype=jnp.int32)
 
 
 def gaussian_kernel(sigma: float, truncate: float = 3.0):
@@ -249,6 +265,11 @@ def top_k_peaks(masked, k: int, block: int = 8):
     flat = jnp.where(inside, flat, height * width * num_keypoints).reshape(-1)
     neg, flat = lax.sort((-values, flat), num_keys=2)
     return -neg[:k], flat[:k]
+
+
+def count_peaks(h, threshold: float):
+    """How many candidates `find_peaks` sees before its top-k: the local maxima above the threshold, () int32."""
+    return jnp.sum(local_maxima(jnp.asarray(h, jnp.float32), threshold), dtype=jnp.int32)
 
 
 def find_peaks(h, threshold: float, max_candidates: int, short_offsets=None):

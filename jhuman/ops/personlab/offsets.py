@@ -29,6 +29,7 @@ import numpy as np
 
 from jhuman.classes import PERSONLAB_DIRECTED_EDGES
 from jhuman.ops.image import bilinear_corners, bilinear_sample, clamp_points, pixel_grid
+from jhuman.ops.personlab import fields
 
 # Target keypoint l of each directed edge (k, l): the short-range channel that refines mid-range channel e.
 EDGE_TARGETS = np.array([l for _, l in PERSONLAB_DIRECTED_EDGES], np.int32)  # (32,)
@@ -76,11 +77,11 @@ def sample_refined_mid(mid_offsets, short_offsets, points, edges, steps: int = 2
     mid (H, W, E, 2), short (H, W, K, 2), points (..., 2), edges (...) int -> (..., 2) float32.
 
     Refines only the 4 corner pixels of each point (4 * (1 + 4 * steps) gathers per point) and interpolates:
-    the same value as sampling `refine_mid_offsets(mid, short, steps)`.
+    the same value as sampling `refine_mid_offsets(mid, short, steps)`. mid and short may be arrays or
+    `fields.View`s (read by gathers only: the tree walk calls this inside a loop).
     """
-    mid = jnp.asarray(mid_offsets, jnp.float32)
-    short = jnp.asarray(short_offsets, jnp.float32)
-    height, width, num_edges = mid.shape[:3]
+    mid, short = mid_offsets, short_offsets
+    height, width = fields.shape(mid)[:2]
     points = clamp_points(jnp.asarray(points, jnp.float32), height, width)
     x0, x1, y0, y1, fx, fy = bilinear_corners(points, height, width)
     xs = jnp.stack([x0, x1, x0, x1], axis=-1)  # (..., 4)
@@ -89,8 +90,9 @@ def sample_refined_mid(mid_offsets, short_offsets, points, edges, steps: int = 2
     edges = jnp.broadcast_to(jnp.asarray(edges, jnp.int32), x0.shape)[..., None]  # (..., 1)
     corner_edges = jnp.broadcast_to(edges, xs.shape)
     base = jnp.stack([xs, ys], axis=-1).astype(jnp.float32)  # (..., 4, 2)
-    offsets = mid.reshape(height * width * num_edges, 2)[(ys * width + xs) * num_edges + corner_edges]
+    offsets = fields.at(mid, ys, xs, corner_edges)  # (..., 4, 2)
     targets = jnp.asarray(edge_targets, jnp.int32)[corner_edges]  # (..., 4)
-    for _ in range(steps):
-        offsets = _refine_step(offsets, short, base, targets, height, width)
-    return jnp.sum(weights[..., None] * offsets, axis=-2)
+    for _ in range(steps):  # _refine_step, reading short with fields.bilinear
+        landing = clamp_points(base + offsets, height, width)
+        offsets = landing + fields.bilinear(short, landing, targets) - base
+    return sum(weights[..., i, None] * offsets[..., i, :] for i in range(4))  # written out, not a reduction

@@ -145,7 +145,7 @@ def find_peaks(h, threshold, max_candidates, short_offsets):
     order = np.lexsort((flat, -scores))[:max_candidates]
     ys, xs, ks, scores = ys[order], xs[order], ks[order], scores[order]
     refine = np.clip(np.asarray(short_offsets, np.float64)[ys, xs, ks], -1.0, 1.0)
-    return np.stack([xs, ys], axis=-1) + refine, ks, scores
+    return np.stack([xs, ys], axis=-1) + refine, ks, scores, len(flat) - len(order)
 
 
 def hough_grid(heatmaps, short_offsets, radius, stride):
@@ -187,6 +187,7 @@ def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets)
     bounds = summed[0, ys, xs, ks] / norm
     flat = (ys * nx + xs) * num_keypoints + ks
     order = np.lexsort((flat, -bounds))[:max_candidates]
+    dropped = len(flat) - len(order)
     ys, xs, ks, flat, scores = ys[order], xs[order], ks[order], flat[order], bounds[order]
     positions = np.stack(
         [summed[1, ys, xs, ks] / summed[0, ys, xs, ks], summed[2, ys, xs, ks] / summed[0, ys, xs, ks]],
@@ -208,7 +209,7 @@ def grid_peaks(moments, threshold, max_candidates, sigma, stride, short_offsets)
     snap = np.array([bilinear_sample(short_offsets[:, :, k], p) for p, k in zip(positions, ks)]).reshape(
         -1, 2
     )
-    return positions + np.clip(snap, -stride, stride), ks, scores
+    return positions + np.clip(snap, -stride, stride), ks, scores, dropped
 
 
 def _inside(point, height, width):
@@ -260,14 +261,13 @@ def complete_from_long(
 def group_people(
     heatmaps, mid_refined, positions, types, nms_radius, max_people, min_keypoint_score, complete=None
 ):
-    """The paper's greedy loop. -> list of (points (17, 2), reached (17,), present (17,), heat (17,)).
-    complete: None, or a function (points, present, heat) -> (points, present, heat) applied to each new
-    person before it joins the list (the long-range completion)."""
+    """The paper's greedy loop. -> (list of (points (17, 2), reached (17,), present (17,), heat (17,)), the
+    number of people found beyond max_people). complete: None, or a function (points, present, heat) ->
+    (points, present, heat) applied to each new person before it joins the list (the long-range completion).
+    Past max_people the loop goes on, counting the people it would start (they block later seeds as usual)."""
     height, width = heatmaps.shape[:2]
     people = []
     for position, k in zip(positions, types):
-        if len(people) == max_people:
-            break
         if any(person[2][k] and np.hypot(*(person[0][k] - position)) < nms_radius for person in people):
             continue
         points = np.zeros((NUM_KEYPOINTS, 2))
@@ -290,7 +290,7 @@ def group_people(
         if complete is not None:
             points, present, heat = complete(points, present, heat)
         people.append((points, reached, present, heat))
-    return people
+    return people[:max_people], max(len(people) - max_people, 0)
 
 
 def person_scale(points, present, min_scale):
@@ -400,7 +400,7 @@ def instance_masks(
 
 def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, **options):
     """One image, numpy in and out; the same outputs (and padding to max_people) as personlab.decode."""
-    o = decode_options(**options)
+    o = decode_options(np.shape(heatmaps)[:2], **options)
     heatmaps = np.asarray(heatmaps, np.float64)
     short = np.asarray(short_offsets, np.float64)
     height, width = heatmaps.shape[:2]
@@ -408,10 +408,10 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     if stride == 1:
         votes = hough_votes(heatmaps, short, o["radius"])
         smoothed = smooth(votes, o["hough_sigma"])
-        positions, types, _ = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
+        positions, types, _, dropped = find_peaks(smoothed, o["peak_threshold"], o["max_candidates"], short)
     else:
         moments = hough_grid(heatmaps, short, o["radius"], stride)
-        positions, types, _ = grid_peaks(
+        positions, types, _, dropped = grid_peaks(
             moments, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], stride, short
         )
     mid = refine_mid_offsets(mid_offsets, short, o["refine_steps"])
@@ -432,7 +432,7 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
                 max(o["refine_steps"], 1),
             )
 
-    people = group_people(
+    people, dropped_people = group_people(
         heatmaps, mid, positions, types, o["nms_radius"], o["max_people"], o["min_keypoint_score"], complete
     )
     num = len(people)
@@ -461,6 +461,8 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
         "valid": np.arange(cap) < num,
         "num_people": np.int32(num),
         "scales": np.zeros(cap, np.float32),
+        "dropped_candidates": np.int32(dropped),
+        "dropped_people": np.int32(dropped_people),
     }
     out["keypoints"][:num, :, :2] = points
     out["keypoints"][:num, :, 2] = keypoint_scores
