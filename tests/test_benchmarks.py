@@ -47,7 +47,8 @@ def test_compile_cache_second_run_compiles_nothing_new(tmp_path, synthetic_cache
     run([sys.executable, "benchmarks/compile_cache.py", *args])
     cold, warm = json.loads(out.read_text())["rows"]
     assert (cold["run"], warm["run"]) == ("cold", "warm")
-    assert cold["cache_entries"] > 0 and warm["cache_entries"] == cold["cache_entries"]  # all hits
+    assert cold["cache_entries"] > 0 and warm["cache_entries"] == cold["cache_entries"]
+    assert cold["written"] > 0 and warm["hits"] == cold["written"] and warm["written"] == 0  # all hits
     assert warm["saved_s"] == 0 and cold["saved_s"] == pytest.approx(
         cold["wall_s"] - warm["wall_s"], abs=0.02
     )
