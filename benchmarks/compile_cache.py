@@ -68,20 +68,13 @@ EVENTS = {  # row column -> jax.monitoring event (jax/_src/dispatch.py, compiler
 
 
 def prepare_data(config_arg: str, overrides: list[str]) -> str:
-    """Generates the config's synthetic data in a subprocess (no run should time it); returns its folder."""
-    code = (
-        "import sys; from jhuman import config as c, tasks; "
-        "cfg = c.apply_overrides(c.load_config(sys.argv[1]), sys.argv[2:]); print(tasks.build(cfg).data_root())"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, config_arg, *overrides],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+    """Generates the config's synthetic data (no run should time it); returns its folder."""
+    sys.path.insert(0, ROOT)
+    from jhuman import config as config_lib
+    from jhuman import tasks
+
+    config = config_lib.apply_overrides(config_lib.load_config(config_arg), overrides)
+    return tasks.build(config).data_root()
 
 
 def _env(**extra) -> dict:

@@ -10,9 +10,10 @@ step's consumption on this machine and against what an accelerator step would co
 Tasks: 'parsing' = configs/parsing.py:size=full (DeepLab-v2 ResNet-101 ASPP; LIP layout, scales 0.6..1.4, crop
 321, flip with the left/right swap), 'personlab' = configs/personlab.py:size=full (ResNet-101; COCO layout,
 scale 0.7..1.3, rotation +-25 degrees, crop 401, up to 30 people), each on the project's synthetic people at the
-full config's image size, generated once into --cache_dir (data.synthetic_num lowered to --synthetic_num so
-that generation is quick; the per-image work does not depend on it). 'parsing_tiny' and 'personlab_tiny' are
-the tiny configs (smoke tests).
+full config's image size, generated once into --cache_dir by the first measurement, before its timing
+(data.synthetic_num lowered to --synthetic_num so that generation is quick; the per-image work does not depend
+on it, but so few files stay in the OS page cache: reading a real dataset from disk may cost more).
+'parsing_tiny' and 'personlab_tiny' are the tiny configs (smoke tests).
 
 What is timed:
 * pipeline: `jhuman.tasks.build(config).train_batches(0, batch, 0, 1)`, the stream `jhuman train` reads
@@ -96,22 +97,17 @@ def load_config(task, args, batch=0, dtype=""):
 # ---------------------------------------------------------------- work done in subprocesses (one per measure)
 
 
-def worker_prepare(job):
-    """Generates the synthetic dataset (all cores) so that no measurement includes it."""
-    from jhuman import tasks
-
-    t = time.perf_counter()
-    root = tasks.build(load_config(job["task"], job)).data_root()
-    return {"root": root, "prepare_s": round(time.perf_counter() - t, 2)}
-
-
 def worker_pipeline(job):
     """img/s of the task's training stream on job['cores'] cores (affinity already set by main)."""
     from jhuman import tasks
 
     config = load_config(job["task"], job)
     batch = int(config.train.batch_size)
-    stream = tasks.build(config).train_batches(0, batch, 0, 1)
+    task = tasks.build(config)
+    t = time.perf_counter()
+    root = task.data_root()  # generates the synthetic data on first use: before the timing
+    prepare_s = time.perf_counter() - t
+    stream = task.train_batches(0, batch, 0, 1)
     try:
         for _ in range(job["warmup"]):
             next(stream)
@@ -122,7 +118,15 @@ def worker_pipeline(job):
         elapsed = time.perf_counter() - t
     finally:
         getattr(stream, "close", lambda: None)()
-    return {"batch": batch, "crop": int(config.data.crop_size), "batches": n, "img_s": n * batch / elapsed}
+    crop = int(config.data.crop_size)
+    return {
+        "batch": batch,
+        "crop": crop,
+        "batches": n,
+        "img_s": n * batch / elapsed,
+        "root": root,
+        "prepare_s": prepare_s,
+    }
 
 
 def worker_step(job):
@@ -157,7 +161,7 @@ def worker_step(job):
     }
     if job["time_steps"]:
         times = []
-        for i in range(job["time_steps"] + 1):  # the first is a warm-up
+        for _ in range(job["time_steps"] + 1):  # the first is a warm-up
             t = time.perf_counter()
             state, metrics = compiled(state, device_batch)
             jax.block_until_ready(metrics)
@@ -168,7 +172,7 @@ def worker_step(job):
     return out
 
 
-WORKERS = {"prepare": worker_prepare, "pipeline": worker_pipeline, "step": worker_step}
+WORKERS = {"pipeline": worker_pipeline, "step": worker_step}
 
 
 def run_worker(job: dict, cores: list[int] | None = None) -> dict:
@@ -192,7 +196,6 @@ def worker_main(job: dict) -> None:
     quiet.import_tensorflow()  # without its start-up notices
     result = WORKERS[job["mode"]](job)
     print(json.dumps(result), flush=True)
-    sys.stdout.flush()
     os._exit(0)  # tf.data / orbax threads must not delay or hang the exit of a measurement process
 
 
@@ -207,12 +210,11 @@ def bench_task(task, args, all_cores):
         "warmup": args.warmup,
         "seconds": args.seconds,
     }
-    prep = run_worker(dict(base, mode="prepare"), all_cores)
-    print(f"[{task}] data {prep['root']} ready ({prep['prepare_s']} s)", flush=True)
     pipe = {}
-    for n in args.cores:
+    for n in sorted(args.cores, reverse=True):  # the first (most cores) generates the data, before its timing
         pipe[n] = run_worker(dict(base, mode="pipeline"), all_cores[:n])
-        print(f"[{task}] pipeline on {n} core(s): {pipe[n]['img_s']:.1f} img/s", flush=True)
+        data = f"data {pipe[n]['root']} ({pipe[n]['prepare_s']:.1f} s to prepare)"
+        print(f"[{task}] pipeline on {n} core(s): {pipe[n]['img_s']:.1f} img/s; {data}", flush=True)
     one = pipe.get(1, {}).get("img_s")
     most = max(pipe)
     row = {
@@ -223,7 +225,7 @@ def bench_task(task, args, all_cores):
         "cores": most,
         "pipe_all_img_s": round(pipe[most]["img_s"], 1),
         "scaling": round(pipe[most]["img_s"] / (most * one), 2) if one and most > 1 else None,
-        "pipe_img_s_by_cores": {str(n): round(p["img_s"], 2) for n, p in pipe.items()},
+        "pipe_img_s_by_cores": {str(n): round(pipe[n]["img_s"], 2) for n in sorted(pipe)},
         "per_core_img_s": round(one if one else pipe[most]["img_s"] / most, 2),
         "tf_data": TF_DATA_OPTIONS,
         "synthetic_num": args.synthetic_num,
