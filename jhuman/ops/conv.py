@@ -5,8 +5,13 @@ gradient, which it runs several times slower than the same contraction written a
 gradient of a 1x1 convolution is `einsum('bhwc,bhwo->co')`; of a k x k one, the same over the k*k shifted
 views of the padded input, concatenated along channels: im2col). `conv2d` keeps XLA's convolution for the
 forward pass and for the input gradient (both fast) and computes the weight gradient as that product,
-accumulated in float32. Values are those of `lax.conv_general_dilated` and its autodiff (tested); the
-measured speed-up is in benchmarks/RESULTS.md ("Convolution weight gradients").
+accumulated in float32. Values are those of `lax.conv_general_dilated` and its autodiff (tested).
+
+The product only wins where the contraction is large: every 1x1 convolution, and k x k ones whose input and
+output both have at least `PATCH_MIN_CHANNELS` channels. For narrow k x k convolutions (a tiny model's
+layers, a classifier with 20 outputs) the k*k-times larger patch matrix costs more than XLA's convolution
+saves, so `conv_general_dilated` leaves those to XLA's own gradient (`uses_patch_gradient`). The
+measurements behind both choices are in benchmarks/RESULTS.md ("Convolution weight gradients").
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ import jax.numpy as jnp
 from jax import lax
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+PATCH_MIN_CHANNELS = 128
+
+
+def uses_patch_gradient(kernel_shape) -> bool:
+    """Whether `conv_general_dilated` computes this HWIO kernel's weight gradient as a patch product."""
+    kh, kw, cin, cout = kernel_shape
+    return kh * kw == 1 or min(cin, cout) >= PATCH_MIN_CHANNELS
 
 
 def _conv(x, w, strides, padding, dilation):
@@ -76,8 +88,8 @@ def conv_general_dilated(
     feature_group_count=1, precision=None,
 ):  # fmt: skip
     """`lax.conv_general_dilated`'s signature (what `flax.linen.Conv(conv_general_dilated=...)` calls):
-    `conv2d` for 2-D NHWC / HWIO convolutions with explicit padding, no input dilation and one group;
-    anything else goes to lax unchanged."""
+    `conv2d` for 2-D NHWC / HWIO convolutions with explicit padding, no input dilation and one group whose
+    kernel `uses_patch_gradient`; anything else goes to lax unchanged."""
     simple = (
         lhs.ndim == 4
         and feature_group_count == 1
@@ -85,6 +97,7 @@ def conv_general_dilated(
         and not isinstance(padding, str)
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
         and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, DIMENSIONS)
+        and uses_patch_gradient(rhs.shape)
     )
     if not simple:
         return lax.conv_general_dilated(

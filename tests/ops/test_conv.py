@@ -59,3 +59,19 @@ def test_linen_layer_is_nn_conv_with_the_same_parameters_and_gradients():
         nn.Conv(6, (3, 3), padding="SAME").apply(same.init(jax.random.key(1), x), x),
         rtol=1e-6,
     )
+
+
+def test_patch_gradient_only_where_it_wins(monkeypatch):
+    """1x1 kernels and wide k x k kernels go through conv2d; narrow k x k kernels (a tiny model's layers, a
+    20-class classifier) keep XLA's own gradient."""
+    assert conv_ops.uses_patch_gradient((1, 1, 8, 4))
+    assert conv_ops.uses_patch_gradient((3, 3, 256, 256))
+    assert not conv_ops.uses_patch_gradient((3, 3, 2048, 20))
+    assert not conv_ops.uses_patch_gradient((3, 3, 16, 16))
+    calls = []
+    monkeypatch.setattr(conv_ops, "conv2d", lambda *a: calls.append(a[1].shape) or reference(*a))
+    x = jnp.zeros((1, 5, 5, 128), jnp.float32)
+    dims = lax.conv_dimension_numbers(x.shape, (3, 3, 128, 128), conv_ops.DIMENSIONS)
+    for kernel in [(3, 3, 128, 128), (3, 3, 128, 20), (1, 1, 128, 20)]:
+        conv_ops.conv_general_dilated(x, jnp.zeros(kernel), (1, 1), ((1, 1), (1, 1)), None, (1, 1), dims)
+    assert calls == [(3, 3, 128, 128), (1, 1, 128, 20)]
