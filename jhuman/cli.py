@@ -1,4 +1,5 @@
-"""`jhuman train | eval | predict | data | eval-parsing | sweep | bench`: parse arguments, call library code.
+"""`jhuman train | eval | predict | data | eval-parsing | eval-matting | sweep | bench`: parse arguments, call
+library code.
 
 Every failure is one line on stderr that names the file, key or argument and what to do, with a non-zero
 exit status (2: a bad argument, config or input; 1: a run that failed: NaN loss, checkpoint not written,
@@ -164,6 +165,19 @@ def cmd_eval_parsing(args, overrides):
         print(f"wrote {args.json}")
 
 
+def cmd_eval_matting(args, overrides):
+    del overrides
+    from jhuman.metrics import matting as matting_metrics
+    from jhuman.metrics import matting_folders
+
+    results = matting_folders.evaluate_folders(args.pred_dir, args.gt_dir, args.trimap_dir)
+    print(matting_metrics.format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+
+
 def cmd_sweep(args, overrides):
     from jhuman import sweep
 
@@ -236,6 +250,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_classes", type=int, default=20)
     p.set_defaults(fn=cmd_eval_parsing)
 
+    p = sub.add_parser(
+        "eval-matting", help="the Deep Image Matting metrics (and SHM's whole-image ones) on alpha PNGs"
+    )
+    p.add_argument("--pred_dir", required=True, help="predicted alpha PNGs, named as the ground truth's")
+    p.add_argument("--gt_dir", required=True, help="ground-truth alpha PNGs (8 or 16 bit, single channel)")
+    p.add_argument(
+        "--trimap_dir", default=None, help="trimap PNGs (128 = unknown); default: the whole image is unknown"
+    )
+    p.add_argument("--json", default=None, help="write the scores here")
+    p.set_defaults(fn=cmd_eval_matting)
+
     p = sub.add_parser("sweep", help="train the variants of an ablation and print one table")
     p.add_argument("--config", required=True, help="configs/ablations/<question>.py[:arg]")
     p.add_argument("--workdir", required=True)
@@ -275,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
     overrides = _overrides(extra, parser) if args.command != "bench" else []
-    if extra and args.command in ("data", "eval-parsing"):
+    if extra and args.command in ("data", "eval-parsing", "eval-matting"):
         parser.error(f"unrecognised arguments {extra}")
     if args.command in NEEDS_TENSORFLOW:
         from jhuman import quiet

@@ -261,3 +261,56 @@ def plot_curves(metrics_jsonl_path, out_png, keys=None):
         os.makedirs(parent, exist_ok=True)
     fig.savefig(out_png, format="png")
     return out_png
+
+
+# --- mattes (Semantic Human Matting) --------------------------------------------------------------------
+TRIMAP_GREYS = np.array([0, 128, 255], np.uint8)  # background / unknown / foreground (jhuman.ops.matting)
+
+
+def trimap_image(classes):
+    """Trimap classes (H, W) (0 background, 1 unknown, 2 foreground) -> grey uint8 0 / 128 / 255."""
+    return TRIMAP_GREYS[np.clip(np.asarray(classes), 0, 2).astype(np.int64)]
+
+
+def checkerboard(height, width, square=16, colors=(200, 255)):
+    """A grey checkerboard (height, width, 3) uint8: what transparency is drawn over."""
+    rows = (np.arange(height) // square)[:, None]
+    cols = (np.arange(width) // square)[None, :]
+    board = np.where((rows + cols) % 2 == 0, colors[0], colors[1]).astype(np.uint8)
+    return np.repeat(board[..., None], 3, axis=-1)
+
+
+def cover(image, height, width):
+    """`image` resized (keeping its aspect) to cover height x width and centre-cropped to it: uint8 RGB."""
+    import cv2
+
+    image = _rgb(image)
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale)))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y, x = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return image[y : y + height, x : x + width]
+
+
+def composite(image, alpha, background):
+    """alpha * image + (1 - alpha) * background: the person over a new background, uint8 RGB.
+    image, background (H, W, 3); alpha (H, W) or (H, W, 1) in [0, 1]."""
+    alpha = np.clip(np.asarray(alpha, np.float32).reshape(_rgb(image).shape[:2])[..., None], 0.0, 1.0)
+    out = alpha * _rgb(image).astype(np.float32) + (1.0 - alpha) * _rgb(background).astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def matte_sheet(image, trimap, alpha, composite_image, max_side=480, min_side=32):
+    """One picture image | trimap | alpha | composite, each tile scaled so its long edge is at most
+    `max_side` and its short edge at least `min_side` (a 1-pixel image stays visible)."""
+    import cv2
+
+    h, w = _rgb(image).shape[:2]
+    scale = min(max_side / max(h, w), max(1.0, min_side / min(h, w)))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    tiles = [
+        cv2.resize(_rgb(t), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+        for t in (image, trimap, alpha, composite_image)
+    ]
+    return image_grid([tiles], titles=["image", "trimap", "alpha", "composite"])

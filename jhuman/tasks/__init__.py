@@ -39,6 +39,7 @@ import importlib
 REGISTRY = {
     "parsing": "jhuman.tasks.parsing:ParsingTask",
     "personlab": "jhuman.tasks.personlab:PersonLabTask",
+    "matting": "jhuman.tasks.matting:MattingTask",
 }
 
 
