@@ -70,11 +70,13 @@ def get_config(arg=None):
     c.matting.eps = 1e-6  # Charbonnier epsilon (DIM)
     c.matting.trimap_weight = 0.01  # lambda of L = L_p + lambda L_t (end to end); 0: the "no L_t" ablation
 
+    # init.backbone_weights: one file goes into the network the stage trains (T-Net: a torchvision ResNet-50;
+    # M-Net: a VGG-16, first convolution widened); init.from_workdir: the end-to-end stage's two sources.
     c.init = section(INIT)
     if stage == "end2end":
         tnet_dir = args["tnet"] or stage_workdir(size, "tnet")
         mnet_dir = args["mnet"] or stage_workdir(size, "mnet")
-        c.init.from_workdir = ((tnet_dir, "^net/tnet/", 0), (mnet_dir, "^net/mnet/", 0))
+        c.init = section(INIT, from_workdir=((tnet_dir, "^net/tnet/", 0), (mnet_dir, "^net/mnet/", 0)))
 
     # Crops: T-Net 400 (its pretraining) / 800 (end to end); M-Net windows of 320/480/640 resized to 320.
     crop = {"tnet": 400, "mnet": 320, "end2end": 800}[stage]
@@ -101,7 +103,11 @@ def get_config(arg=None):
         num_pictures=4,
     )
 
-    lr = {"tnet": 2e-3, "mnet": 2e-3, "end2end": 1e-3} if tiny else {"tnet": 1e-4, "mnet": 1e-5, "end2end": 1e-5}
+    lr = (
+        {"tnet": 2e-3, "mnet": 2e-3, "end2end": 1e-3}
+        if tiny
+        else {"tnet": 1e-4, "mnet": 1e-5, "end2end": 1e-5}
+    )
     # Each stage trains one network or both; the other is frozen (parameters, batch-norm statistics, no
     # optimizer state), so every checkpoint carries both nets and the end-to-end stage can take either.
     c.optim = section(

@@ -78,5 +78,7 @@ def test_eval_matting_errors_name_the_file(tmp_path, capsys):
     cv2.imwrite(str(folders["pred"] / "1.png"), np.zeros((24, 20, 3), np.uint8) + [0, 0, 9])
     assert cli.main(args) == 2
     assert "colour channels" in one_line(capsys)
-    assert cli.main(["eval-matting", "--pred_dir", str(tmp_path / "nope"), "--gt_dir", str(folders["gt"])]) == 2
+    assert (
+        cli.main(["eval-matting", "--pred_dir", str(tmp_path / "nope"), "--gt_dir", str(folders["gt"])]) == 2
+    )
     assert "--pred_dir" in one_line(capsys)

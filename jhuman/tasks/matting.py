@@ -110,7 +110,9 @@ class MattingEvaluator:
     def finalize(self, acc) -> dict:
         results = {}
         if self.alpha:
-            results.update({k: (float(v) if k != "count" else int(v)) for k, v in acc["scores"].result().items()})
+            results.update(
+                {k: (float(v) if k != "count" else int(v)) for k, v in acc["scores"].result().items()}
+            )
         if self.trimap:
             results["trimap_accuracy"] = float(acc["correct"]) / max(int(acc["pixels"]), 1)
         return results

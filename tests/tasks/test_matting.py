@@ -74,7 +74,9 @@ def stages(tmp_path_factory, synthetic_cache):
         config = tiny_config(stage, runs, synthetic_cache)
         out[f"{stage}_init"], out[f"{stage}_init_state"] = evaluate_at_init(config)
         out[stage] = train.run(config, str(runs / stage))
-    out["assembled"] = train.run(tiny_config("end2end", runs, synthetic_cache, steps=0), str(runs / "assembled"))
+    out["assembled"] = train.run(
+        tiny_config("end2end", runs, synthetic_cache, steps=0), str(runs / "assembled")
+    )
     out["end2end"] = train.run(
         tiny_config("end2end", runs, synthetic_cache, train__num_pictures=2), str(runs / "end2end")
     )
@@ -87,7 +89,9 @@ def test_tnet_stage_raises_trimap_accuracy_and_leaves_mnet_untouched(stages):
     assert "sad" not in stages["tnet"]["eval"]  # the T-Net stage's M-Net is untrained: not scored
     state, init = host(stages["tnet"]["state"]), stages["tnet_init_state"]
     assert_trees_equal(state["params"]["net"]["mnet"], init["params"]["net"]["mnet"])
-    assert_trees_equal(state["model_state"]["batch_stats"]["net"]["mnet"], init["model_state"]["batch_stats"]["net"]["mnet"])
+    assert_trees_equal(
+        state["model_state"]["batch_stats"]["net"]["mnet"], init["model_state"]["batch_stats"]["net"]["mnet"]
+    )
     assert not np.array_equal(
         state["params"]["net"]["tnet"]["classifier"]["kernel"],
         init["params"]["net"]["tnet"]["classifier"]["kernel"],
@@ -101,7 +105,9 @@ def test_mnet_stage_lowers_sad_and_leaves_tnet_untouched(stages):
     assert "trimap_accuracy" not in after  # judged on the ground-truth trimap
     state, init = host(stages["mnet"]["state"]), stages["mnet_init_state"]
     assert_trees_equal(state["params"]["net"]["tnet"], init["params"]["net"]["tnet"])
-    assert_trees_equal(state["model_state"]["batch_stats"]["net"]["tnet"], init["model_state"]["batch_stats"]["net"]["tnet"])
+    assert_trees_equal(
+        state["model_state"]["batch_stats"]["net"]["tnet"], init["model_state"]["batch_stats"]["net"]["tnet"]
+    )
 
 
 def test_end2end_starts_from_both_stages_and_beats_their_assembly(stages):
@@ -117,7 +123,8 @@ def test_end2end_starts_from_both_stages_and_beats_their_assembly(stages):
     # The end-to-end run restores the same sources (same config but train.steps), then trains both nets.
     e2e = host(stages["end2end"]["state"])
     assert not np.array_equal(
-        e2e["params"]["net"]["tnet"]["classifier"]["kernel"], tnet["params"]["net"]["tnet"]["classifier"]["kernel"]
+        e2e["params"]["net"]["tnet"]["classifier"]["kernel"],
+        tnet["params"]["net"]["tnet"]["classifier"]["kernel"],
     )
     before, after = stages["assembled"]["eval"], stages["end2end"]["eval"]
     assert after["whole_sad"] < before["whole_sad"], (before, after)
@@ -207,7 +214,14 @@ def test_predict_folder_on_odd_images(tmp_path):
 
 
 def test_prediction_sizes_are_buckets():
-    assert [matting.prediction_size(s, 1500) for s in (1, 32, 33, 100, 700, 1500)] == [32, 32, 64, 128, 1024, 1504]
+    assert [matting.prediction_size(s, 1500) for s in (1, 32, 33, 100, 700, 1500)] == [
+        32,
+        32,
+        64,
+        128,
+        1024,
+        1504,
+    ]
     padded, inside = matting.fit_for_prediction(np.zeros((3000, 20, 3), np.uint8), 1500)
     assert padded.shape == (1504, 32, 3) and inside == (1500, 10)
 
@@ -223,7 +237,9 @@ def test_stage_configs_freeze_the_other_network():
     assert full.data.mnet_size == 320 and full.matting.trimap_weight == 0.01
     assert full.init.from_workdir == (("a", "^net/tnet/", 0), ("b", "^net/mnet/", 0))
     assert config_lib.load_config(f"{MATTING}:stage=tnet,size=full").data.crop_size == 400
-    with pytest.raises(config_lib.ConfigError, match=r"stage='both' is not one of \['tnet', 'mnet', 'end2end'\]"):
+    with pytest.raises(
+        config_lib.ConfigError, match=r"stage='both' is not one of \['tnet', 'mnet', 'end2end'\]"
+    ):
         config_lib.load_config(f"{MATTING}:stage=both")
     folders = config_lib.load_config(f"{MATTING}:data=folders")
     assert folders.data.name == "matting"
