@@ -2,9 +2,10 @@
 code by Ning Xu) and Semantic Human Matting's whole-image per-pixel protocol (Chen et al., ACM MM 2018).
 
 Inputs: `pred` and `gt` float alphas in [0, 1] of shape (H, W) (a trailing channel of 1 is accepted);
-`trimap` uint8 (H, W) with 128 = unknown (DIM compares with exactly 128: other grey values are not scored), or
-None for the whole image. Every metric first builds a per-pixel error map over the WHOLE image (gradients and
-connected components never see the trimap) and then sums it over the region, as the MATLAB code does.
+`trimap` uint8 (H, W) (any integer dtype holding 0..255 is taken) with 128 = unknown (DIM compares with
+exactly 128: other grey values are not scored), or None for the whole image. Every metric first builds a
+per-pixel error map over the WHOLE image (gradients and connected components never see the trimap) and then
+sums it over the region, as the MATLAB code does.
 
   SAD  = sum_region |p - g| / 1000
   MSE  = sum_region (p - g)^2 / |region|                 (papers print it x1e3; an empty region gives 0.0
@@ -21,8 +22,8 @@ connected components never see the trimap) and then sums it over the region, as 
          code (its alphas are single), so an alpha of 153/255 passes t = 0.6 whether it arrives as float32 or
          float64.
 
-Where we differ from the MATLAB code: the error maps are computed in float64 (MATLAB: single); the results
-agree to single precision. The MATLAB inputs are uint8 0..255 divided by 255; ours are already in [0, 1].
+Where we differ from the MATLAB code: the error maps are computed in float64 (MATLAB: single), so the two differ
+only by single-precision rounding. The MATLAB inputs are uint8 0..255 divided by 255; ours are already in [0, 1].
 
 SHM's tables (its Table 2, 3, 5) instead average each per-pixel error over the ENTIRE image (no trimap) and
 print it in units: SAD x1e-3, MSE x1e-3, Grad x1e-5, Conn x1e-5. `evaluate` returns those numbers exactly as
