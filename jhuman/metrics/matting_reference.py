@@ -5,7 +5,8 @@ the 9x9 filter built entry by entry and applied pixel by pixel (explicit convolu
 image), connected components by a breadth-first flood fill started from pixels visited in column-major order
 (MATLAB's bwconncomp order, so the first of equally large components wins as with MATLAB's max). Inputs are
 plain float alphas in [0, 1], (H, W), and trimap uint8 (H, W) or None; nothing is validated. Per-pixel Python
-loops: meant for small images (tens of pixels a side); a 1920x1080 alpha takes minutes.
+loops (81 multiply-adds per pixel and filter through numpy, a flood fill per threshold): meant for small images,
+tens of pixels a side.
 """
 
 import math
