@@ -157,7 +157,9 @@ def bench_metrics(hw, repeats, reference_max_pixels):
         slow = time.perf_counter() - t
         ours = matting.evaluate(pred, gt, trimap)
         worst = max(abs(ours[k] - reference[k]) / max(abs(reference[k]), 1e-12) for k in reference)
-        row.update(reference_ms=round(slow * 1e3, 1), speedup=round(slow / fast, 1), max_rel_diff=float(worst))
+        row.update(
+            reference_ms=round(slow * 1e3, 1), speedup=round(slow / fast, 1), max_rel_diff=float(worst)
+        )
     return row
 
 
@@ -168,7 +170,9 @@ def parse_hw(text: str) -> tuple[int, int]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="", help="tiny | full | tiny,full (default: tiny on CPU, both elsewhere)")
+    parser.add_argument(
+        "--size", default="", help="tiny | full | tiny,full (default: tiny on CPU, both elsewhere)"
+    )
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--batch", type=int, default=0, help="full-size batch (default 10; 1 on CPU)")
     parser.add_argument("--steps", type=int, default=0, help="timed calls (default 10 tiny, 3 full on CPU)")
