@@ -124,6 +124,31 @@ def test_trimap_matches_a_numpy_reference_on_a_soft_matte():
     np.testing.assert_array_equal(matting.fixed_trimap(alpha, 3), matting.trimap_from_kernels(alpha, 3, 3))
 
 
+def test_trimap_classes_follow_the_ops_order():
+    ops = pytest.importorskip(
+        "jhuman.ops.matting"
+    )  # input_pipeline repeats the values (it never imports jax)
+    assert ops.CLASSES == ("background", "unknown", "foreground")
+    assert (ops.BACKGROUND, ops.UNKNOWN, ops.FOREGROUND) == (
+        matting.BACKGROUND,
+        matting.UNKNOWN,
+        matting.FOREGROUND,
+    )
+    assert tuple(ops.TRIMAP_VALUES) == matting.TRIMAP_VALUES
+
+
+def test_crop_geometry_rotates_mirrors_and_covers_like_numpy():
+    picture = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    warp = lambda m, out=8: matting._warp(picture, m, out)  # noqa: E731
+    np.testing.assert_allclose(warp(matting._crop_matrix(0, 0, 8, 8)), picture, atol=1e-6)
+    np.testing.assert_allclose(warp(matting._crop_matrix(0, 0, 8, 8, flip=True)), picture[:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(warp(matting._crop_matrix(0, 0, 8, 8, angle=90)), np.rot90(picture), atol=1e-5)
+    half = warp(matting._crop_matrix(0, 0, 8, 4), 4)  # the whole picture into 4x4: 2x2 means
+    np.testing.assert_allclose(half, picture.reshape(4, 2, 4, 2, 3).mean((1, 3)), atol=1e-5)
+    window = warp(matting._crop_matrix(2, 3, 4, 4), 4)  # a window at (y0, x0) = (2, 3)
+    np.testing.assert_allclose(window, picture[2:6, 3:7], atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------- stages
 KEYS = {
     "tnet": {"image", "trimap"},
