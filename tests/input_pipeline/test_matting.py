@@ -147,6 +147,18 @@ def test_crop_geometry_rotates_mirrors_and_covers_like_numpy():
     np.testing.assert_allclose(half, picture.reshape(4, 2, 4, 2, 3).mean((1, 3)), atol=1e-5)
     window = warp(matting._crop_matrix(2, 3, 4, 4), 4)  # a window at (y0, x0) = (2, 3)
     np.testing.assert_allclose(window, picture[2:6, 3:7], atol=1e-6)
+    # Warping only the part of a source the output reads (reflected borders included) changes nothing.
+    rng = np.random.default_rng(1)
+    big = rng.random((60, 50, 3)).astype(np.float32)
+    for _ in range(20):
+        side, angle = rng.uniform(8, 36), rng.uniform(-40, 40)  # at most 1.5 source px per output px
+        m = matting._crop_matrix(
+            rng.uniform(-10, 40), rng.uniform(-10, 30), side, 24, rng.random() < 0.5, angle
+        )
+        whole = cv2.warpAffine(
+            big, m, (24, 24), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101
+        )
+        np.testing.assert_allclose(matting._warp(big, m, 24), whole, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- stages
