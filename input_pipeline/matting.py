@@ -51,7 +51,6 @@ folder reader's order, so both sources give the same batches.
 """
 
 import dataclasses
-import logging
 import math
 import os
 from pathlib import Path
@@ -63,8 +62,6 @@ import tensorflow_datasets as tfds
 from input_pipeline import reader
 from input_pipeline.pipeline import CorruptExample, Feature
 from jhuman.classes import CAFFE_MEAN_RGB
-
-log = logging.getLogger(__name__)
 
 BACKGROUND, UNKNOWN, FOREGROUND = 0, 1, 2  # == jhuman.ops.matting (trimap class order bg / unknown / fg)
 TRIMAP_VALUES = (0, 128, 255)
