@@ -30,8 +30,9 @@ are warped separately and composited after, so the equation holds exactly in the
 * 'tnet': a random square crop (side uniform in tnet_crop_scale x the short side), rotated by an angle uniform in
   +-max_rotation degrees and flipped with p = 0.5, resized to crop_size (400 in pretraining, 800 end to end).
 * 'mnet': flipped with p = 0.5; a crop of side drawn from mnet_crops (320 / 480 / 640 image pixels; at most the
-  short side) centred on an unknown pixel of a random trimap of the whole image (shifted to stay inside), resized
-  to mnet_size (320). The trimap in the batch is drawn afresh on the resized crop (kernels relative to it).
+  short side) centred on an unknown pixel of a random trimap of the whole image (drawn at most 320 px large;
+  the crop shifted to stay inside), resized to mnet_size (320). The trimap in the batch is drawn afresh on the
+  resized crop (kernels relative to it).
 * 'end2end': the 'tnet' crop and, inside it, `window` [y0, x0, size]: the M-Net crop of a side drawn from
   mnet_crops in image pixels (so the M-Net sees the same scale as in its pretraining), expressed in the T-Net
   crop's pixels (at most crop_size), centred on an unknown pixel of the batch's trimap; the step resamples it to
@@ -50,7 +51,6 @@ folder reader's order, so both sources give the same batches.
 """
 
 import dataclasses
-import logging
 import math
 import os
 from pathlib import Path
@@ -62,8 +62,6 @@ import tensorflow_datasets as tfds
 from input_pipeline import reader
 from input_pipeline.pipeline import CorruptExample, Feature
 from jhuman.classes import CAFFE_MEAN_RGB
-
-log = logging.getLogger(__name__)
 
 BACKGROUND, UNKNOWN, FOREGROUND = 0, 1, 2  # == jhuman.ops.matting (trimap class order bg / unknown / fg)
 TRIMAP_VALUES = (0, 128, 255)
@@ -121,8 +119,11 @@ def fixed_trimap(alpha, kernel):
 
 def trimap_classes(trimap):
     """uint8 0 / 128 / 255 (anything not 0 or 255 is unknown) -> int32 classes 0 / 1 / 2, same shape."""
-    trimap = np.asarray(trimap)
-    return np.where(trimap == 0, BACKGROUND, np.where(trimap == 255, FOREGROUND, UNKNOWN)).astype(np.int32)
+    return _CLASS_OF_VALUE[np.asarray(trimap, np.uint8)]
+
+
+_CLASS_OF_VALUE = np.full(256, UNKNOWN, np.int32)  # trimap value -> class
+_CLASS_OF_VALUE[0], _CLASS_OF_VALUE[255] = BACKGROUND, FOREGROUND
 
 
 # ----------------------------------------------------------------------------------------------- layouts
@@ -307,27 +308,47 @@ def _then(matrix, inner):
     return (i @ m)[:2]
 
 
-def _warp(picture, matrix, out, interpolation=cv2.INTER_LINEAR):
-    """picture sampled at matrix @ (u, v, 1) for an out x out (or out = (H, W)) output, borders reflected.
-    Sources much larger than the output are first area-averaged to about the output's scale (no aliasing)."""
+def _roi(matrix, out_h, out_w, shape, margin):
+    """(y0, y1, x0, x1): the part of a source of `shape` that an output of (out_h, out_w) samples through
+    `matrix`, with `margin` px more and the pixels that reflected borders read (so warping only that part gives
+    the same values as warping the whole source)."""
+    corners = np.array(
+        [[-0.5, -0.5, 1], [out_w - 0.5, -0.5, 1], [-0.5, out_h - 0.5, 1], [out_w - 0.5, out_h - 0.5, 1]]
+    )
+    xy = corners @ matrix.T  # (4, 2) source (x, y)
+    bounds = []
+    for axis, size in ((1, shape[0]), (0, shape[1])):
+        lo, hi = xy[:, axis].min(), xy[:, axis].max()
+        lo, hi = min(lo, 2 * (size - 1) - hi), max(hi, -lo)  # reflected reads (BORDER_REFLECT_101)
+        bounds += [max(0, math.floor(lo) - margin), min(size, math.ceil(hi) + margin + 1)]
+    return bounds
+
+
+def _warp(picture, matrix, out, divide=1.0):
+    """float32 picture / divide sampled bilinearly at matrix @ (u, v, 1) for an out x out (or out = (H, W))
+    output, borders reflected. Only the part of the source the output reads is touched; a source much larger
+    than the output is first area-averaged (in its own dtype) to about the output's scale (no aliasing)."""
     out_h, out_w = (out, out) if np.isscalar(out) else out
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per output pixel
-    if scale > 1.5 and interpolation == cv2.INTER_LINEAR:
-        k = scale
+    y0, y1, x0, x1 = _roi(matrix, out_h, out_w, picture.shape, 2 + 2 * math.ceil(scale))
+    picture = picture[y0:y1, x0:x1]
+    matrix = matrix - np.array([[0, 0, x0], [0, 0, y0]])
+    if scale > 1.5:
         h, w = picture.shape[:2]
         small = cv2.resize(
-            picture, (max(1, round(w / k)), max(1, round(h / k))), interpolation=cv2.INTER_AREA
+            picture, (max(1, round(w / scale)), max(1, round(h / scale))), interpolation=cv2.INTER_AREA
         )
         ky, kx = h / small.shape[0], w / small.shape[1]
         shrink = np.array([[1 / kx, 0, 0.5 / kx - 0.5], [0, 1 / ky, 0.5 / ky - 0.5]])
         picture, matrix = small, _then(matrix, shrink)
-    return cv2.warpAffine(
-        picture,
+    warped = cv2.warpAffine(
+        picture.astype(np.float32),
         matrix.astype(np.float64),
         (int(out_w), int(out_h)),
-        flags=interpolation | cv2.WARP_INVERSE_MAP,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT_101,
     )
+    return warped / np.float32(divide) if divide != 1.0 else warped
 
 
 def _cover_matrix(bg_shape, shape, rng=None):
@@ -335,7 +356,7 @@ def _cover_matrix(bg_shape, shape, rng=None):
     foreground's (H, W) and cropped, centred or at a random offset (rng)."""
     (bh, bw), (h, w) = bg_shape[:2], shape[:2]
     scale = max(h / bh, w / bw)
-    spare_y, spare_x = bh * scale - h, bw * scale - w
+    spare_y, spare_x = max(0.0, bh * scale - h), max(0.0, bw * scale - w)  # one is 0 (up to rounding)
     oy, ox = (spare_y / 2, spare_x / 2) if rng is None else (rng.uniform(0, spare_y), rng.uniform(0, spare_x))
     # foreground (x, y) -> covered picture (x + ox, y + oy) -> background ((x + ox + 0.5) / scale - 0.5, ...)
     return np.array([[1 / scale, 0, (ox + 0.5) / scale - 0.5], [0, 1 / scale, (oy + 0.5) / scale - 0.5]])
@@ -350,6 +371,26 @@ def _pick_unknown(trimap, rng):
     return int(ys[i]), int(xs[i])
 
 
+_CENTRE_SIDE = 320  # the trimap that places M-Net crops is drawn at most this large (it only picks a pixel)
+
+
+def _unknown_centre(alpha, rng, opts):
+    """(y, x) of a random unknown pixel of a random trimap of the whole alpha (uint8 (H, W)); for a large alpha
+    the trimap is drawn on an area-averaged copy of long side _CENTRE_SIDE and the pixel mapped back."""
+    h, w = alpha.shape
+    f = min(1.0, _CENTRE_SIDE / max(h, w))
+    small = (
+        alpha
+        if f == 1
+        else cv2.resize(alpha, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    )
+    cy, cx = _pick_unknown(random_trimap(small, rng, opts.kernel_range, opts.min_kernel), rng)
+    if f < 1:
+        sy, sx = h / small.shape[0], w / small.shape[1]
+        cy, cx = min(h - 1, int((cy + rng.random()) * sy)), min(w - 1, int((cx + rng.random()) * sx))
+    return cy, cx
+
+
 def _centred_window(centre, size, limit):
     """Start of a window of `size` centred on `centre` as far as [0, limit) allows."""
     return int(np.clip(centre - size // 2, 0, max(limit - size, 0)))
@@ -358,15 +399,15 @@ def _centred_window(centre, size, limit):
 def _sample(raw, matrix, out, rng=None):
     """(image float32 (out, out, 3) 0..255, alpha float32 (out, out, 1) [0, 1], fg, bg float32 (out, out, 3)
     [0, 1], has_fg_bg) of a raw example seen through `matrix` (output -> source pixels)."""
-    alpha = np.clip(_warp(raw["alpha"].astype(np.float32) / 255.0, matrix, out), 0, 1)[..., None]
+    alpha = np.clip(_warp(raw["alpha"], matrix, out, 255.0), 0, 1)[..., None]
     if raw["fg"] is not None:
-        fg = _warp(raw["fg"].astype(np.float32) / 255.0, matrix, out)
+        fg = _warp(raw["fg"], matrix, out, 255.0)
         bg_matrix = _then(matrix, _cover_matrix(raw["bg"].shape, raw["fg"].shape, rng))
-        bg = _warp(raw["bg"].astype(np.float32) / 255.0, bg_matrix, out)
+        bg = _warp(raw["bg"], bg_matrix, out, 255.0)
         fg, bg = np.clip(fg, 0, 1), np.clip(bg, 0, 1)
         image = (alpha * fg + (1 - alpha) * bg) * 255.0  # I = alpha F + (1 - alpha) B (DIM eq. 1), in [0, 1]
         return image.astype(np.float32), alpha, fg, bg, True
-    image = np.clip(_warp(raw["image"].astype(np.float32), matrix, out), 0, 255)
+    image = np.clip(_warp(raw["image"], matrix, out), 0, 255)
     return image, alpha, image / 255.0, image / 255.0, False
 
 
@@ -420,8 +461,7 @@ def train_example(raw, rng, opts: TrainOptions) -> dict:
     if opts.stage == "mnet":
         h, w = shape
         flip = bool(rng.random() < 0.5)
-        whole = random_trimap(raw["alpha"], rng, opts.kernel_range, opts.min_kernel)
-        cy, cx = _pick_unknown(whole, rng)
+        cy, cx = _unknown_centre(raw["alpha"], rng, opts)
         side = min(int(opts.mnet_crops[int(rng.integers(len(opts.mnet_crops)))]), h, w)
         y0, x0 = _centred_window(cy, side, h), _centred_window(cx, side, w)
         matrix, out = _crop_matrix(y0, x0, side, opts.mnet_size, flip), opts.mnet_size
