@@ -18,7 +18,7 @@ from jhuman.tasks import matting
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MATTING = os.path.join(REPO, "configs", "matting.py")
 SWEEP = os.path.join(REPO, "configs", "ablations", "matting.py")
-STEPS = {"tnet": 40, "mnet": 40, "end2end": 30}
+STEPS = {"tnet": 150, "mnet": 150, "end2end": 100}
 
 
 def tiny_config(stage, runs=None, cache=None, steps=None, **overrides):
@@ -29,11 +29,11 @@ def tiny_config(stage, runs=None, cache=None, steps=None, **overrides):
     base = {
         "model.tnet_width": 4,
         "model.mnet_width": 4,
-        "data.synthetic_num": 60,
-        "data.synthetic_size": (48, 64),
-        "data.crop_size": 32,
-        "data.mnet_size": 32,
-        "data.mnet_crops": (32, 48),
+        "data.synthetic_num": 120,
+        "data.synthetic_size": (64, 96),
+        "data.crop_size": 64,
+        "data.mnet_size": 64,
+        "data.mnet_crops": (48, 64),
         "train.steps": STEPS[stage] if steps is None else steps,
         "train.batch_size": 8,
         "train.log_every": 5,
@@ -41,9 +41,8 @@ def tiny_config(stage, runs=None, cache=None, steps=None, **overrides):
         "train.num_pictures": 0,
         "train.progress_bar": False,
         "eval.batch_size": 8,
-        "eval.limit": 8,
-        "eval.pad_size": 64,
-        "optim.learning_rate": 3e-3,
+        "eval.limit": 16,
+        "eval.pad_size": 96,
     }
     if cache is not None:
         base["data.cache_dir"] = cache
@@ -100,7 +99,7 @@ def test_tnet_stage_raises_trimap_accuracy_and_leaves_mnet_untouched(stages):
 
 def test_mnet_stage_lowers_sad_and_leaves_tnet_untouched(stages):
     before, after = stages["mnet_init"], stages["mnet"]["eval"]
-    assert after["whole_sad"] < 0.7 * before["whole_sad"], (before["whole_sad"], after["whole_sad"])
+    assert after["whole_sad"] < 0.8 * before["whole_sad"], (before["whole_sad"], after["whole_sad"])
     assert after["sad"] < before["sad"]
     assert "trimap_accuracy" not in after  # judged on the ground-truth trimap
     state, init = host(stages["mnet"]["state"]), stages["mnet_init_state"]
@@ -139,15 +138,15 @@ def test_end2end_loss_is_lp_plus_lambda_lt_on_the_resampled_window(stages):
     task = matting.MattingTask(tiny_config("end2end", stages["runs"]))
     variables = train.eval_variables(stages["end2end"]["state"])
     rng = np.random.default_rng(0)
-    alpha = rng.uniform(0, 1, (2, 32, 32, 1)).astype(np.float32)
+    alpha = rng.uniform(0, 1, (2, 64, 64, 1)).astype(np.float32)
     batch = {
-        "image": rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32),
-        "trimap": rng.integers(0, 3, (2, 32, 32)).astype(np.int32),
+        "image": rng.uniform(0, 255, (2, 64, 64, 3)).astype(np.float32),
+        "trimap": rng.integers(0, 3, (2, 64, 64)).astype(np.int32),
         "alpha": alpha,
-        "fg": rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32),
-        "bg": rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32),
+        "fg": rng.uniform(0, 1, (2, 64, 64, 3)).astype(np.float32),
+        "bg": rng.uniform(0, 1, (2, 64, 64, 3)).astype(np.float32),
         "has_fg_bg": np.array([True, False]),
-        "window": np.array([[0, 0, 32], [0, 0, 32]], np.int32),  # the whole crop: an identity resampling
+        "window": np.array([[0, 0, 64], [0, 0, 64]], np.int32),  # the whole crop: an identity resampling
     }
     params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     key = jax.random.key(3)
