@@ -449,6 +449,7 @@ class EvalStream(_Closeable):
         try:
             for batch in self._ds.as_numpy_iterator():
                 batch.pop(_POSITION)
+                batch.pop(_SKIPS)  # training-only bookkeeping
                 batch["mask"] = batch.pop(_OK)
                 yield _to_host(batch, self._spec)
         except tf.errors.OpError:

@@ -1,4 +1,4 @@
-"""python -m input_pipeline.synthetic bench | write --task parsing --out DIR --num N [--seed S]
+"""python -m input_pipeline.synthetic bench | write --task parsing|personlab|matting --out DIR --num N [--seed S]
 
 `bench` times rendering and writing on ONE core (cv2 single-threaded, one process) and prints img/s.
 """
@@ -43,7 +43,7 @@ def main(argv=None):
     b.add_argument("--num", type=int, default=300)
     b.add_argument("--size", type=int, nargs=2, default=(128, 192))
     w = sub.add_parser("write")
-    w.add_argument("--task", default="parsing")
+    w.add_argument("--task", default="parsing", choices=sorted(datasets.TASKS))
     w.add_argument("--out", required=True)
     w.add_argument("--num", type=int, required=True)
     w.add_argument("--seed", type=int, default=0)

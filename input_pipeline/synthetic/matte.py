@@ -4,6 +4,11 @@ A person's alpha is its hard silhouette slightly feathered, a wider soft halo ar
 anti-aliased hair strands sticking out of it. The person's foreground colour is defined wherever its alpha is
 positive: its own colours inside the silhouette, the hair colour on strands, and elsewhere the nearby colours
 (normalised convolution), so that image == alpha * foreground + (1 - alpha) * background holds by construction.
+
+`soften` adds what matting data needs beyond that (the synthetic matting set, synthetic/matting_format.py): arm
+and leg edges blurred as by motion, and a transparency gradient across a garment, so that soft alpha also lies
+away from the hard silhouette and the trimap's unknown band is not trivial. Scenes of the other tasks do not use
+it (their pictures stay as they were).
 """
 
 import cv2
@@ -73,3 +78,67 @@ def over(alpha_top, fg_top, alpha, premult):
     """Porter-Duff 'over' of one layer onto accumulated (alpha (H, W), premultiplied colour (H, W, 3))."""
     a = alpha_top[..., None]
     return alpha_top + (1 - alpha_top) * alpha, a * fg_top + (1 - a) * premult
+
+
+_LIMBS = (
+    of.LEFT_ARM,
+    of.RIGHT_ARM,
+    of.LEFT_LEG,
+    of.RIGHT_LEG,
+    of.GLOVE,
+    of.SOCKS,
+    of.LEFT_SHOE,
+    of.RIGHT_SHOE,
+)
+_SHEER = (of.SKIRT, of.DRESS, of.SCARF, of.HAT, of.COAT)  # garments that may turn translucent
+_LIMB_SIGMA = (0.006, 0.015)  # blur of limb edges, fraction of the image's long side (at least 1 px)
+_SHEER_OPACITY = (0.25, 0.7)  # opacity at the far end of a garment's transparency gradient
+
+
+def _disk(radius):
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+
+
+def soften(alpha, foreground, parts, rng):
+    """Softer matte of one person for matting data: (alpha (H, W) float32 in [0, 1], foreground (H, W, 3) uint8).
+
+    alpha, foreground: the person's matte and colours (Scene.alpha / Scene.foreground of a single person);
+    parts: (H, W) LIP classes of that person. Arm and leg edges (with gloves, socks, shoes) are replaced by the
+    person's silhouette blurred with sigma drawn in _LIMB_SIGMA of the long side (as by motion; kept sharp where
+    a limb meets the rest of the body); with probability 0.7 one garment of _SHEER (if worn) becomes translucent,
+    its opacity falling linearly across it in a random direction to a value drawn in _SHEER_OPACITY. Colours are
+    extended (normalised convolution) to every pixel whose alpha became positive.
+    """
+    h, w = alpha.shape
+    known = alpha > 0  # where the foreground colour is defined
+    alpha = alpha.astype(np.float32, copy=True)
+    fg = foreground.astype(np.float32)
+    person = parts > 0
+    limbs = np.isin(parts, _LIMBS)
+    sigma = max(1.0, rng.uniform(*_LIMB_SIGMA) * max(h, w))
+    reach = int(np.ceil(3 * sigma))
+    if limbs.any():
+        ksize = 2 * reach + 1
+        blurred = cv2.GaussianBlur(person.astype(np.float32), (ksize, ksize), sigma)
+        near = cv2.dilate(limbs.astype(np.uint8), _disk(reach)).astype(bool)
+        body = cv2.dilate((person & ~limbs).astype(np.uint8), _disk(reach)).astype(bool)
+        region = near & ~body
+        alpha[region] = np.maximum(blurred[region], np.where(person[region], 0.0, alpha[region]))
+    if rng.random() < 0.7:
+        worn = [c for c in _SHEER if (parts == c).any()]
+        if worn:
+            garment = parts == worn[int(rng.integers(len(worn)))]
+            ys, xs = np.nonzero(garment)
+            angle = rng.uniform(0, 2 * np.pi)
+            t = xs * np.cos(angle) + ys * np.sin(angle)  # position along the gradient
+            t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
+            low = rng.uniform(*_SHEER_OPACITY)
+            alpha[ys, xs] *= (1 - t * (1 - low)).astype(np.float32)
+    grown = (alpha > 0) & ~known
+    if grown.any():
+        k = (2 * reach + 3,) * 2
+        weight = cv2.boxFilter(known.astype(np.float32), -1, k, normalize=False)
+        spread = cv2.boxFilter(fg * known[..., None], -1, k, normalize=False)
+        fill = grown & (weight > 0)
+        fg[fill] = spread[fill] / weight[fill][:, None]
+    return np.clip(alpha, 0, 1), np.clip(np.round(fg), 0, 255).astype(np.uint8)
