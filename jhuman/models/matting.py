@@ -4,7 +4,7 @@ the model that chains them with the fusion.
 T-Net (`TNet`): PSPNet-50 with 3 classes (jhuman.models.pspnet), logits (B, H, W, 3) in the trimap order
 jhuman.ops.matting.CLASSES = (background, unknown, foreground); Bs, Us, Fs = their softmax.
 
-M-Net (`MNet`): the Deep Image Matting encoder-decoder with batch norm (SHM section 3.3):
+M-Net (`MNet`): the Deep Image Matting encoder-decoder with batch norm, as SHM describes it:
 - encoder 'encoder': VGG-16's 13 3x3 convs conv1_1 .. conv5_3 (jhuman.models.vgg names and widths: 1, 2, 4, 8,
   8 x width), each followed by batch norm bn{b}_{k} and ReLU; a 2x2 stride-2 max-pooling after blocks 1-4 that
   keeps its argmax (jhuman.ops.matting.max_pool_with_argmax). Four poolings, so conv5_x run at 1/16 and DIM's
