@@ -14,8 +14,18 @@ Cases (`--cases`, comma list), each the full config's network at the full config
                                                                            LargeFOV, scales 1/0.75/0.5, 321x321
   personlab_resnet101  configs/personlab.py:size=full                      PersonLab ResNet-101, os 16, two
                                                                            refinement steps, 401x401
+  tnet_pspnet50_400    Semantic Human Matting's T-Net, PSPNet-50 (os 8, bins 1/2/3/6), 400x400 (pretraining)
+  tnet_pspnet50_800    the same at 800x800 (the end-to-end stage's T-Net crops)
+  mnet_320             M-Net (VGG-16 encoder with batch norm, argmax pooling, 5x5 unpooling decoder), 320x320
 `--size tiny` keeps each full config (frozen batch norm, optimizer, heads) but shrinks the network (width 8,
-one block per ResNet stage, ASPP rates 1-4, attention width 32) and the crop (65 / 65 / 72 px).
+one block per ResNet stage, ASPP rates 1-4, attention width 32) and the crop (65 / 65 / 72 px; matting: width
+8, one block per stage, 48 / 64 / 32 px).
+The matting cases are timed as networks (MATTING_CASES): jhuman's step is the network in training mode
+(batch statistics, dropout) + the stage's loss from jhuman.ops.matting (T-Net: L_t; M-Net: L_p on alpha_r with
+F and B) + optax Adam at 1e-5, jitted with the state donated, not the library's trainer on a matting config;
+the torch step is the twin (torch_nets.PSPNet / MNet, same loss, torch.optim.Adam). Inputs are prepared on the
+host (normalised RGB; M-Net: + a one-hot trimap), bfloat16 on an accelerator, batch 10 (the paper's
+end-to-end batch) there.
 
 What is compared, per case, mode 'train' and 'infer':
 - jhuman: the library's own jitted train step (`jhuman.train.build` + `make_train_step`: loss, gradients, the
@@ -108,6 +118,19 @@ CASES = {  # name: (config file, arg, tiny overrides)
         },
     ),
 }
+# Semantic Human Matting's two networks, timed as NETWORKS: the jitted step is the network (training-mode batch
+# norm and dropout) + the stage's loss (jhuman.ops.matting) + Adam (lr 1e-5, the end-to-end stage's), not the
+# library's trainer with the matting task's config. name: (network, crop, train batch on an accelerator,
+# tiny crop). Inputs are prepared on the host (normalised RGB; M-Net: + a one-hot ground-truth trimap, its
+# pretraining input); the T-Net loss is L_t, the M-Net loss L_p on alpha_r (with F and B).
+MATTING_CASES = {
+    "tnet_pspnet50_400": ("tnet", 400, 10, 48),  # T-Net pretraining crops
+    "tnet_pspnet50_800": ("tnet", 800, 10, 64),  # the end-to-end stage's T-Net crops
+    "mnet_320": ("mnet", 320, 10, 32),  # M-Net crops (pretraining and end to end)
+}
+MATTING_TINY = {"width": 8, "stage_sizes": (1, 1, 1, 1)}
+MATTING_LR = 1e-5
+ALL_CASES = list(CASES) + list(MATTING_CASES)
 COLUMNS = [
     "case",
     "mode",
@@ -348,7 +371,7 @@ def torch_targets(config, batch: dict):
 
     if config.task == "parsing":
         return torch.from_numpy(batch["label"].astype(np.int64))
-    from jhuman.ops import personlab_targets
+    from jhuman.ops.personlab import targets as personlab_targets
 
     encode = jax.jit(personlab_targets.encode_batch, static_argnames="radius")
     dense = encode(
@@ -362,28 +385,27 @@ def torch_targets(config, batch: dict):
 
 
 class TorchRunner:
-    """The torch peer's train step and inference, eager or torch.compile'd."""
+    """A torch model's train step (loss, backward, optimizer) and inference, eager or torch.compile'd.
+    images / infer_images: numpy NHWC inputs; targets: what loss_fn(outputs, targets) takes (tensors, or a dict
+    of them); make_optimizer(model) builds the optimizer."""
 
-    def __init__(self, config, variables, batch, infer_images, compiled, device, dtype, memory_format):
+    def __init__(
+        self, model, make_optimizer, loss_fn, images, targets, infer_images, compiled, device, dtype,
+        memory_format,
+    ):  # fmt: skip
         import torch
 
-        from benchmarks import torch_nets as tn
-
         self.torch, self.device = torch, torch.device(device)
-        self.model = tn.load_jhuman_variables(torch_net(config), variables).to(self.device)
-        self.model = self.model.to(memory_format=memory_format)
-        self.optimizer = torch_optimizer(config, self.model)
+        self.model = model.to(self.device).to(memory_format=memory_format)
+        self.optimizer = make_optimizer(self.model)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-        to = lambda x: x.to(self.device)
-        self.images = to(torch.from_numpy(batch["image"]).permute(0, 3, 1, 2)).contiguous(
-            memory_format=memory_format
-        )
+        to = lambda x: x.to(self.device)  # noqa: E731
+        self.images = to(torch.from_numpy(images).permute(0, 3, 1, 2)).contiguous(memory_format=memory_format)
         self.infer_images = to(torch.from_numpy(infer_images).permute(0, 3, 1, 2)).contiguous(
             memory_format=memory_format
         )
-        targets = torch_targets(config, batch)
         self.targets = {k: to(v) for k, v in targets.items()} if isinstance(targets, dict) else to(targets)
-        loss_fn, model = torch_loss_fn(config), self.model
+        model = self.model
 
         def loss(images, targets):
             with torch.autocast(**self.autocast):
@@ -430,6 +452,200 @@ class TorchRunner:
         return float(counter.get_total_flops())
 
 
+def config_torch_runner(config, variables, batch, infer_images, compiled, device, dtype, memory_format):
+    """TorchRunner over the config's network (jhuman's variables), loss, targets and optimizer."""
+    from benchmarks import torch_nets as tn
+
+    model = tn.load_jhuman_variables(torch_net(config), variables)
+    return TorchRunner(
+        model,
+        lambda m: torch_optimizer(config, m),
+        torch_loss_fn(config),
+        batch["image"],
+        torch_targets(config, batch),
+        infer_images,
+        compiled,
+        device,
+        dtype,
+        memory_format,
+    )
+
+
+# --- Semantic Human Matting: networks, batches, losses -------------------------------------------------------
+
+
+def matting_networks(name: str, size: str = "full", dtype: str = "float32"):
+    """(jhuman module, torch module) of a MATTING_CASES case (size='tiny': width 8, one block per stage),
+    batch norm in training mode ('batch'), as in the matting stages."""
+    import jax.numpy as jnp
+
+    from benchmarks import torch_nets as tn
+    from jhuman.models import matting
+
+    kind = MATTING_CASES[name][0]
+    tiny = MATTING_TINY if size == "tiny" else {}
+    width = tiny.get("width", 64)
+    if kind == "tnet":
+        stages = tiny.get("stage_sizes", (3, 4, 6, 3))
+        net = matting.TNet(width=width, stage_sizes=stages, norm="batch", dtype=jnp.dtype(dtype))
+        return net, tn.PSPNet(3, width, stages, norm="batch")
+    return matting.MNet(width=width, norm="batch", dtype=jnp.dtype(dtype)), tn.MNet(width, 3, norm="batch")
+
+
+def matting_crop(name: str, size: str = "full") -> int:
+    _, crop, _, tiny_crop = MATTING_CASES[name]
+    return tiny_crop if size == "tiny" else crop
+
+
+def matting_batch(name: str, crop: int, batch: int, seed: int = 0) -> dict:
+    """numpy NHWC batch like the matting stages': an elliptic person with a soft edge on a random image;
+    'x' the network input (normalised RGB; M-Net: + the one-hot trimap), 'classes' (B, S, S) int32 trimap
+    classes (bg / unknown / fg), 'alpha' (B, S, S, 1), 'fg' / 'bg' (B, S, S, 3) in [0, 1]."""
+    from jhuman.ops import matting as matting_ops
+    from jhuman.tasks.common import INPUT_NORMS
+
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:crop, :crop] / crop
+    alpha = np.zeros((batch, crop, crop, 1), np.float32)
+    for b in range(batch):
+        cy, cx, ry, rx = (
+            rng.uniform(0.4, 0.6),
+            rng.uniform(0.4, 0.6),
+            rng.uniform(0.25, 0.4),
+            rng.uniform(0.1, 0.25),
+        )
+        distance = np.sqrt(((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2)
+        alpha[b, ..., 0] = np.clip((1.1 - distance) / 0.2, 0, 1)
+    fg = rng.uniform(0, 1, (batch, crop, crop, 3)).astype(np.float32)
+    bg = rng.uniform(0, 1, (batch, crop, crop, 3)).astype(np.float32)
+    image = 255 * (alpha * fg + (1 - alpha) * bg)
+    mean, std, _ = INPUT_NORMS["torchvision"]
+    x = ((image - mean) / std).astype(np.float32)
+    classes = np.where(alpha[..., 0] >= 1, 2, np.where(alpha[..., 0] > 0, 1, 0)).astype(np.int32)
+    if MATTING_CASES[name][0] == "mnet":
+        assert matting_ops.CLASSES[2] == "foreground"
+        x = np.concatenate([x, np.eye(3, dtype=np.float32)[classes]], axis=-1)
+    return {"x": x, "classes": classes, "alpha": alpha, "fg": fg, "bg": bg}
+
+
+def jhuman_matting_loss(name: str):
+    """loss(outputs, batch) of the case's stage: L_t (T-Net) or L_p on alpha_r (M-Net)."""
+    import jax.numpy as jnp
+
+    from jhuman.ops import matting as matting_ops
+
+    if MATTING_CASES[name][0] == "tnet":
+        return lambda logits, batch: matting_ops.trimap_loss(logits, batch["classes"])
+
+    def loss(alpha, batch):
+        has_fg_bg = jnp.ones((alpha.shape[0],), bool)
+        return matting_ops.prediction_loss(alpha, batch["alpha"], batch["fg"], batch["bg"], has_fg_bg)[0]
+
+    return loss
+
+
+def torch_matting_loss(name: str):
+    """The torch twin of jhuman_matting_loss on NCHW tensors (targets: torch_matting_targets)."""
+    from benchmarks import torch_nets as tn
+
+    if MATTING_CASES[name][0] == "tnet":
+        return lambda logits, t: tn.trimap_loss(logits, t["classes"])
+    return lambda alpha, t: tn.prediction_loss(alpha, t["alpha"], t["fg"], t["bg"])
+
+
+def torch_matting_targets(batch: dict) -> dict:
+    import torch
+
+    nchw = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1)))  # noqa: E731
+    return {
+        "classes": torch.from_numpy(batch["classes"].astype(np.int64)),
+        "alpha": nchw(batch["alpha"]),
+        "fg": nchw(batch["fg"]),
+        "bg": nchw(batch["bg"]),
+    }
+
+
+class MattingJhumanRunner:
+    """A matting network's jitted train step (network + loss + Adam, state donated) and inference, compiled
+    ahead of time on fixed device batches; the same interface as JhumanRunner."""
+
+    def __init__(self, name: str, size: str, dtype: str, train_batch: dict, infer_x: np.ndarray):
+        import optax
+
+        net, _ = matting_networks(name, size, dtype)
+        loss_fn = jhuman_matting_loss(name)
+        variables = jax.jit(net.init)(jax.random.key(0), infer_x[:1])
+        self.initial_variables = jax.device_get(variables)
+        optimizer = optax.adam(MATTING_LR)
+        self.state = {
+            "params": variables["params"],
+            "batch_stats": variables["batch_stats"],
+            "opt": optimizer.init(variables["params"]),
+            "rng": jax.random.key(1),
+        }
+
+        def step(state, batch):
+            rng, dropout = jax.random.split(state["rng"])
+
+            def loss(params):
+                out, new = net.apply(
+                    {"params": params, "batch_stats": state["batch_stats"]},
+                    batch["x"],
+                    train=True,
+                    rngs={"dropout": dropout},
+                    mutable=["batch_stats"],
+                )
+                return loss_fn(out, batch), new["batch_stats"]
+
+            (value, stats), grads = jax.value_and_grad(loss, has_aux=True)(state["params"])
+            updates, opt = optimizer.update(grads, state["opt"], state["params"])
+            params = optax.apply_updates(state["params"], updates)
+            return {"params": params, "batch_stats": stats, "opt": opt, "rng": rng}, value
+
+        self.batch = jax.device_put(train_batch)
+        self.images = jax.device_put(infer_x)
+        t = time.perf_counter()
+        self.step = jax.jit(step, donate_argnums=0).lower(self.state, self.batch).compile()
+        self.train_compile_s = time.perf_counter() - t
+        self.train_flops = _flops(self.step)
+        infer = jax.jit(lambda v, x: net.apply(v, x))
+        t = time.perf_counter()
+        self.infer_fn = infer.lower(self._variables(), self.images).compile()
+        self.infer_compile_s = time.perf_counter() - t
+        self.infer_flops = _flops(self.infer_fn)
+
+    def _variables(self):
+        return {"params": self.state["params"], "batch_stats": self.state["batch_stats"]}
+
+    def train_step(self):
+        self.state, loss = self.step(self.state, self.batch)
+        jax.block_until_ready((self.state, loss))
+
+    def infer(self):
+        jax.block_until_ready(self.infer_fn(self._variables(), self.images))
+
+
+def matting_torch_runner(name, size, variables, batch, infer_x, compiled, device, dtype, memory_format):
+    """TorchRunner over the case's torch twin (jhuman's initial variables), Adam at MATTING_LR."""
+    import torch
+
+    from benchmarks import torch_nets as tn
+
+    model = tn.load_jhuman_variables(matting_networks(name, size)[1], variables)
+    return TorchRunner(
+        model,
+        lambda m: torch.optim.Adam(m.parameters(), lr=MATTING_LR),
+        torch_matting_loss(name),
+        batch["x"],
+        torch_matting_targets(batch),
+        infer_x,
+        compiled,
+        device,
+        dtype,
+        memory_format,
+    )
+
+
 # --- the benchmark ---------------------------------------------------------------------------------------------
 
 
@@ -442,25 +658,49 @@ def _timed(fn, cpu_times=None) -> float:
     return time.perf_counter() - t
 
 
-def bench_case(name, args, device, memory_format) -> list[dict]:
+def _contenders(name, args, device, memory_format):
+    """(runners {'jhuman', 'eager', 'compiled'}, crop, train batch, inference batch, dtype) of a case."""
     accel = on_accelerator()
-    config = case_config(name, args.size, args.dtype or ("" if accel else "float32"))
-    train_batch = args.batch or (int(config.train.batch_size) if accel else 2)
-    infer_batch = args.infer_batch or (train_batch if accel else 1)
-    with config.unlocked():
-        config.train.batch_size = train_batch
-    batch = host_batch(config, train_batch)
-    infer_images = host_batch(config, infer_batch, seed=1)["image"]
-    dtype = str(config.train.compute_dtype)
+    if name in MATTING_CASES:
+        crop = matting_crop(name, args.size)
+        dtype = args.dtype or ("bfloat16" if accel else "float32")
+        train_batch = args.batch or (MATTING_CASES[name][2] if accel else 2)
+        infer_batch = args.infer_batch or (train_batch if accel else 1)
+        batch = matting_batch(name, crop, train_batch)
+        infer_images = matting_batch(name, crop, infer_batch, seed=1)["x"]
+        print(f"[{name}] jhuman: build + compile", flush=True)
+        jh = MattingJhumanRunner(name, args.size, dtype, batch, infer_images)
 
-    print(f"[{name}] jhuman: build + compile", flush=True)
-    jh = JhumanRunner(config, batch, infer_images)
-    runners = {"jhuman": jh}
+        def torch_runner(compiled):
+            return matting_torch_runner(
+                name, args.size, jh.initial_variables, batch, infer_images, compiled, device, dtype,
+                memory_format,
+            )  # fmt: skip
+    else:
+        config = case_config(name, args.size, args.dtype or ("" if accel else "float32"))
+        train_batch = args.batch or (int(config.train.batch_size) if accel else 2)
+        infer_batch = args.infer_batch or (train_batch if accel else 1)
+        with config.unlocked():
+            config.train.batch_size = train_batch
+        batch = host_batch(config, train_batch)
+        infer_images = host_batch(config, infer_batch, seed=1)["image"]
+        dtype, crop = str(config.train.compute_dtype), int(config.data.crop_size)
+        print(f"[{name}] jhuman: build + compile", flush=True)
+        jh = JhumanRunner(config, batch, infer_images)
+
+        def torch_runner(compiled):
+            return config_torch_runner(
+                config, jh.initial_variables, batch, infer_images, compiled, device, dtype, memory_format
+            )
+
+    runners = {"jhuman": jh, "eager": torch_runner(False), "compiled": torch_runner(True)}
+    return runners, crop, train_batch, infer_batch, dtype
+
+
+def bench_case(name, args, device, memory_format) -> list[dict]:
+    runners, crop, train_batch, infer_batch, dtype = _contenders(name, args, device, memory_format)
+    jh = runners["jhuman"]
     compile_s = {"jhuman": {"train": jh.train_compile_s, "infer": jh.infer_compile_s}}
-    for contender, compiled in (("eager", False), ("compiled", True)):
-        runners[contender] = TorchRunner(
-            config, jh.initial_variables, batch, infer_images, compiled, device, dtype, memory_format
-        )
     gflop = {"train": jh.train_flops / 1e9, "infer": jh.infer_flops / 1e9}
     rows = []
     for mode in ("train", "infer"):
@@ -479,7 +719,7 @@ def bench_case(name, args, device, memory_format) -> list[dict]:
         row = {
             "case": name,
             "mode": mode,
-            "crop": int(config.data.crop_size),
+            "crop": crop,
             "batch": train_batch if mode == "train" else infer_batch,
             "dtype": dtype,
             "jhuman_ms": round(median["jhuman"] * 1e3, 2),
@@ -505,7 +745,7 @@ def bench_case(name, args, device, memory_format) -> list[dict]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma list of {list(CASES)}")
+    parser.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma list of {ALL_CASES}")
     parser.add_argument("--size", default="full", choices=["full", "tiny"])
     parser.add_argument("--steps", type=int, default=0, help="timed rounds (default: 3 on CPU, 20 otherwise)")
     parser.add_argument(
@@ -526,9 +766,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="output path (default benchmarks/peers.json)")
     args = parser.parse_args(argv)
     names = [n for n in args.cases.split(",") if n]
-    unknown = sorted(set(names) - set(CASES))
+    unknown = sorted(set(names) - set(ALL_CASES))
     if unknown:
-        parser.error(f"unknown case(s) {unknown}; valid: {list(CASES)}")
+        parser.error(f"unknown case(s) {unknown}; valid: {ALL_CASES}")
     args.steps = args.steps or (20 if on_accelerator() else 3)
 
     import torch

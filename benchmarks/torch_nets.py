@@ -22,11 +22,18 @@ linen 'net/trunk/layer1/block0/conv1/kernel' (HWIO) -> torch 'net.trunk.layer1.b
   `upsample_aligned`), offsets times `offset_unit`, recurrent refinement of mid- (with the short-range field)
   and long-range offsets (with themselves, then with the short-range field), bilinear sampling at clamped
   landing points.
+- `PSPNet` (Semantic Human Matting's T-Net with 3 classes): the ResNet trunk, pyramid pooling over bins 1, 2, 3,
+  6 (adaptive average pooling, 1x1 conv, norm, ReLU, align_corners upsampling), 3x3 conv + norm + ReLU +
+  Dropout2d, 1x1 classifier, logits upsampled as PersonLab's (`upsample_aligned`).
+- `MNet`: VGG-16-named encoder (13 convs, each with norm and ReLU, four 2x2 max-pools with indices) and the
+  decoder of five 5x5 convs with norm and ReLU and four max-unpoolings, then a 5x5 prediction and a sigmoid.
 - `Normalized`: ImageNet mean/std on raw 0..255 RGB (model.input_norm='torchvision'), then the net.
 Images are NCHW float 0..255; parsing outputs are NCHW, PersonLab's outputs NHWC (B, H, W, K[, 2]) as jhuman's.
+The matting nets are NCHW throughout and take prepared inputs (normalised RGB; M-Net: + the trimap).
 
 Losses: `parsing_loss` (per-image softmax cross-entropy over non-ignored pixels of `label[::os, ::os]`, mean
-over the batch, summed over the fused and per-scale logits: jhuman.tasks.parsing.parsing_losses without SSL)
+over the batch, summed over the fused and per-scale logits: jhuman.tasks.parsing.parsing_losses without SSL),
+`trimap_loss` / `prediction_loss` (SHM's L_t, and L_p with the Charbonnier and composition terms),
 and `personlab_loss` (the five terms of jhuman.ops.personlab_losses on DENSE targets given precomputed).
 """
 
@@ -434,6 +441,122 @@ class Normalized(nn.Module):
         return self.net((images.float() - self.mean) / self.std)
 
 
+# --- Semantic Human Matting ---------------------------------------------------------------------------------------
+
+
+class PyramidPooling(nn.Module):
+    """PSPNet's pyramid pooling: per bin size b, adaptive average pooling to b x b, 1x1 conv (C / len(bins)),
+    norm, ReLU, bilinear back with align_corners=True; concatenated after the input."""
+
+    def __init__(self, cin, bins=(1, 2, 3, 6), norm="batch"):
+        super().__init__()
+        self.bins = tuple(bins)
+        for i in range(len(self.bins)):
+            self.add_module(f"conv{i}", conv(cin, cin // len(self.bins), 1))
+            self.add_module(f"bn{i}", Norm2d(cin // len(self.bins), norm))
+
+    def forward(self, x):
+        size = x.shape[2:]
+        out = [x]
+        for i, bins in enumerate(self.bins):
+            y = F.adaptive_avg_pool2d(x.float(), bins).to(x.dtype)
+            y = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y)))
+            out.append(F.interpolate(y.float(), size=size, mode="bilinear", align_corners=True).to(x.dtype))
+        return torch.cat(out, dim=1)
+
+
+class PSPNet(nn.Module):
+    """jhuman.models.pspnet.PSPNet: dilated ResNet trunk, pyramid pooling on res5, 3x3 conv (8 width) + norm +
+    ReLU + Dropout2d, 1x1 classifier; (B, 3, H, W) normalised -> logits (B, C, H, W) float32 upsampled with
+    logit i on input pixel os * i (upsample_aligned)."""
+
+    def __init__(
+        self, num_classes=3, width=64, stage_sizes=(3, 4, 6, 3), bins=(1, 2, 3, 6), output_stride=8,
+        norm="batch", dropout_rate=0.1,
+    ):  # fmt: skip
+        super().__init__()
+        self.trunk = ResNet(tuple(stage_sizes), width, output_stride, norm)
+        cin = self.trunk.out_channels
+        self.ppm = PyramidPooling(cin, bins, norm)
+        self.bottleneck, self.bottleneck_bn = conv(2 * cin, 8 * width, 3), Norm2d(8 * width, norm)
+        self.dropout = nn.Dropout2d(dropout_rate)
+        self.classifier = conv(8 * width, num_classes, 1, bias=True)
+        self.output_stride = output_stride
+
+    def forward(self, x):
+        y = self.ppm(self.trunk(x)["res5"])
+        y = self.dropout(F.relu(self.bottleneck_bn(self.bottleneck(y))))
+        logits = self.classifier(y)
+        with torch.autocast(x.device.type, enabled=False):
+            return upsample_aligned(logits, tuple(x.shape[2:]), self.output_stride)
+
+
+class MNetEncoder(nn.Module):
+    """VGG-16's 13 convs (conv{b}_{k}, bias) each with norm bn{b}_{k} + ReLU, 2x2 max-pools with indices after
+    blocks 1-4."""
+
+    def __init__(self, cin=6, width=64, norm="batch"):
+        super().__init__()
+        for block, num_convs, mult in VGG16_BLOCKS:
+            for k in range(1, num_convs + 1):
+                self.add_module(f"conv{block}_{k}", conv(cin, width * mult, 3, bias=True))
+                self.add_module(f"bn{block}_{k}", Norm2d(width * mult, norm))
+                cin = width * mult
+
+    def forward(self, x):
+        indices = []
+        for i, (block, num_convs, _) in enumerate(VGG16_BLOCKS):
+            if i > 0:
+                x, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+                indices.append(idx)
+            for k in range(1, num_convs + 1):
+                x = F.relu(getattr(self, f"bn{block}_{k}")(getattr(self, f"conv{block}_{k}")(x)))
+        return x, indices
+
+
+MNET_DECODER = (
+    ("deconv5", 8, 3),
+    ("deconv4", 4, 2),
+    ("deconv3", 2, 1),
+    ("deconv2", 1, 0),
+    ("deconv1", 1, None),
+)
+
+
+class MNetDecoder(nn.Module):
+    """deconv5 .. deconv1 (5x5, no bias) + norm + ReLU, max-unpooling with the encoder's indices after the
+    first four, pred (5x5, 1 channel) + sigmoid."""
+
+    def __init__(self, width=64, norm="batch"):
+        super().__init__()
+        cin = 8 * width
+        for name, mult, _ in MNET_DECODER:
+            self.add_module(name, conv(cin, width * mult, 5))
+            self.add_module("bn" + name[-1], Norm2d(width * mult, norm))
+            cin = width * mult
+        self.pred = conv(cin, 1, 5, bias=True)
+
+    def forward(self, x, indices):
+        for name, _, pool in MNET_DECODER:
+            x = F.relu(getattr(self, "bn" + name[-1])(getattr(self, name)(x)))
+            if pool is not None:
+                idx = indices[pool]
+                x = F.max_unpool2d(x, idx, 2, 2, output_size=(2 * idx.shape[2], 2 * idx.shape[3]))
+        return torch.sigmoid(self.pred(x).float())
+
+
+class MNet(nn.Module):
+    """jhuman.models.matting.MNet: (B, 3 + trimap_channels, H, W) -> alpha_r (B, 1, H, W) float32 in [0, 1]."""
+
+    def __init__(self, width=64, trimap_channels=3, norm="batch"):
+        super().__init__()
+        self.encoder = MNetEncoder(3 + trimap_channels, width, norm)
+        self.decoder = MNetDecoder(width, norm)
+
+    def forward(self, x):
+        return self.decoder(*self.encoder(x))
+
+
 # --- losses -----------------------------------------------------------------------------------------------------
 
 
@@ -491,6 +614,23 @@ def personlab_loss(outputs, targets, radius=32.0, weights=None):
         mask = targets[f"{name}_mask"] * weight[..., None]
         terms[name] = offset_loss(outputs[f"{name}_offsets"], targets[f"{name}_offsets"], mask, radius)
     return sum(weights[k] * v for k, v in terms.items())
+
+
+def trimap_loss(logits, classes):
+    """jhuman.ops.matting.trimap_loss without weights: mean softmax cross-entropy, logits (B, 3, H, W)."""
+    return F.cross_entropy(logits.float(), classes)
+
+
+def prediction_loss(alpha_p, alpha_g, fg, bg, gamma=0.5, eps=1e-6):
+    """jhuman.ops.matting.prediction_loss with F and B for every example, no weights (NCHW tensors):
+    mean of gamma rho(alpha_p - alpha_g) + (1 - gamma) mean_rgb rho(c_p - c_g), rho(d) = sqrt(d^2 + eps^2)."""
+    alpha_p = alpha_p.float()
+
+    def rho(d):
+        return torch.sqrt(d * d + eps * eps)
+
+    c_p, c_g = alpha_p * fg + (1 - alpha_p) * bg, alpha_g * fg + (1 - alpha_g) * bg
+    return gamma * rho(alpha_p - alpha_g).mean() + (1 - gamma) * rho(c_p - c_g).mean()
 
 
 # --- jhuman variables -> torch ----------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import jax.numpy as jnp  # noqa: E402
 from benchmarks import peers  # noqa: E402
 from benchmarks import torch_nets as tn  # noqa: E402
 from jhuman import tasks  # noqa: E402
-from jhuman.ops import personlab_losses, personlab_targets  # noqa: E402
+from jhuman.ops.personlab import losses as personlab_losses  # noqa: E402
+from jhuman.ops.personlab import targets as personlab_targets  # noqa: E402
 from jhuman.tasks import parsing  # noqa: E402
 
 
@@ -163,3 +164,70 @@ def test_optimizer_groups():
             assert group["weight_decay"] == (float(config.optim.weight_decay) if p.ndim > 1 else 0.0), name
     config = peers.case_config("personlab_resnet101", "tiny")
     assert isinstance(peers.torch_optimizer(config, peers.torch_net(config)), torch.optim.Adam)
+
+
+# --- Semantic Human Matting ---------------------------------------------------------------------------------
+
+
+def nchw(array):
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(array), -1, 1)))
+
+
+def nhwc(tensor):
+    return np.moveaxis(tensor.detach().numpy(), 1, -1)
+
+
+@pytest.mark.parametrize("case", ["tnet_pspnet50_400", "mnet_320"])  # the two 800/400 T-Nets are one tiny net
+def test_same_matting_network(case):
+    """T-Net (PSPNet) and M-Net twins: parameter count, eval outputs, the stage's loss and every gradient; for
+    M-Net (no dropout) also the training-mode output (batch statistics) and the updated running statistics."""
+    net_j, net_t = peers.matting_networks(case, "tiny")
+    batch = peers.matting_batch(case, peers.matting_crop(case, "tiny"), 2)
+    variables = randomised(jax.eval_shape(net_j.init, jax.random.key(0), batch["x"]))
+    net_t = tn.load_jhuman_variables(net_t, variables).eval()
+    assert tn.num_parameters(net_t) == sum(int(np.size(p)) for p in jax.tree.leaves(variables["params"]))
+
+    loss_j = peers.jhuman_matting_loss(case)
+
+    def loss(params):
+        out = net_j.apply({**variables, "params": params}, batch["x"])
+        return loss_j(out, batch), out
+
+    @jax.jit
+    def run(v):  # one compilation: eval outputs, loss, gradients; M-Net's training-mode outputs
+        train = None
+        if case.startswith("mnet"):
+            train = net_j.apply(v, batch["x"], train=True, mutable=["batch_stats"])
+        return jax.value_and_grad(loss, has_aux=True)(v["params"]), train
+
+    ((value_j, out_j), grads_j), train_out = run(variables)
+    x_t = nchw(batch["x"])
+    out_t = net_t(x_t)
+    close(nhwc(out_t), out_j, 1e-4)
+    value_t = peers.torch_matting_loss(case)(out_t, peers.torch_matting_targets(batch))
+    value_t.backward()
+    np.testing.assert_allclose(value_t.item(), float(value_j), rtol=1e-5)
+    expected = tn.jhuman_state_dict({"params": grads_j})
+    for name, param in net_t.named_parameters():
+        g_t, g_j = param.grad.numpy().astype(np.float64), expected[name].numpy().astype(np.float64)
+        assert np.linalg.norm(g_t - g_j) <= 1e-3 * np.linalg.norm(g_j) + 1e-7, name
+
+    if case.startswith("mnet"):
+        train_j, state_j = train_out
+        net_t.train()
+        close(nhwc(net_t(x_t)), train_j, 1e-4)
+        # torch keeps the unbiased batch variance in its running average, linen the biased one: n / (n - 1)
+        # apart, n = B H W of the layer (bn{b}_{k} of the encoder at 1 / 2^(b-1) of the crop, bn{i} of the
+        # decoder at 1 / 2^(i-1))
+        stats = tn.jhuman_state_dict({"batch_stats": state_j["batch_stats"]})
+        before = tn.jhuman_state_dict({"batch_stats": variables["batch_stats"]})
+        crop = batch["x"].shape[1]
+        for name, value in net_t.state_dict().items():
+            if name.endswith("running_mean"):
+                close(value.numpy(), stats[name].numpy(), 1e-4)
+            elif name.endswith("running_var"):
+                level = int(name.split(".")[-2][2])  # 'encoder.bn3_1' / 'decoder.bn3' -> 3
+                n = 2 * (crop // 2 ** (level - 1)) ** 2
+                old = before[name].numpy()
+                unbiased = (stats[name].numpy() - 0.9 * old) / 0.1 * n / (n - 1)
+                close(value.numpy(), 0.9 * old + 0.1 * unbiased, 1e-4)

@@ -1,4 +1,5 @@
-"""Pure image ops shared by the papers (jax.numpy, static shapes): bilinear resizing and bilinear sampling.
+"""Pure image ops shared by the papers (jax.numpy, static shapes): bilinear resizing, bilinear sampling, and
+cropping windows with resizing.
 
 Kernels more than one paper uses live here (parsing's DeepLab and multi-scale testing, PersonLab's heads and
 offset refinement, and the synthesis paper's warps); a paper's own kernels live in its file or folder
@@ -9,6 +10,10 @@ the ground truth at logit resolution is `label[::s, ::s]` and upsampling maps in
 coordinate y / s (clamped at the last logit), i.e. bilinear with aligned corners of that grid
 (`upsample_aligned`, `subsample_labels`). Resizing an image to another size with aligned corners (Caffe's
 Interp layer, PyTorch align_corners=True) is `resize_bilinear`, at the sizes `scaled_size` gives.
+
+Cropping and resizing square windows (`crop_and_resize`, Semantic Human Matting's M-Net window inside the
+T-Net crop) uses half-pixel centres, the geometry of cv2.resize(INTER_LINEAR) and jax.image.resize without
+anti-aliasing, so that the step resamples a window as a host pipeline resizing that crop would.
 
 Sampling a dense field at sub-pixel points (`bilinear_sample`): points are (x, y) = (column, row) in pixels,
 clamped onto the image; the four integer neighbours of the clamped point are read (on the last row/column the
@@ -115,6 +120,24 @@ def resize_bilinear(x, size, interpolation: str = "align_corners"):
     return _resize_separable(x, align_corners_matrix(h, x.shape[1]), align_corners_matrix(w, x.shape[2]))
 
 
+@functools.lru_cache(maxsize=64)
+def adaptive_pool_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size) float32: row i averages input [floor(i in / out), ceil((i + 1) in / out)), the bins
+    of PyTorch's adaptive_avg_pool2d (PSPNet's pyramid pooling)."""
+    matrix = np.zeros((out_size, in_size), np.float64)
+    for i in range(out_size):
+        start, stop = (i * in_size) // out_size, -((-(i + 1) * in_size) // out_size)
+        matrix[i, start:stop] = 1.0 / (stop - start)
+    return matrix.astype(np.float32)
+
+
+def adaptive_average_pool(x, out_hw: tuple[int, int]) -> jnp.ndarray:
+    """(B, H, W, C) -> (B, h, w, C) float32: the mean over each of h x w bins (adaptive_avg_pool2d's)."""
+    rows = adaptive_pool_matrix(int(out_hw[0]), x.shape[1])
+    cols = adaptive_pool_matrix(int(out_hw[1]), x.shape[2])
+    return _resize_separable(x, rows, cols)
+
+
 # --- bilinear sampling of a dense field at points ----------------------------------------------------------------
 
 
@@ -174,3 +197,52 @@ def bilinear_sample(field, points, channels=None, clamp: bool = True):
     return (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * (
         (1 - fx) * at(y1, x0) + fx * at(y1, x1)
     )
+
+
+# --- square windows resized ----------------------------------------------------------------------------------------
+
+
+def _window_coordinates(start, size, out_size: int, in_size: int):
+    """For each window (B,) start and size: the (B, out_size) low index, high index and weight of the high one
+    of each output pixel's source coordinate (half-pixel centres inside the window, clamped to the window and
+    then to the image: edge replication past the border)."""
+    size = jnp.maximum(size, 1).astype(jnp.float32)[:, None]  # (B, 1)
+    i = jnp.arange(out_size, dtype=jnp.float32)[None, :]  # (1, out)
+    within = jnp.clip((i + 0.5) * size / out_size - 0.5, 0.0, size - 1.0)  # (B, out) window coordinate
+    src = jnp.clip(start.astype(jnp.float32)[:, None] + within, 0.0, in_size - 1.0)
+    lo = jnp.floor(src)
+    frac = src - lo
+    lo = lo.astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, in_size - 1)
+    return lo, hi, frac
+
+
+def crop_and_resize(images, windows, out_size: int):
+    """Square windows of images resized to out_size x out_size, bilinear.
+
+    images (B, H, W, C); windows (B, 3) int [y0, x0, size]: the window rows y0 .. y0 + size - 1 and columns
+    x0 .. x0 + size - 1 of each image (traced values: one compiled function for every window). A window may
+    extend past the image: it sees the image's edge values replicated (as cropping an edge-padded image).
+    Output pixel i samples window coordinate (i + 0.5) size / out_size - 0.5 (half-pixel centres, clamped to
+    the window as when resizing the cropped image with cv2.resize INTER_LINEAR, no anti-aliasing when
+    shrinking). -> (B, out_size, out_size, C) float32; gradients flow to the images. Two gathers of rows then
+    columns: O(B out_size (W + out_size) C) work.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    windows = jnp.asarray(windows, jnp.int32)
+    if images.ndim != 4 or windows.shape != (images.shape[0], 3):
+        raise ValueError(
+            f"crop_and_resize: images must be (B, H, W, C) and windows (B, 3), got {images.shape} and "
+            f"{windows.shape}"
+        )
+    out_size = int(out_size)
+    height, width = images.shape[1:3]
+    y0, x0, size = windows[:, 0], windows[:, 1], windows[:, 2]
+    r0, r1, fy = _window_coordinates(y0, size, out_size, height)  # (B, out)
+    c0, c1, fx = _window_coordinates(x0, size, out_size, width)
+
+    take_rows = jax.vmap(lambda image, rows: image[rows])  # (H, W, C), (out,) -> (out, W, C)
+    take_cols = jax.vmap(lambda image, cols: image[:, cols])  # (out, W, C), (out,) -> (out, out, C)
+    fy, fx = fy[:, :, None, None], fx[:, None, :, None]
+    rows = (1.0 - fy) * take_rows(images, r0) + fy * take_rows(images, r1)  # (B, out, W, C)
+    return (1.0 - fx) * take_cols(rows, c0) + fx * take_cols(rows, c1)  # (B, out, out, C)
