@@ -31,7 +31,8 @@ def make_dirs(out_dir):
         os.makedirs(os.path.join(out_dir, d), exist_ok=True)
 
 
-def _write(path, ext, array, params=()):
+def write_encoded(path, ext, array, params=()):
+    """Encode `array` with OpenCV as `ext` ('.jpg', '.png') and write it to `path`."""
     ok, buf = cv2.imencode(ext, array, list(params))
     if not ok:
         raise OSError(f"could not encode {path}")
@@ -42,13 +43,13 @@ def _write(path, ext, array, params=()):
 def write_sample(out_dir, split, sample, image, labels):
     """Write one (H, W, 3) uint8 RGB image and its (H, W) uint8 LIP label map under ID `sample`."""
     assert labels.dtype == np.uint8 and labels.ndim == 2 and labels.shape == image.shape[:2]
-    _write(
+    write_encoded(
         os.path.join(out_dir, IMAGE_DIRS[split], sample + ".jpg"),
         ".jpg",
         cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
         (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY),
     )
-    _write(os.path.join(out_dir, LABEL_DIRS[split], sample + ".png"), ".png", labels)
+    write_encoded(os.path.join(out_dir, LABEL_DIRS[split], sample + ".png"), ".png", labels)
 
 
 def write_ids(out_dir, split, ids):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from input_pipeline.synthetic import background, matte, scene
-from input_pipeline.synthetic.lip_format import sample_id
+from input_pipeline.synthetic.lip_format import sample_id, write_encoded
 
 BACKGROUNDS = 3  # backgrounds per foreground
 JPEG_QUALITY = 95
@@ -30,14 +30,6 @@ def make_dirs(out_dir):
     for split in ("train", "val"):
         for d in FOLDERS:
             os.makedirs(os.path.join(out_dir, split, d), exist_ok=True)
-
-
-def _write(path, ext, array, params=()):
-    ok, buf = cv2.imencode(ext, array, list(params))
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
 
 
 def render_person(seed, index, size):
@@ -54,8 +46,8 @@ def render_and_write(out_dir, split, seed, index, size):
     sample = sample_id(seed, index)
     base = os.path.join(out_dir, split)
     name = sample + ".png"
-    _write(os.path.join(base, "fg", name), ".png", cv2.cvtColor(fg, cv2.COLOR_RGB2BGR))
-    _write(os.path.join(base, "alpha", name), ".png", alpha)
+    write_encoded(os.path.join(base, "fg", name), ".png", cv2.cvtColor(fg, cv2.COLOR_RGB2BGR))
+    write_encoded(os.path.join(base, "alpha", name), ".png", alpha)
     rng = np.random.default_rng([seed, index, 1])
     h, w = alpha.shape
     bgs = []
@@ -63,7 +55,7 @@ def render_and_write(out_dir, split, seed, index, size):
         bh, bw = (max(8, round(s * rng.uniform(*_BG_SCALE))) for s in (h, w))
         bg_name = f"{sample}_{k}.jpg"
         image = background.render_background(rng, bh, bw)
-        _write(
+        write_encoded(
             os.path.join(base, "bg", bg_name),
             ".jpg",
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR),

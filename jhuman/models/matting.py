@@ -4,7 +4,7 @@ the model that chains them with the fusion.
 T-Net (`TNet`): PSPNet-50 with 3 classes (jhuman.models.pspnet), logits (B, H, W, 3) in the trimap order
 jhuman.ops.matting.CLASSES = (background, unknown, foreground); Bs, Us, Fs = their softmax.
 
-M-Net (`MNet`): the Deep Image Matting encoder-decoder with batch norm (SHM section 3.3):
+M-Net (`MNet`): the Deep Image Matting encoder-decoder with batch norm, as SHM describes it:
 - encoder 'encoder': VGG-16's 13 3x3 convs conv1_1 .. conv5_3 (jhuman.models.vgg names and widths: 1, 2, 4, 8,
   8 x width), each followed by batch norm bn{b}_{k} and ReLU; a 2x2 stride-2 max-pooling after blocks 1-4 that
   keeps its argmax (jhuman.ops.matting.max_pool_with_argmax). Four poolings, so conv5_x run at 1/16 and DIM's
@@ -145,7 +145,8 @@ class SemanticHumanMatting(nn.Module):
       {'alpha_r': (B, h, w, 1), 'alpha_p': fused (alpha_r when fusion=False)} float32, h, w multiples of 16;
     - __call__(images, train) -> {'trimap_logits', 'alpha_r', 'alpha_p'}: the test-time pipeline, with the
       end-to-end gradient of alpha_p reaching T-Net through the fusion and M-Net's trimap input.
-    train=True needs a 'dropout' rng for the T-Net (PSPNet's dropout).
+    train=True needs a 'dropout' rng for the T-Net (PSPNet's channel dropout, rate tnet_dropout_rate; 0 takes
+    none).
     """
 
     tnet_width: int = 64
@@ -156,11 +157,16 @@ class SemanticHumanMatting(nn.Module):
     input_norm: str = "torchvision"
     dtype: Any = jnp.float32
     norm: str = "batch"
+    tnet_dropout_rate: float = 0.1
 
     def setup(self):
         check_input_norm(self.input_norm)
         self.tnet = TNet(
-            width=self.tnet_width, stage_sizes=tuple(self.tnet_stage_sizes), norm=self.norm, dtype=self.dtype
+            width=self.tnet_width,
+            stage_sizes=tuple(self.tnet_stage_sizes),
+            norm=self.norm,
+            dropout_rate=self.tnet_dropout_rate,
+            dtype=self.dtype,
         )
         self.mnet = MNet(self.mnet_width, self.trimap_channels, self.norm, self.dtype)
 

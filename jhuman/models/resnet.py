@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jhuman.models.conv import Conv
+from jhuman.ops.materialize import materialize
 
 # torchvision BatchNorm2d: eps 1e-5, momentum 0.1 (a running average keeping 0.9 of the old value).
 BN_MOMENTUM = 0.9
@@ -100,7 +101,7 @@ class Bottleneck(nn.Module):
         if self.stride != 1 or x.shape[-1] != 4 * self.planes:
             shortcut = _conv(4 * self.planes, 1, self.stride, name="downsample_conv", dtype=self.dtype)(x)
             shortcut = _norm(self.norm, train, "downsample_bn", self.dtype)(shortcut)
-        return nn.relu(out + shortcut)
+        return materialize(nn.relu(out + shortcut))  # no recomputation of earlier blocks (ops/materialize)
 
 
 class Stage(nn.Module):

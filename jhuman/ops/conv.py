@@ -10,7 +10,8 @@ accumulated in float32. Values are those of `lax.conv_general_dilated` and its a
 The product only wins where the contraction is large: every 1x1 convolution, and k x k ones whose input and
 output both have at least `PATCH_MIN_CHANNELS` channels. For narrow k x k convolutions (a tiny model's
 layers, a classifier with 20 outputs) the k*k-times larger patch matrix costs more than XLA's convolution
-saves, so `conv_general_dilated` leaves those to XLA's own gradient (`uses_patch_gradient`). The
+saves, so `conv_general_dilated` leaves those to XLA's own gradient (`uses_patch_gradient`), and so it does on
+every other backend (this is a fix for XLA:CPU, not measured elsewhere). The
 measurements behind both choices are in benchmarks/RESULTS.md ("Convolution weight gradients").
 """
 
@@ -27,8 +28,11 @@ DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 PATCH_MIN_CHANNELS = 128
 
 
-def uses_patch_gradient(kernel_shape) -> bool:
-    """Whether `conv_general_dilated` computes this HWIO kernel's weight gradient as a patch product."""
+def uses_patch_gradient(kernel_shape, backend: str | None = None) -> bool:
+    """Whether `conv_general_dilated` computes this HWIO kernel's weight gradient as a patch product: on the
+    CPU backend only (GPU and TPU compilers have their own weight-gradient kernels, which we leave alone)."""
+    if (backend or jax.default_backend()) != "cpu":
+        return False
     kh, kw, cin, cout = kernel_shape
     return kh * kw == 1 or min(cin, cout) >= PATCH_MIN_CHANNELS
 

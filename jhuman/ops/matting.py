@@ -14,7 +14,7 @@ read "unknown" as the foreground channel in the fusion; `fuse` takes channel 2 a
 - `prediction_loss`: L_p = gamma |alpha_p - alpha_g| + (1 - gamma) |c_p - c_g| (SHM eq. 5), each |.| the
   Charbonnier sqrt(d^2 + eps^2) of Deep Image Matting, c = alpha F + (1 - alpha) B from the ground-truth F, B.
 - `trimap_loss`: L_t, the 3-class softmax cross-entropy of the T-Net logits against the trimap classes.
-The total of the end-to-end stage, L = L_p + 0.01 L_t (SHM eq. 6), is the task's sum of these two.
+The total of the end-to-end stage, L = L_p + 0.01 L_t (SHM), is the task's sum of these two.
 """
 
 from __future__ import annotations

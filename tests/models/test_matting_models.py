@@ -96,7 +96,20 @@ def test_semantic_human_matting_paths_fusion_and_methods(numpy_init):
     assert "tnet/trunk/conv1/kernel" in paths(variables["params"])
     assert "mnet/encoder/conv1_1/kernel" in paths(variables["params"])
 
-    out = jax.jit(model.apply)(variables, x)
+    classes = np.random.default_rng(1).integers(0, 3, (2, 32, 32))
+    one_hot = np.eye(3, dtype=np.float32)[classes]
+    ablation_model = tiny_shm(fusion=False)
+
+    @jax.jit
+    def run(v, images, trimap):  # one compilation for the four calls
+        return (
+            model.apply(v, images),
+            model.apply(v, images, method="trimap_logits"),
+            model.apply(v, images, trimap, method="alpha"),
+            ablation_model.apply(v, images),  # same parameters, no fusion
+        )
+
+    out, logits, alpha, ablation = run(variables, x, one_hot)
     assert sorted(out) == ["alpha_p", "alpha_r", "trimap_logits"]
     assert out["trimap_logits"].shape == (2, 32, 32, 3) and out["alpha_p"].shape == (2, 32, 32, 1)
     probs = jax.nn.softmax(out["trimap_logits"], axis=-1)
@@ -104,20 +117,22 @@ def test_semantic_human_matting_paths_fusion_and_methods(numpy_init):
         out["alpha_p"], probs[..., 2:] + probs[..., 1:2] * out["alpha_r"], rtol=1e-5, atol=1e-6
     )
     assert float(jnp.abs(out["alpha_p"] - out["alpha_r"]).max()) > 1e-3
-
-    logits = jax.jit(lambda v, i: model.apply(v, i, method="trimap_logits"))(variables, x)
     np.testing.assert_allclose(logits, out["trimap_logits"], rtol=1e-5, atol=1e-5)
 
     # alpha() with a given (one-hot) trimap: fused = 1 on foreground, 0 on background, alpha_r on unknown
-    classes = np.random.default_rng(1).integers(0, 3, (2, 32, 32))
-    one_hot = np.eye(3, dtype=np.float32)[classes]
-    alpha = jax.jit(lambda v, i, t: model.apply(v, i, t, method="alpha"))(variables, x, one_hot)
     expected = np.where(classes == 2, 1.0, np.where(classes == 1, np.asarray(alpha["alpha_r"])[..., 0], 0.0))
     np.testing.assert_allclose(alpha["alpha_p"][..., 0], expected, rtol=1e-6)
 
-    ablation = jax.jit(tiny_shm(fusion=False).apply)(variables, x)  # same parameters, no fusion
     np.testing.assert_array_equal(ablation["alpha_p"], ablation["alpha_r"])
     np.testing.assert_allclose(ablation["alpha_r"], out["alpha_r"], rtol=1e-5, atol=1e-6)
+
+    # training mode: batch statistics of both nets; T-Net dropout needs an rng unless its rate is 0
+    _, state = jax.eval_shape(
+        lambda v: tiny_shm(tnet_dropout_rate=0.0).apply(v, x, train=True, mutable=["batch_stats"]), variables
+    )
+    assert sorted(state["batch_stats"]) == ["mnet", "tnet"]
+    with pytest.raises(Exception, match="dropout"):
+        jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), variables)
 
     single = tiny_shm(trimap_channels=1)
     shapes = jax.eval_shape(single.init, jax.random.key(0), x)

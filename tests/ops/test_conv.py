@@ -68,6 +68,7 @@ def test_patch_gradient_only_where_it_wins(monkeypatch):
     assert conv_ops.uses_patch_gradient((3, 3, 256, 256))
     assert not conv_ops.uses_patch_gradient((3, 3, 2048, 20))
     assert not conv_ops.uses_patch_gradient((3, 3, 16, 16))
+    assert not conv_ops.uses_patch_gradient((1, 1, 8, 4), backend="gpu")  # XLA:CPU only
     calls = []
     monkeypatch.setattr(conv_ops, "conv2d", lambda *a: calls.append(a[1].shape) or reference(*a))
     x = jnp.zeros((1, 5, 5, 128), jnp.float32)
