@@ -67,11 +67,6 @@ def check_choice(key: str, value: str, valid) -> str:
     return value
 
 
-def trimap_classes(values):
-    """uint8 0 / 128 / 255 (any value not 0 or 255 = unknown) -> int32 classes; jnp or numpy."""
-    return matting_ops.trimap_classes(values)
-
-
 class MattingEvaluator:
     """Predicts each batch on device, scores it on the host: alpha metrics per example over its valid region
     (MattingScores: both protocols) and the trimap accuracy summed over pixels."""
@@ -103,7 +98,9 @@ class MattingEvaluator:
                     trimap,
                 )
             if self.trimap:
-                acc["correct"] += int(np.sum(np.asarray(out["trimap"][i, :h, :w]) == trimap_classes(trimap)))
+                acc["correct"] += int(
+                    np.sum(np.asarray(out["trimap"][i, :h, :w]) == matting_ops.trimap_classes(trimap))
+                )
                 acc["pixels"] += h * w
         return acc
 
@@ -224,7 +221,9 @@ class MattingTask(common.ReaderData):
     def predict_with_trimap(self, variables, images, trimap_values):
         """M-Net fed a given trimap (uint8 0 / 128 / 255, (B, H, W)) as one-hot probabilities, fused with it:
         {'alpha': (B, H, W, 1), 'alpha_r': (B, H, W, 1)}."""
-        probs = jax.nn.one_hot(trimap_classes(trimap_values), len(matting_ops.CLASSES), dtype=jnp.float32)
+        probs = jax.nn.one_hot(
+            matting_ops.trimap_classes(trimap_values), len(matting_ops.CLASSES), dtype=jnp.float32
+        )
         out, _ = self._apply(variables, images, probs, method="alpha")
         return {"alpha": out["alpha_p"].astype(jnp.float32), "alpha_r": out["alpha_r"].astype(jnp.float32)}
 
@@ -267,7 +266,8 @@ class MattingTask(common.ReaderData):
     # --- pictures ----------------------------------------------------------------------------------------
     def visualize(self, batch, outputs) -> dict:
         """One row per example: image | trimap | T-Net trimap | ground-truth alpha | alpha | composite, each
-        cropped to the example's size (the test-time pipeline's outputs: `predict`)."""
+        cropped to the example's size. The outputs are the test-time pipeline's (`predict`: T-Net's trimap into
+        M-Net), also after the stages that train one network only (the other is then at its initialisation)."""
         from jhuman import viz
 
         def row(i, image):
