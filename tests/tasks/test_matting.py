@@ -43,6 +43,7 @@ def tiny_config(stage, runs=None, cache=None, steps=None, **overrides):
         "eval.batch_size": 8,
         "eval.limit": 16,
         "eval.pad_size": 96,
+        "mesh.data": 1,  # one device: on 2 CPU cores 8 fake devices only add overhead
     }
     if cache is not None:
         base["data.cache_dir"] = cache
