@@ -22,7 +22,7 @@ demo: $(BIN)/jhuman
 	@echo "pictures: $(WORKDIR)/pictures/ and $(WORKDIR)/predict/"
 
 test: $(BIN)/jhuman
-	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
 
 # One formatter and linter for the whole tree (configured in pyproject.toml); CI fails on either.
 lint: $(BIN)/jhuman

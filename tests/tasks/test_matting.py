@@ -19,6 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MATTING = os.path.join(REPO, "configs", "matting.py")
 SWEEP = os.path.join(REPO, "configs", "ablations", "matting.py")
 STEPS = {"tnet": 150, "mnet": 150, "end2end": 100}
+# One xdist worker trains the module's stages once (make test runs `-n 2 --dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("matting_stages")
 
 
 def tiny_config(stage, runs=None, cache=None, steps=None, **overrides):
