@@ -7,6 +7,7 @@ resume on 1 (or the reverse).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -21,6 +22,15 @@ ITEM = "default"  # the manager's folder of a step's one item (what a plain PyTr
 
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written (disk full, folder gone); the message is one line."""
+
+
+class _ReportedWriteFailures(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" reports of the failed save's writer tasks (the
+    same failure, already reported as one CheckpointSaveError line), logged whenever those tasks are
+    garbage-collected; every other asyncio record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Task exception was never retrieved")
 
 
 def _reason(error: BaseException) -> str:
@@ -68,6 +78,9 @@ class Checkpoints:
         return sorted(ocp.utils.checkpoint_steps(self.directory)) if os.path.isdir(self.directory) else []
 
     def _failed(self, error: BaseException) -> CheckpointSaveError:
+        asyncio_logger = logging.getLogger("asyncio")
+        if not any(isinstance(f, _ReportedWriteFailures) for f in asyncio_logger.filters):
+            asyncio_logger.addFilter(_ReportedWriteFailures())
         good = [s for s in self.finished_steps() if s != self._saving]
         last = f"step {good[-1]}" if good else "none"
         return CheckpointSaveError(

@@ -94,7 +94,7 @@ def test_same_network(case):
 
     # Forward: every output of the model, eval mode.
     images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2)
-    out_j, _ = task.apply(variables, batch["image"])
+    out_j, _ = jax.jit(task.apply)(variables, batch["image"])  # compiled: op-by-op dispatch took minutes
     out_t = net(images)
     for key, value in out_j.items():
         torch_value = out_t[key].detach().numpy()
@@ -106,7 +106,7 @@ def test_same_network(case):
 
     # Loss and gradients of every parameter.
     loss_fn = jhuman_loss_fn(config, task, batch)
-    loss_j, grads_j = jax.value_and_grad(loss_fn)(variables["params"], variables)
+    loss_j, grads_j = jax.jit(jax.value_and_grad(loss_fn))(variables["params"], variables)
     targets = peers.torch_targets(config, batch)
     loss_t = peers.torch_loss_fn(config)(net(images), targets)
     loss_t.backward()
