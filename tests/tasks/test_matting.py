@@ -67,7 +67,7 @@ def evaluate_at_init(config):
     return train.evaluate(setup, state), host(state)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist may interleave other modules, which ends a module fixture
 def stages(tmp_path_factory, synthetic_cache):
     """The three stages and the assembled one ('no end-to-end': train.steps=0) trained once for the module."""
     runs = tmp_path_factory.mktemp("matting_runs")
