@@ -103,7 +103,10 @@ def cmd_eval(args, overrides):
 def cmd_predict(args, overrides):
     from jhuman import train
 
-    images, out = os.path.abspath(args.images), os.path.abspath(args.out)
+    out = os.path.abspath(args.out)
+    if args.video is not None:
+        return _predict_video(args, overrides, out)
+    images = os.path.abspath(args.images)
     if not os.path.isdir(images):
         raise UsageError(f"--images {args.images}: not a folder of images")
     if out == images or out.startswith(images + os.sep):
@@ -115,6 +118,27 @@ def cmd_predict(args, overrides):
         f"step {step}: wrote predictions for {summary['num_images']} images to {args.out} "
         f"({summary['num_skipped']} skipped, {len(summary.get('converted', ()))} converted to 8-bit RGB: "
         "see the results JSON)"
+    )
+
+
+def _predict_video(args, overrides, out):
+    from jhuman import train
+
+    if not os.path.isfile(args.video):
+        raise UsageError(f"--video {args.video}: no such file")
+    if os.path.isfile(out):
+        raise UsageError(f"--out {args.out} is a file; give a folder for the frames and videos")
+    _, setup, state, step = _restore(args.workdir, overrides)
+    if not hasattr(setup.task, "predict_video"):
+        raise UsageError(f"--video: the {setup.config.task!r} task predicts folders of images, not videos")
+    try:
+        summary = setup.task.predict_video(train.eval_variables(state), args.video, args.out)
+    except ValueError as e:
+        raise UsageError(f"--video {args.video}: {e}") from None
+    streams = ", ".join(summary["streams"].values())
+    print(
+        f"step {step}: wrote {summary['num_frames']} frames of {args.video} to {args.out} ({streams}; "
+        f"{'TRUNCATED: ' if summary['truncated'] else ''}{summary['reported_frames']} frames in its header)"
     )
 
 
@@ -225,9 +249,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.set_defaults(fn=cmd_eval)
 
-    p = sub.add_parser("predict", help="predict a folder of images: pictures + machine-readable results")
+    p = sub.add_parser(
+        "predict",
+        help="predict a folder of images (or a video, frame by frame): pictures + machine-readable results",
+    )
     p.add_argument("--workdir", required=True)
-    p.add_argument("--images", required=True)
+    inputs = p.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--images", help="a folder of images")
+    inputs.add_argument("--video", help="a video file (tasks that predict videos: matting)")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_predict)
 

@@ -318,6 +318,32 @@ class MattingTask(common.ReaderData):
             indent=2,
         )
 
+    def predict_video(self, variables, video_path: str, out_dir: str) -> dict:
+        """A video matted frame by frame through predict_folder's path (same capping, padding, fusion):
+        `<out_dir>/alpha/<k>.png` (8-bit mattes, lossless, k from 0), `alpha.mp4` (the matte as gray),
+        `composite.mp4` (the person over a checkerboard or `eval.background`), `trimap.mp4` (T-Net's trimap)
+        and `mattes_video.json` (fps, frame size, per-frame alpha mean and unknown fraction; see
+        jhuman.video.predict_video). One compiled program serves every frame (they share one size)."""
+        from jhuman import video
+
+        max_side = int(self.config.eval.max_side)
+        background = self._background()
+
+        def frame_outputs(frame, inside, outputs):
+            alpha, trimap_png, composite = _matte_arrays(frame, inside, outputs, background)
+            streams = {"alpha": alpha, "composite": composite, "trimap": trimap_png}
+            return streams, {"alpha": alpha}, _matte_entry(alpha, trimap_png)
+
+        return video.predict_video(
+            variables,
+            video_path,
+            out_dir,
+            prepare=lambda frame: fit_for_prediction(frame, max_side),
+            predict=self._predict_jit,
+            frame_outputs=frame_outputs,
+            results_file="mattes_video.json",
+        )
+
     def _background(self):
         path = self.config.eval.get("background", "")
         if not path:
@@ -358,8 +384,10 @@ def fit_for_prediction(image, max_side: int):
     return padded.astype(np.float32), (sh, sw)
 
 
-def _write_matte(out_dir, name, stem, image, inside, outputs, background) -> list:
-    """The four pictures of one image (see MattingTask.predict_folder); its mattes.json entry."""
+def _matte_arrays(image, inside, outputs, background):
+    """(alpha float32 (H, W) in [0, 1], trimap uint8 (H, W) 0 / 128 / 255, composite RGB uint8 (H, W, 3)) of
+    one image at its own size: the network's outputs cut out of the padding (`inside` = (h, w) there) and
+    resized back; the person over `background` (None: a checkerboard)."""
     import cv2
 
     from jhuman import viz
@@ -374,7 +402,24 @@ def _write_matte(out_dir, name, stem, image, inside, outputs, background) -> lis
     alpha = np.clip(alpha, 0.0, 1.0).reshape(h, w)
     trimap_png = np.asarray(matting_ops.TRIMAP_VALUES, np.uint8)[trimap.reshape(h, w)]
     back = viz.checkerboard(h, w) if background is None else viz.cover(background, h, w)
-    composite = viz.composite(image, alpha, back)
+    return alpha, trimap_png, viz.composite(image, alpha, back)
+
+
+def _matte_entry(alpha, trimap_png) -> dict:
+    return {
+        "alpha_mean": round(float(alpha.mean()), 6),
+        "unknown_fraction": round(
+            float(np.mean(trimap_png == matting_ops.TRIMAP_VALUES[matting_ops.UNKNOWN])), 6
+        ),
+    }
+
+
+def _write_matte(out_dir, name, stem, image, inside, outputs, background) -> list:
+    """The four pictures of one image (see MattingTask.predict_folder); its mattes.json entry."""
+    from jhuman import viz
+
+    h, w = image.shape[:2]
+    alpha, trimap_png, composite = _matte_arrays(image, inside, outputs, background)
     files = {k: f"{stem}{suffix}" for k, suffix in
              (("alpha", ".png"), ("trimap", "_trimap.png"), ("composite", "_composite.png"),
               ("sheet", "_sheet.png"))}  # fmt: skip
@@ -382,13 +427,4 @@ def _write_matte(out_dir, name, stem, image, inside, outputs, background) -> lis
     viz.save_png(os.path.join(out_dir, files["trimap"]), trimap_png)
     viz.save_png(os.path.join(out_dir, files["composite"]), composite)
     viz.save_png(os.path.join(out_dir, files["sheet"]), viz.matte_sheet(image, trimap_png, alpha, composite))
-    return [
-        {
-            "image": name,
-            **files,
-            "height": h,
-            "width": w,
-            "alpha_mean": round(float(alpha.mean()), 6),
-            "unknown_fraction": round(float(np.mean(trimap == matting_ops.UNKNOWN)), 6),
-        }
-    ]
+    return [{"image": name, **files, "height": h, "width": w, **_matte_entry(alpha, trimap_png)}]

@@ -210,6 +210,54 @@ def test_predict_folder_on_odd_images(stages, tmp_path):
     assert written["num_images"] == 4 and written["outputs"]["dot.png"][0] == "dot.png"
 
 
+def test_predict_video_frame_by_frame_through_the_image_path(stages, tmp_path, capsys):
+    """`jhuman predict --video`: every frame matted as `jhuman predict` mattes an image (the same alpha PNG,
+    bit for bit, as predict_folder on that decoded frame), streams with one frame per input frame, and a
+    file that is not a video is one line naming it."""
+    from jhuman import cli, video
+
+    rng = np.random.default_rng(1)
+    path = str(tmp_path / "clip.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (40, 32))
+    for k in range(5):
+        frame = np.full((32, 40, 3), 40 * k, np.uint8)
+        frame[8:28, 12 + k : 24 + k] = rng.integers(0, 255, (20, 12, 3), dtype=np.uint8)
+        writer.write(frame)
+    writer.release()
+    workdir, out = str(stages["runs"] / "end2end"), tmp_path / "out"
+    assert cli.main(["predict", "--workdir", workdir, "--video", path, "--out", str(out)]) == 0
+    summary = json.loads((out / "mattes_video.json").read_text())
+    assert summary["num_frames"] == 5 and not summary["truncated"] and summary["frame_size"] == [32, 40]
+    assert summary["fps"] == pytest.approx(12.0)
+    assert sorted(os.listdir(out / "alpha")) == [f"{k:06d}.png" for k in range(5)]
+    for name in ("alpha", "composite", "trimap"):
+        capture, _, _ = video.open_video(str(out / summary["streams"][name]))
+        frames = list(video.read_frames(capture))
+        assert len(frames) == 5 and frames[0].shape == (32, 40, 3)
+    # The same frames as images through predict_folder: identical mattes.
+    capture, _, _ = video.open_video(path)
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for k, frame in enumerate(video.read_frames(capture)):
+        cv2.imwrite(str(frames_dir / f"{k:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    task = matting.MattingTask(tiny_config("end2end", stages["runs"]))
+    task.predict_folder(
+        train.eval_variables(stages["end2end"]["state"]), str(frames_dir), str(tmp_path / "images")
+    )
+    for k in range(5):
+        by_video = cv2.imread(str(out / "alpha" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        by_image = cv2.imread(str(tmp_path / "images" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(by_video, by_image)
+    (tmp_path / "notes.mp4").write_text("not a video")
+    capsys.readouterr()
+    assert (
+        cli.main(["predict", "--workdir", workdir, "--video", str(tmp_path / "notes.mp4"), "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.mp4" in err[0], err
+
+
 def test_prediction_sizes_are_buckets():
     assert [matting.prediction_size(s, 1500) for s in (1, 32, 33, 100, 700, 1500)] == [
         32,
