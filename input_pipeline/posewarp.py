@@ -155,7 +155,7 @@ def list_videos(root, split) -> list[str]:
     if (base / "frames").is_dir():
         names |= {p.name for p in (base / "frames").iterdir() if p.is_dir()}
     if (base / "info").is_dir():
-        names |= {p.stem for p in (base / "info").iterdir() if p.suffix.lower() == ".mat"}
+        names |= {p.stem for p in (base / "info").iterdir() if p.suffix == ".mat"}
     return sorted(names)
 
 
@@ -421,6 +421,36 @@ def _check_gap(min_gap):
         raise ValueError(f"min_gap must be in [0, 1) (a fraction of the video), got {min_gap}")
 
 
+def _has_pair(num_frames, min_gap) -> bool:
+    return math.floor(min_gap * num_frames) + 1 <= num_frames - 1
+
+
+def _usable_videos(root, split, min_gap, source, tfds_data_dir, stats):
+    """(read, {video name: (its example, frame count)}) of the split's videos whose .mat reads and that have a
+    qualifying pair; videos with a bad .mat are skipped and counted in stats."""
+    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
+    videos = {}
+    for example in examples:
+        try:
+            video = read(example, stats)
+        except CorruptExample as e:
+            stats.record_skip(e.path, e.reason, e.kind)
+            continue
+        if _has_pair(video.num_frames, min_gap):
+            videos[video.name] = (example, video.num_frames)
+    return read, videos
+
+
+def _draw_pairs(frame_counts: dict, num_pairs, seed, min_gap) -> list:
+    names = sorted(frame_counts)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(int(num_pairs) if names else 0):
+        video = names[int(rng.integers(len(names)))]
+        pairs.append((video, *sample_pair(frame_counts[video], rng, min_gap)))
+    return pairs
+
+
 def test_pairs(
     root,
     split="test",
@@ -433,31 +463,13 @@ def test_pairs(
     stats=None,
 ) -> list[tuple[str, int, int]]:
     """The seeded evaluation pairs of `split`: num_pairs (video name, source frame, target frame), each a video
-    drawn uniformly (among those whose .mat reads and that have a qualifying pair) and then `sample_pair`, from
-    default_rng(seed). Depends only on the .mat files (a missing frame masks its pair out at evaluation).
-    Videos with a bad .mat are skipped and counted in `stats`."""
+    drawn uniformly (among those whose .mat reads and that have a qualifying pair; sorted by name) and then
+    `sample_pair`, all from default_rng(seed). Depends only on the .mat files (a missing frame masks its pair
+    out at evaluation), so both sources give the same list. Videos with a bad .mat are counted in `stats`."""
     _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    counts = {}
-    for example in examples:
-        try:
-            video = read(example, stats)
-        except CorruptExample as e:
-            stats.record_skip(e.path, e.reason, e.kind)
-            continue
-        try:
-            sample_pair(video.num_frames, np.random.default_rng(0), min_gap)
-        except ValueError:
-            continue
-        counts[video.name] = video.num_frames
-    names = sorted(counts)
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(int(num_pairs) if names else 0):
-        video = names[int(rng.integers(len(names)))]
-        pairs.append((video, *sample_pair(counts[video], rng, min_gap)))
-    return pairs
+    _, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    return _draw_pairs({name: n for name, (_, n) in videos.items()}, num_pairs, seed, min_gap)
 
 
 test_pairs.__test__ = False  # not a pytest test
@@ -652,25 +664,25 @@ def eval_stream(
     """Finite evaluation batches over this host's shard of test_pairs(root, split, num_pairs, seed, min_gap)
     (the first `limit`), without augmentation: the train_stream keys plus 'mask' (B,) bool (False for padding
     and for pairs with a missing or corrupt frame, counted in `stats`)."""
+    _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
     size = int(image_size)
-    pairs = test_pairs(
-        root, split, num_pairs, seed, min_gap, source=source, tfds_data_dir=tfds_data_dir, stats=stats
-    )
+    read, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    counts = {name: n for name, (_, n) in videos.items()}
+    pairs = _draw_pairs(counts, num_pairs, seed, min_gap)  # = test_pairs(root, split, ...)
     pairs = pairs[:limit] if limit is not None else pairs
     where = READER.where(root, split, source)
     if not pairs:
+        if stats.skip_kinds:
+            raise pipeline.NoUsableExamples(
+                f"no usable examples in the {where}: no video with a readable .mat and two frames more than "
+                f"{min_gap} of it apart ({pipeline.describe_skips(stats.skip_kinds)}); fix or replace those files"
+            )
         raise pipeline.empty_split(where)
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    by_name = {}
-    if source == "folders":
-        by_name = {example[1]: example for example in examples}
-    else:
-        by_name = {read(i).name: i for i in examples}
 
     def load(pair):
         name, i, j = pair
-        return pair_example(read(by_name[name], stats), i, j, size, None, stats)
+        return pair_example(read(videos[name][0], stats), i, j, size, None, stats)
 
     return pipeline.eval_stream(
         pairs,

@@ -321,6 +321,10 @@ def test_no_usable_video_and_missing_split_are_clear_errors(videos, tmp_path):
     with pytest.raises(pipeline.NoUsableExamples, match="bad .mat"):
         with pw.train_stream(root, batch_size=2, image_size=S) as s:
             next(s)
+    for mat in (root / "test" / "info").glob("*.mat"):
+        mat.write_bytes(b"garbage")
+    with pytest.raises(pipeline.NoUsableExamples, match=r"no video with a readable .mat.*1 bad .mat"):
+        pw.eval_stream(root, batch_size=2, image_size=S)
     with pytest.raises(FileNotFoundError, match="frames/<video>"):
         pw.list_videos(tmp_path / "nothing", "train")
     with pytest.raises(ValueError, match="split must be one of"):
