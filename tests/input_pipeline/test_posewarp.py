@@ -145,7 +145,7 @@ def test_flip_swaps_left_and_right_joints_and_mirrors_the_crop():
 def test_joint_order_and_flip_match_the_warp_ops():
     warp = pytest.importorskip("jhuman.ops.warp", reason="jhuman/ops/warp.py (pw-ops) not merged yet")
     assert tuple(warp.FLIP_PERMUTATION) == pw.FLIP_PERMUTATION
-    assert len(warp.JOINTS) == pw.NUM_JOINTS
+    assert tuple(warp.JOINTS) == pw.JOINTS and warp.NUM_JOINTS == pw.NUM_JOINTS
 
 
 def test_person_scale_crop_and_augmentation_ranges():
