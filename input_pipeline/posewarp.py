@@ -30,6 +30,8 @@ as above) from the .mat files, without augmentation, as the released evaluation 
 Bad data is skipped, named and counted (input_pipeline.reader / pipeline.Stats): an unreadable .mat, one without
 the struct, or with arrays of the wrong shape ('bad .mat', 'wrong shape') skips the video; a missing or corrupt
 frame skips that frame (training draws another pair of the video; evaluation masks the pair out).
+Inference and animation read one video with `open_video(<split>/info/<video>.mat)` and crop with `prepare_pair`
+(tgt_image None when only the target pose is known).
 `source='tfds'` reads the `PoseVideos` TFDS builder (manual_dir = the folders): one record per video holding its
 joints, boxes and the original bytes of every frame (b'' for a missing one), in the folder order.
 
@@ -213,6 +215,15 @@ def read_video(example, stats=None) -> Video:
     joints, boxes = read_info(os.path.join(base, "info", name + ".mat"))
     frames_dir = os.path.join(base, "frames", name)
     return Video(name, joints, boxes, os.path.join(base, "info", name + ".mat"), frames_dir=frames_dir)
+
+
+def open_video(info_path) -> Video:
+    """The Video of a .mat in the published layout (<split>/info/<video>.mat, its frames in
+    <split>/frames/<video>/): for inference and animation on one video. CorruptExample for a bad .mat."""
+    info = Path(info_path).expanduser()
+    return read_video(
+        (str(info.parent.parent), info.name[: -len(".mat")] if info.suffix == ".mat" else info.name)
+    )
 
 
 def _examples(root, split, stats=None):

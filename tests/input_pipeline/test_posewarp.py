@@ -47,8 +47,10 @@ def test_reader_on_the_published_sample_clip():
     # the published boxes are the joints' extent
     np.testing.assert_allclose(boxes[:, :2], joints.min(1), atol=1e-3)
     np.testing.assert_allclose(boxes[:, :2] + boxes[:, 2:], joints.max(1), atol=1e-3)
-    video = pw.read_video(pw.READER.list_examples(SAMPLE, "train", None)[0])
-    assert video.num_frames == 8
+    video = pw.open_video(SAMPLE / "train" / "info" / f"{CLIP}.mat")
+    listed = pw.read_video(pw.READER.list_examples(SAMPLE, "train", None)[0])
+    assert video.frames_dir == listed.frames_dir and np.array_equal(video.joints, listed.joints)
+    assert video.num_frames == 8 and video.name == CLIP
     frames = [video.read_frame(k) for k in range(8)]
     assert all(f.shape == (676, 1280, 3) and f.dtype == np.uint8 for f in frames)
 
