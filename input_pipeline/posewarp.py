@@ -30,6 +30,8 @@ as above) from the .mat files, without augmentation, as the released evaluation 
 Bad data is skipped, named and counted (input_pipeline.reader / pipeline.Stats): an unreadable .mat, one without
 the struct, or with arrays of the wrong shape ('bad .mat', 'wrong shape') skips the video; a missing or corrupt
 frame skips that frame (training draws another pair of the video; evaluation masks the pair out).
+Inference and animation read one video with `open_video(<split>/info/<video>.mat)` and crop with `prepare_pair`
+(tgt_image None when only the target pose is known).
 `source='tfds'` reads the `PoseVideos` TFDS builder (manual_dir = the folders): one record per video holding its
 joints, boxes and the original bytes of every frame (b'' for a missing one), in the folder order.
 
@@ -104,15 +106,17 @@ def read_info(path) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isfile(path):
         raise CorruptExample(path, "missing info file (.mat) of the video", "missing file")
     try:
-        data = scipy.io.loadmat(path)["data"]
+        mat = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises assorted errors for files that are not MATLAB files
+        raise CorruptExample(
+            path, f"cannot read the .mat file ({type(e).__name__}: {e})", "bad .mat"
+        ) from None
+    try:
+        data = mat["data"]
         x, box = data["X"][0][0], data["bbox"][0][0]
     except (KeyError, IndexError, ValueError, TypeError) as e:
         raise CorruptExample(
             path, f"no struct 'data' with fields X and bbox ({type(e).__name__}: {e})", "bad .mat"
-        ) from None
-    except Exception as e:  # scipy raises assorted errors for files that are not MATLAB files
-        raise CorruptExample(
-            path, f"cannot read the .mat file ({type(e).__name__}: {e})", "bad .mat"
         ) from None
     try:
         x, box = np.asarray(x, np.float64), np.asarray(box, np.float64)
@@ -153,7 +157,7 @@ def list_videos(root, split) -> list[str]:
     if (base / "frames").is_dir():
         names |= {p.name for p in (base / "frames").iterdir() if p.is_dir()}
     if (base / "info").is_dir():
-        names |= {p.stem for p in (base / "info").iterdir() if p.suffix.lower() == ".mat"}
+        names |= {p.stem for p in (base / "info").iterdir() if p.suffix == ".mat"}
     return sorted(names)
 
 
@@ -182,6 +186,13 @@ class Video:
         png = os.path.join(self.frames_dir, f"{k + 1}.png")
         return png if not os.path.isfile(jpg) and os.path.isfile(png) else jpg
 
+    def check_frames_folder(self):
+        """CorruptExample ('missing frame', naming the folder) when the video's frames folder is missing."""
+        if self.frames_dir is not None and not os.path.isdir(self.frames_dir):
+            raise CorruptExample(
+                self.frames_dir, f"missing frames folder of video {self.name!r}", "missing frame"
+            )
+
     def read_frame(self, k, stats=None) -> np.ndarray:
         """Frame k (0-based) as RGB uint8 (H, W, 3); CorruptExample naming it when missing or unusable."""
         name = self.frame_name(k)
@@ -190,6 +201,7 @@ class Video:
             if not data:
                 raise CorruptExample(name, "missing frame", "missing frame")
             return reader.decode_image(data, name, stats)
+        self.check_frames_folder()
         if not os.path.isfile(name):
             raise CorruptExample(
                 name, f"missing frame {k + 1} of video {self.name!r} (.jpg or .png)", "missing frame"
@@ -198,14 +210,20 @@ class Video:
 
 
 def read_video(example, stats=None) -> Video:
-    """(split folder, video name) -> Video (the .mat read, frames left on disk); CorruptExample for a bad .mat or
-    a video without its frames folder."""
+    """(split folder, video name) -> Video (the .mat read, frames left on disk); CorruptExample for a bad .mat."""
     base, name = example
     joints, boxes = read_info(os.path.join(base, "info", name + ".mat"))
     frames_dir = os.path.join(base, "frames", name)
-    if not os.path.isdir(frames_dir):
-        raise CorruptExample(frames_dir, f"missing frames folder of video {name!r}", "missing frame")
     return Video(name, joints, boxes, os.path.join(base, "info", name + ".mat"), frames_dir=frames_dir)
+
+
+def open_video(info_path) -> Video:
+    """The Video of a .mat in the published layout (<split>/info/<video>.mat, its frames in
+    <split>/frames/<video>/): for inference and animation on one video. CorruptExample for a bad .mat."""
+    info = Path(info_path).expanduser()
+    return read_video(
+        (str(info.parent.parent), info.name[: -len(".mat")] if info.suffix == ".mat" else info.name)
+    )
 
 
 def _examples(root, split, stats=None):
@@ -414,6 +432,36 @@ def _check_gap(min_gap):
         raise ValueError(f"min_gap must be in [0, 1) (a fraction of the video), got {min_gap}")
 
 
+def _has_pair(num_frames, min_gap) -> bool:
+    return math.floor(min_gap * num_frames) + 1 <= num_frames - 1
+
+
+def _usable_videos(root, split, min_gap, source, tfds_data_dir, stats):
+    """(read, {video name: (its example, frame count)}) of the split's videos whose .mat reads and that have a
+    qualifying pair; videos with a bad .mat are skipped and counted in stats."""
+    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
+    videos = {}
+    for example in examples:
+        try:
+            video = read(example, stats)
+        except CorruptExample as e:
+            stats.record_skip(e.path, e.reason, e.kind)
+            continue
+        if _has_pair(video.num_frames, min_gap):
+            videos[video.name] = (example, video.num_frames)
+    return read, videos
+
+
+def _draw_pairs(frame_counts: dict, num_pairs, seed, min_gap) -> list:
+    names = sorted(frame_counts)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(int(num_pairs) if names else 0):
+        video = names[int(rng.integers(len(names)))]
+        pairs.append((video, *sample_pair(frame_counts[video], rng, min_gap)))
+    return pairs
+
+
 def test_pairs(
     root,
     split="test",
@@ -426,31 +474,13 @@ def test_pairs(
     stats=None,
 ) -> list[tuple[str, int, int]]:
     """The seeded evaluation pairs of `split`: num_pairs (video name, source frame, target frame), each a video
-    drawn uniformly (among those whose .mat reads and that have a qualifying pair) and then `sample_pair`, from
-    default_rng(seed). Depends only on the .mat files (a missing frame masks its pair out at evaluation).
-    Videos with a bad .mat are skipped and counted in `stats`."""
+    drawn uniformly (among those whose .mat reads and that have a qualifying pair; sorted by name) and then
+    `sample_pair`, all from default_rng(seed). Depends only on the .mat files (a missing frame masks its pair
+    out at evaluation), so both sources give the same list. Videos with a bad .mat are counted in `stats`."""
     _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    counts = {}
-    for example in examples:
-        try:
-            video = read(example, stats)
-        except CorruptExample as e:
-            stats.record_skip(e.path, e.reason, e.kind)
-            continue
-        try:
-            sample_pair(video.num_frames, np.random.default_rng(0), min_gap)
-        except ValueError:
-            continue
-        counts[video.name] = video.num_frames
-    names = sorted(counts)
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(int(num_pairs) if names else 0):
-        video = names[int(rng.integers(len(names)))]
-        pairs.append((video, *sample_pair(counts[video], rng, min_gap)))
-    return pairs
+    _, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    return _draw_pairs({name: n for name, (_, n) in videos.items()}, num_pairs, seed, min_gap)
 
 
 test_pairs.__test__ = False  # not a pytest test
@@ -559,6 +589,7 @@ def train_example(video: Video, rng, stats=None, *, image_size=REFERENCE_SIZE, m
     """One training pair of `video`: `augment` (a dict of Augmentation.draw's arguments, None = off) drawn first,
     then pairs by sample_pair until both frames read; an unusable frame is skipped, counted in stats and left
     out of the later draws. CorruptExample for the video when no qualifying pair of usable frames is left."""
+    video.check_frames_folder()
     aug = Augmentation.draw(rng, **augment) if augment is not None else None
     usable = set(range(video.num_frames))
     while True:
@@ -644,25 +675,25 @@ def eval_stream(
     """Finite evaluation batches over this host's shard of test_pairs(root, split, num_pairs, seed, min_gap)
     (the first `limit`), without augmentation: the train_stream keys plus 'mask' (B,) bool (False for padding
     and for pairs with a missing or corrupt frame, counted in `stats`)."""
+    _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
     size = int(image_size)
-    pairs = test_pairs(
-        root, split, num_pairs, seed, min_gap, source=source, tfds_data_dir=tfds_data_dir, stats=stats
-    )
+    read, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    counts = {name: n for name, (_, n) in videos.items()}
+    pairs = _draw_pairs(counts, num_pairs, seed, min_gap)  # = test_pairs(root, split, ...)
     pairs = pairs[:limit] if limit is not None else pairs
     where = READER.where(root, split, source)
     if not pairs:
+        if stats.skip_kinds:
+            raise pipeline.NoUsableExamples(
+                f"no usable examples in the {where}: no video with a readable .mat and two frames more than "
+                f"{min_gap} of it apart ({pipeline.describe_skips(stats.skip_kinds)}); fix or replace those files"
+            )
         raise pipeline.empty_split(where)
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    by_name = {}
-    if source == "folders":
-        by_name = {example[1]: example for example in examples}
-    else:
-        by_name = {read(i).name: i for i in examples}
 
     def load(pair):
         name, i, j = pair
-        return pair_example(read(by_name[name], stats), i, j, size, None, stats)
+        return pair_example(read(videos[name][0], stats), i, j, size, None, stats)
 
     return pipeline.eval_stream(
         pairs,
