@@ -29,9 +29,10 @@ Stages (`posewarp.stage`, configs/posewarp.py):
 
 Evaluation (Table 1 of the paper): over the seeded test pairs (eval.num_pairs, 500 in the paper), per pair
 L1 = mean |y - y_hat| on [0, 1] images, VGG error = the perceptual loss, SSIM on [0, 1] RGB with a 7x7
-uniform window at data_range 1 ('ssim') and data_range 2 ('ssim_range2': what the original evaluation's
-2018 compare_ssim on float images in [-1, 1] computed); the same three for copying the source image as the
-prediction ('copy_*'), the floor any model must beat. Averages over pairs.
+uniform window at data_range 1 ('ssim') and data_range 2 ('ssim_range2': the released evaluation mapped
+the images to [0, 1] and called the 2018 compare_ssim without a data range, which took the float dtype's range
+(-1, 1)); the same for copying the source image as the prediction ('copy_*'), the floor any model must beat.
+Averages over pairs.
 
 The published data has train/ and test/ only: the trainer's 'val' split reads test/ (input_pipeline.posewarp).
 """
@@ -157,6 +158,12 @@ class PoseWarpTask(common.ReaderData):
         self.discriminator = build_discriminator(config)
         self._predict_jit = jax.jit(self.predict)
         if self.stage == "gan":
+            groups = set(config.optim.get("groups", {}).keys())
+            if not {"generator", "discriminator"} <= groups:
+                raise ValueError(
+                    f"posewarp.stage='gan' steps two optimizer groups, optim.groups 'generator' (pattern "
+                    f"'^generator/') and 'discriminator' ('^discriminator/'); the config has {sorted(groups)}"
+                )
             self.update = self.gan_update  # the trainer's hook; stage 'vgg' keeps the default update
 
     @staticmethod
@@ -301,13 +308,21 @@ class PoseWarpTask(common.ReaderData):
         d_rng, g_rng = jax.random.split(rng)
         step, model_state = state["step"], state["model_state"]
         _, d_metrics, _, grads = compute_gradients(
-            self.discriminator_loss, state["params"], model_state, batch, d_rng
-        )
+            self.discriminator_loss, state["params"], model_state, batch, d_rng,
+            trainable=optimizer.group_mask("discriminator"),
+        )  # fmt: skip
         d_norm = optax.tree.norm(grads["discriminator"])
         params, opt_state = optimizer.apply(
             grads, state["opt_state"], state["params"], step, groups=("discriminator",)
         )
-        _, g_metrics, _, grads = compute_gradients(self.generator_loss, params, model_state, batch, g_rng)
+        _, g_metrics, _, grads = compute_gradients(
+            self.generator_loss,
+            params,
+            model_state,
+            batch,
+            g_rng,
+            trainable=optimizer.group_mask("generator"),
+        )  # the discriminator's weight gradients are never computed here
         g_norm = optax.tree.norm(grads["generator"])
         new_params, new_opt_state = optimizer.apply(grads, opt_state, params, step, groups=("generator",))
         on = step >= int(self.config.gan.disc_only_steps)
