@@ -235,3 +235,30 @@ def test_configs_carry_the_papers_settings():
     assert "copy the source" in posewarp.PoseWarpTask.format_eval(
         {k: 0.5 for k in ("l1", "vgg_error", "ssim", "ssim_range2")} | {"count": 3}
     )
+
+
+def test_unet_baseline_wires_into_both_stages_and_the_pictures(synthetic_cache):
+    """Traced, not compiled: the baseline's two update paths and the pictures without warped layers."""
+    for stage in ("vgg", "gan"):
+        config = tiny_config(stage, synthetic_cache, runs="runs_unused", model__name="unet")
+        setup = train.build(config)
+        batch = {
+            k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in setup.task.example_inputs(8).items()
+        } | {"target": jax.ShapeDtypeStruct((8, SIZE, SIZE, 3), np.float32)}
+        state, metrics = jax.eval_shape(train.make_train_step(setup), setup.abstract_state, batch)
+        assert set(state["params"]) == {"generator", "discriminator"}
+        assert ("d_loss" in metrics) == (stage == "gan") and "perceptual_loss" in metrics
+    rng = np.random.default_rng(0)
+    pictures = setup.task.visualize(
+        {
+            "source": rng.uniform(-1, 1, (2, SIZE, SIZE, 3)),
+            "target": rng.uniform(-1, 1, (2, SIZE, SIZE, 3)),
+            "target_joints": rng.uniform(0, SIZE, (2, 14, 2)),
+            "target_visible": np.ones((2, 14), bool),
+            "mask": np.array([True, False]),
+        },
+        {"image": rng.uniform(-1, 1, (2, SIZE, SIZE, 3))},
+    )
+    grid = pictures["predictions"]
+    assert grid.dtype == np.uint8 and grid.shape[1] > 6 * SIZE  # one row (padding left out), six columns
+    assert grid.shape[0] == 24 + SIZE + 2 * 2  # viz.image_grid: title band + 1 row + 2 gaps
