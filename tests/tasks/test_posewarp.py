@@ -112,7 +112,7 @@ def test_vgg_stage_trains_the_generator_only_and_keeps_the_vgg_out_of_the_optimi
     # The VGG-19 (width 8, conv1_1 .. conv4_4) is neither a parameter nor in the optimizer state.
     vgg_leaves = len(jax.tree.leaves(state["model_state"]["vgg"]["weights"]))
     assert vgg_leaves == 24
-    paths = [optim_path for optim_path in config_paths(state["opt_state"])]
+    paths = leaf_paths(state["opt_state"])
     assert not any("conv4_4" in p or "vgg" in p for p in paths)
     # The statistics were computed over training batches and written into the workdir.
     stats = perceptual.load_statistics(os.path.join(runs["vgg"]["workdir"], posewarp.STATISTICS_FILE))
@@ -122,7 +122,7 @@ def test_vgg_stage_trains_the_generator_only_and_keeps_the_vgg_out_of_the_optimi
     assert sheet is not None and sheet.shape[1] > 6 * SIZE
 
 
-def config_paths(tree):
+def leaf_paths(tree):
     return ["/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
             for path, _ in jax.tree_util.tree_leaves_with_path(tree)]  # fmt: skip
 
@@ -141,7 +141,7 @@ def test_gan_stage_starts_from_stage_one_and_alternates_its_updates(runs):
         disc_only["params"]["discriminator"],
         stage1["params"]["discriminator"],
     )
-    assert all(jax.tree.leaves(moved))  # a fresh discriminator (not stage 1's frozen one), then trained
+    assert all(jax.tree.leaves(moved))  # the discriminator trains from the first step
     # After the discriminator-only steps both networks train.
     assert not np.array_equal(
         gan["params"]["generator"]["fg_net"]["head"]["kernel"],
