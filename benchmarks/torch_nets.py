@@ -557,6 +557,124 @@ class MNet(nn.Module):
         return self.decoder(*self.encoder(x))
 
 
+# --- pose-guided synthesis ----------------------------------------------------------------------------------------
+
+
+def same_conv(conv_module, x):
+    """conv_module (padding 0, its own stride) applied with TensorFlow's / linen's 'SAME' padding: total max((ceil(n / s) - 1)
+    s + k - n, 0), the smaller half before (a stride-2 3x3 conv on an even size pads 0 before, 1 after)."""
+    k, stride = conv_module.kernel_size[0], conv_module.stride[0]
+    pads = []
+    for n in (x.shape[3], x.shape[2]):  # F.pad order: last dimension first
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
+        pads += [total // 2, total - total // 2]
+    return conv_module(F.pad(x, pads))
+
+
+class PoseUNet(nn.Module):
+    """jhuman.models.unet.UNet: enc0 (7x7) .. enc10, the pose concatenated after enc1 (stride 2), dec0 .. dec4
+    (x2 upsampling with output pixel i at input i / 2, edge clamped, + the skip), LeakyReLU 0.2, optional
+    linear 3x3 head; (B, C, H, W), pose (B, P, H/2, W/2) -> (B, out, H, W) float32."""
+
+    def __init__(self, cin, pose_channels, out_channels, enc_widths, dec_widths, first_kernel=7):
+        super().__init__()
+        e, d = tuple(enc_widths), tuple(dec_widths)
+        ins = [cin, e[0], e[1] + pose_channels] + list(e[2:10])
+        for i, (a, b) in enumerate(zip(ins, e)):
+            stride = 2 if i % 2 == 1 else 1  # enc1, enc3, ..., enc9 halve the size
+            self.add_module(f"enc{i}", nn.Conv2d(a, b, first_kernel if i == 0 else 3, stride, bias=True))
+        skips = [e[8], e[6], e[4], e[2], e[0]]
+        cin = e[10]
+        for i, width in enumerate(d):
+            self.add_module(f"dec{i}", nn.Conv2d(cin + skips[i], width, 3, bias=True))
+            cin = width
+        self.head = nn.Conv2d(cin, out_channels, 3, bias=True) if out_channels else None
+
+    def forward(self, x, pose):
+        act = lambda y: F.leaky_relu(y, 0.2)  # noqa: E731
+        skips = [act(same_conv(self.enc0, x))]
+        x = act(same_conv(self.enc1, skips[0]))
+        skips.append(act(same_conv(self.enc2, torch.cat([x, pose.to(x.dtype)], 1))))
+        x = skips[-1]
+        for level in range(1, 5):
+            x = act(same_conv(getattr(self, f"enc{2 * level + 1}"), x))
+            x = act(same_conv(getattr(self, f"enc{2 * level + 2}"), x))
+            if level < 4:
+                skips.append(x)
+        for i in range(5):
+            h, w = x.shape[2:]
+            up = upsample_aligned(x, (2 * h, 2 * w), 2).to(x.dtype)
+            x = act(same_conv(getattr(self, f"dec{i}"), torch.cat([up, skips[-1 - i]], 1)))
+        return x if self.head is None else same_conv(self.head, x).float()
+
+
+def warp_limbs(images, masks, transforms):
+    """jhuman.ops.warp.warp_limbs in NCHW: images (B, C, H, W), masks (B, 11, H, W), transforms (B, 10, 2, 3)
+    mapping a target pixel (x, y, 1) to its source position -> (B, 10, C, H, W): each masked layer sampled
+    bilinearly at M_l [x, y, 1] in pixels, borders replicated (grid_sample, 'border', align_corners=True)."""
+    b, c, h, w = images.shape
+    limbs = transforms.shape[1]
+    layers = images[:, None] * masks[:, 1:, None]  # (B, 10, C, H, W)
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=images.device),
+        torch.arange(w, dtype=torch.float32, device=images.device),
+        indexing="ij",
+    )
+    pixels = torch.stack([cols, rows, torch.ones_like(cols)], -1)  # (H, W, 3)
+    source = torch.einsum("blij,hwj->blhwi", transforms.float(), pixels)  # (B, 10, H, W, 2) (x, y)
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=images.device)
+    grid = (source * scale - 1.0).reshape(b * limbs, h, w, 2)
+    out = F.grid_sample(
+        layers.reshape(b * limbs, c, h, w).float(), grid, "bilinear", "border", align_corners=True
+    )
+    return out.reshape(b, limbs, c, h, w)
+
+
+class ModularGenerator(nn.Module):
+    """jhuman.models.posewarp.ModularGenerator on PRECOMPUTED pose inputs (as the released Keras model takes
+    them from its data generator): source (B, 3, H, W) in [-1, 1], source_pose / target_pose (B, 14, H/2, W/2)
+    heatmaps, prior (B, 11, H, W), transforms (B, 10, 2, 3) -> {'image', 'fg', 'bg', 'target_mask', 'masks'
+    (NCHW), 'warped' (B, 10, 3, H, W)} float32. widths: jhuman.models.posewarp.modular_widths(width)."""
+
+    def __init__(self, widths: dict, joints: int = 14, masks: int = 11):
+        super().__init__()
+        limbs = masks - 1
+        self.mask_net = PoseUNet(3, joints, masks, widths["enc"], widths["mask_dec"])
+        self.fg_net = PoseUNet(3 * limbs, joints, 4, widths["enc"], widths["dec"])
+        self.bg_net = PoseUNet(4, joints, 3, widths["enc"], widths["dec"])
+
+    def forward(self, source, source_pose, target_pose, prior, transforms):
+        source = source.float()
+        b, _, h, w = source.shape
+        masks = torch.softmax(self.mask_net(source, source_pose) + torch.log(prior + 1e-10), dim=1)
+        warped = warp_limbs(source, masks, transforms)  # (B, 10, 3, H, W)
+        fg_out = self.fg_net(warped.reshape(b, -1, h, w), target_pose)
+        fg, target_mask = torch.tanh(fg_out[:, :3]), torch.sigmoid(fg_out[:, 3:])
+        background = masks[:, :1]
+        bg = torch.tanh(self.bg_net(torch.cat([source * background, background], 1), source_pose))
+        image = target_mask * fg + (1.0 - target_mask) * bg
+        return {
+            "image": image,
+            "fg": fg,
+            "bg": bg,
+            "target_mask": target_mask,
+            "masks": masks,
+            "warped": warped,
+        }
+
+
+class UNetBaseline(nn.Module):
+    """jhuman.models.posewarp.UNetBaseline: one U-Net `net` on the source and both poses' heatmaps (28
+    channels) -> {'image': tanh (B, 3, H, W)}. widths: jhuman.models.posewarp.baseline_widths(width)."""
+
+    def __init__(self, widths: dict, joints: int = 14):
+        super().__init__()
+        self.net = PoseUNet(3, 2 * joints, 3, widths["enc"], widths["dec"])
+
+    def forward(self, source, source_pose, target_pose, prior=None, transforms=None):
+        return {"image": torch.tanh(self.net(source.float(), torch.cat([source_pose, target_pose], 1)))}
+
+
 # --- losses -----------------------------------------------------------------------------------------------------
 
 
@@ -658,8 +776,8 @@ def jhuman_state_dict(variables) -> dict:
     for collection in ("params", "batch_stats"):
         for path, value in _flatten(variables.get(collection, {})):
             array = np.asarray(value, np.float32)
-            if path[-1] == "kernel":
-                array = array.transpose(3, 2, 0, 1)
+            if path[-1] == "kernel":  # conv HWIO -> OIHW; dense (in, out) -> (out, in)
+                array = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
             name = ".".join(path[:-1] + (_LEAF_NAMES[path[-1]],))
             state[name] = torch.from_numpy(np.array(array, order="C", copy=True))  # writable, contiguous
     return state
