@@ -28,6 +28,13 @@ linen 'net/trunk/layer1/block0/conv1/kernel' (HWIO) -> torch 'net.trunk.layer1.b
 - `MNet`: VGG-16-named encoder (13 convs, each with norm and ReLU, four 2x2 max-pools with indices) and the
   decoder of five 5x5 convs with norm and ReLU and four max-unpoolings, then a 5x5 prediction and a sigmoid.
 - `Normalized`: ImageNet mean/std on raw 0..255 RGB (model.input_norm='torchvision'), then the net.
+- Pose-guided synthesis: `PoseUNet` (jhuman.models.unet.UNet: 'SAME' padding as TensorFlow's, LeakyReLU 0.2,
+  the pose after the first stride-2 conv, x2 upsampling with output pixel i at input i / 2), `ModularGenerator`
+  (mask / foreground / background U-Nets, softmax over logits + log prior, `warp_limbs` with grid_sample in
+  pixel coordinates and replicated borders, the composite), `UNetBaseline`, `PoseDiscriminator`; they take
+  the pose inputs (heatmaps, limb prior, per-limb transforms) PRECOMPUTED, as the released Keras model takes
+  them from its data generator (jhuman's compute them inside the network with jhuman.ops.warp). `VGG19Features`
+  (average pooling, conv1_1 .. conv4_4) and `perceptual_loss` for the generator's loss.
 Images are NCHW float 0..255; parsing outputs are NCHW, PersonLab's outputs NHWC (B, H, W, K[, 2]) as jhuman's.
 The matting nets are NCHW throughout and take prepared inputs (normalised RGB; M-Net: + the trimap).
 
@@ -561,8 +568,9 @@ class MNet(nn.Module):
 
 
 def same_conv(conv_module, x):
-    """conv_module (padding 0, its own stride) applied with TensorFlow's / linen's 'SAME' padding: total max((ceil(n / s) - 1)
-    s + k - n, 0), the smaller half before (a stride-2 3x3 conv on an even size pads 0 before, 1 after)."""
+    """conv_module (padding 0, its own stride) applied with TensorFlow's / linen's 'SAME' padding: total
+    max((ceil(n / s) - 1) s + k - n, 0), the smaller half before (a stride-2 3x3 conv on an even size pads 0
+    before, 1 after)."""
     k, stride = conv_module.kernel_size[0], conv_module.stride[0]
     pads = []
     for n in (x.shape[3], x.shape[2]):  # F.pad order: last dimension first
@@ -673,6 +681,83 @@ class UNetBaseline(nn.Module):
 
     def forward(self, source, source_pose, target_pose, prior=None, transforms=None):
         return {"image": torch.tanh(self.net(source.float(), torch.cat([source_pose, target_pose], 1)))}
+
+
+POSE_DISCRIMINATOR_LAYERS = (("conv1", 5, 1), ("conv2", 5, 2), ("conv3", 3, 4), ("conv4", 3, 4), ("conv5", 3, 4),
+                             ("conv6", 3, 4))  # fmt: skip
+
+
+class PoseDiscriminator(nn.Module):
+    """jhuman.models.discriminator.Discriminator on precomputed heatmaps: image (B, 3, H, W) in [-1, 1],
+    source_pose / target_pose (B, 14, H/2, W/2) -> logits (B, 1) float32. 'SAME' convs + LeakyReLU 0.2, 2x2
+    max pooling after each but conv6, the poses concatenated after the first pooling, flattened in NHWC order
+    (Keras' Flatten), fc1, fc2 (ReLU), out."""
+
+    def __init__(self, width: int = 64, image_size: int = 256, joints: int = 14):
+        super().__init__()
+        cin = 3
+        for i, (name, kernel, mult) in enumerate(POSE_DISCRIMINATOR_LAYERS):
+            self.add_module(name, nn.Conv2d(cin, width * mult, kernel, bias=True))
+            cin = width * mult + (2 * joints if i == 0 else 0)
+        flat = (image_size // 32) ** 2 * cin
+        self.fc1, self.fc2, self.out = (
+            nn.Linear(flat, 4 * width),
+            nn.Linear(4 * width, 4 * width),
+            nn.Linear(4 * width, 1),
+        )
+
+    def forward(self, image, source_pose, target_pose):
+        x = image
+        for i, (name, _, _) in enumerate(POSE_DISCRIMINATOR_LAYERS):
+            x = F.leaky_relu(same_conv(getattr(self, name), x), 0.2)
+            if i < len(POSE_DISCRIMINATOR_LAYERS) - 1:
+                x = F.max_pool2d(x, 2, 2)
+            if i == 0:
+                x = torch.cat([x, source_pose.to(x.dtype), target_pose.to(x.dtype)], 1)
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = F.relu(self.fc2(F.relu(self.fc1(x))))
+        return self.out(x).float()
+
+
+VGG19_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 4, 4), (4, 4, 8))  # up to conv4_4: the perceptual loss's layers
+KERAS_VGG_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+class VGG19Features(nn.Module):
+    """jhuman.models.perceptual.vgg_features: VGG-19 with 2x2 AVERAGE pooling up to conv4_4, 'caffe' input
+    (RGB [-1, 1] -> 0..255 minus the Keras VGG means, channels to BGR); (B, 3, H, W) -> the 12 post-ReLU
+    activations conv1_1 .. conv4_4 in order (float32). Frozen (no parameter requires a gradient)."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        cin, self.names = 3, []
+        for block, num_convs, mult in VGG19_BLOCKS:
+            for k in range(1, num_convs + 1):
+                self.add_module(f"conv{block}_{k}", conv(cin, width * mult, 3, bias=True))
+                self.names.append(f"conv{block}_{k}")
+                cin = width * mult
+        self.register_buffer("mean", torch.tensor(KERAS_VGG_MEAN_RGB).reshape(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        x = ((images.float() + 1.0) * 127.5 - self.mean).flip(1)  # RGB -> BGR
+        features = []
+        for i, (block, num_convs, _) in enumerate(VGG19_BLOCKS):
+            if i > 0:
+                x = F.avg_pool2d(x, 2, 2)
+            for k in range(1, num_convs + 1):
+                x = F.relu(getattr(self, f"conv{block}_{k}")(x))
+                features.append(x.float())
+        return features
+
+
+def perceptual_loss(features_a, features_b, stds, offset: float = 0.1):
+    """jhuman.models.perceptual.perceptual_loss: mean over layers of mean |fa - fb| / (std_c + 0.1), NCHW
+    features, stds a list of (C,) tensors in the same layer order."""
+    total = 0.0
+    for fa, fb, std in zip(features_a, features_b, stds):
+        total = total + ((fa - fb).abs() / (std.reshape(1, -1, 1, 1) + offset)).mean()
+    return total / len(stds)
 
 
 # --- losses -----------------------------------------------------------------------------------------------------
