@@ -7,7 +7,8 @@ Rendering (pure functions of (seed, index), via np.random.default_rng([seed, ind
 Datasets in each task's real on-disk format:
   write_dataset(task, out_dir, num, seed=0, size=(128, 192), val_fraction=0.2) -> {'train': n, 'val': n}
   ensure_dataset(task, cache_dir, num, seed=0, size=(128, 192), val_fraction=0.2) -> path (cached)
-  TASKS: task name -> writer ('parsing' = the LIP layout, 'personlab' = COCO, 'matting' = fg/alpha/bg folders).
+  TASKS: task name -> writer ('parsing' = the LIP layout, 'personlab' = COCO, 'matting' = fg/alpha/bg folders,
+  'posewarp' = pose videos: frames/<video>/<k>.jpg + info/<video>.mat; `num` counts videos).
 Throughput: `python -m input_pipeline.synthetic bench`.
 """
 

@@ -1,4 +1,6 @@
-"""python -m input_pipeline.synthetic bench | write --task parsing|personlab|matting --out DIR --num N [--seed S]
+"""python -m input_pipeline.synthetic bench | write --task TASK --out DIR --num N [--seed S]
+
+TASK: parsing | personlab | matting | posewarp (datasets.TASKS).
 
 `bench` times rendering and writing on ONE core (cv2 single-threaded, one process) and prints img/s.
 """

@@ -18,7 +18,7 @@ from typing import Callable
 import cv2
 import tqdm
 
-from input_pipeline.synthetic import coco_format, lip_format, matting_format
+from input_pipeline.synthetic import coco_format, lip_format, matting_format, posewarp_format
 
 VAL_INDEX_OFFSET = 1_000_000
 FORMAT_VERSION = 2  # bump when the renderer changes: cached datasets are then regenerated
@@ -40,11 +40,14 @@ class TaskWriter:
 
 
 # Task name -> writer ('personlab': COCO person keypoints JSON; 'matting': foreground / alpha / background
-# folders with list files). Later: 'posewarp' (.mat).
+# folders with list files; 'posewarp': pose videos, frames + .mat joints).
 TASKS = {
     "parsing": TaskWriter(lip_format.make_dirs, lip_format.render_and_write, lip_format.finish),
     "personlab": TaskWriter(coco_format.make_dirs, coco_format.render_and_write, coco_format.finish),
     "matting": TaskWriter(matting_format.make_dirs, matting_format.render_and_write, matting_format.finish),
+    "posewarp": TaskWriter(
+        posewarp_format.make_dirs, posewarp_format.render_and_write, posewarp_format.finish
+    ),
 }
 
 
