@@ -7,7 +7,7 @@ Inputs:
   a video in the published layout (`video_frame`: `<split>/info/<video>.mat` + `<split>/frames/<video>/<K+1>.jpg`);
 - the target poses: the joints of frames a..b of another video's .mat (`input_pipeline.posewarp.read_info`).
 
-Placement (`place_targets`): the source is cropped as the training pairs are (`input_pipeline.posewarp.
+Placement (`place`, `retarget`): the source is cropped as the training pairs are (`input_pipeline.posewarp.
 prepare_pair`: one scale from the person size, centred on the person's box), the source taking both roles so
 that the crop depends on the source alone. The released code's own sequence generator (actionExampleGenerator,
 left commented out in code/data_generation.py) puts every target pose of the same video into the source's
@@ -120,8 +120,12 @@ def read_video(mat_path: str, arg: str):
 
     if not os.path.isfile(mat_path):
         raise AnimateError(f"{arg} {mat_path}: no such file (a video's info/<video>.mat)")
+    from input_pipeline.pipeline import CorruptExample
+
     try:
         joints, boxes = posewarp_data.read_info(mat_path)
+    except CorruptExample as e:
+        raise AnimateError(f"{arg} {mat_path}: {e.reason}") from None
     except (OSError, ValueError, KeyError) as e:
         raise AnimateError(
             f"{arg} {mat_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
@@ -211,24 +215,37 @@ def _anchor(joints, visible) -> np.ndarray | None:
     return None
 
 
-def retarget(source_joints, source_visible, target_joints, target_visible) -> np.ndarray:
-    """Target poses (T, 14, 2) of another video -> the source image's pixels: one similarity (no rotation) for
-    the whole sequence, scale = person_scale(source) / median person_scale(targets), the first target frame's
-    anchor (ankle midpoint, else hip midpoint, else the joints' mean) on the source's."""
+def _person_scale(joints, box) -> float:
+    """input_pipeline.posewarp.person_scale of one frame; the larger box side / 200 where the joints give none
+    (as pair_crop does)."""
     from input_pipeline import posewarp as posewarp_data
 
+    scale = float(posewarp_data.person_scale(joints))
+    if not (math.isfinite(scale) and scale > 0):
+        scale = float(np.max(np.asarray(box, np.float64)[2:])) / posewarp_data.PERSON_UNIT
+    return scale
+
+
+def retarget(source_joints, source_visible, source_box, target_joints, target_visible, target_boxes):
+    """Target poses (T, 14, 2) of another video -> the source image's pixels: one similarity (no rotation) for
+    the whole sequence, scale = person scale of the source / the median person scale of the target frames,
+    the first target frame's anchor (ankle midpoint, else hip midpoint, else the joints' mean) on the
+    source's. Missing joints (not visible) may hold anything; they stay missing."""
+    source_joints = np.asarray(source_joints, np.float32)
+    source_visible = np.asarray(source_visible, bool)
     target_joints = np.asarray(target_joints, np.float32)
-    source_scale = float(posewarp_data.person_scale(np.asarray(source_joints, np.float32)))
-    target_scales = [float(posewarp_data.person_scale(j)) for j in target_joints]
-    target_scale = float(np.median(target_scales))
-    if not (source_scale > 0 and target_scale > 0 and math.isfinite(source_scale / target_scale)):
-        return target_joints.copy()
-    s = source_scale / target_scale
+    target_visible = np.asarray(target_visible, bool)
+    masked = lambda j, v: np.where(v[..., None], j, np.nan)  # noqa: E731  (person_scale: NaN for missing)
+    s = _person_scale(masked(source_joints, source_visible), source_box) / float(
+        np.median(
+            [_person_scale(masked(j, v), b) for j, v, b in zip(target_joints, target_visible, target_boxes)]
+        )
+    )
     anchor_s = _anchor(source_joints, source_visible)
     anchor_t = _anchor(target_joints[0], target_visible[0])
     if anchor_s is None or anchor_t is None:
-        anchor_s = np.mean(np.asarray(source_joints)[np.asarray(source_visible, bool)], axis=0)
-        anchor_t = np.mean(target_joints[0][np.asarray(target_visible[0], bool)], axis=0)
+        anchor_s = np.mean(source_joints[source_visible], axis=0)
+        anchor_t = np.mean(target_joints[0][target_visible[0]], axis=0)
     return ((target_joints - anchor_t) * s + anchor_s).astype(np.float32)
 
 
@@ -245,45 +262,34 @@ class Placed:
 
 
 def place(source_image, source_joints, source_visible, source_box, target_joints, target_visible,
-          image_size: int, same_video: bool = False) -> Placed:  # fmt: skip
-    """Crops the source as a training pair's (prepare_pair with the source in both roles) and maps the
-    target poses into that crop with the same transform (after `retarget` unless `same_video`)."""
+          image_size: int, target_boxes=None) -> Placed:  # fmt: skip
+    """Crops the source as a training pair's (input_pipeline.posewarp: pair_crop's transform with the source
+    in both roles, prepare_pair) and maps the target poses into that crop with the same transform, after
+    `retarget` when target_boxes are given (another video; None: the source's own video, poses as they are)."""
     from input_pipeline import posewarp as posewarp_data
 
     source_visible = np.asarray(source_visible, bool)
-    # A missing joint takes the visible joints' mean for the crop's arithmetic (never (0, 0)); it stays flagged.
-    source_joints = np.where(
-        source_visible[:, None], source_joints, np.asarray(source_joints)[source_visible].mean(0)
-    )
-    source_joints = source_joints.astype(np.float32)
+    source_joints = np.where(source_visible[:, None], source_joints, np.nan).astype(
+        np.float32
+    )  # NaN: missing
     targets = np.asarray(target_joints, np.float32)
-    if not same_video:
-        targets = retarget(source_joints, source_visible, targets, target_visible)
+    if target_boxes is not None:
+        targets = retarget(source_joints, source_visible, source_box, targets, target_visible, target_boxes)
     pair = posewarp_data.prepare_pair(
         source_image, source_joints, source_box, None, source_joints, source_box, image_size=image_size
     )
-    # The crop is a similarity without rotation (no augmentation): recover it from the source joints' images
-    # (two distinct visible joints fix it exactly), and apply it to the targets.
-    scale, offset = _similarity(source_joints, np.asarray(pair["source_joints"], np.float32), source_visible)
-    placed = targets * scale + offset
+    matrix = posewarp_data.pair_crop(
+        source_joints, source_box, source_joints, source_box, image_size
+    )  # (2, 3)
+    placed = targets @ matrix[:, :2].T + matrix[:, 2]
     visible = np.asarray(target_visible, bool) & visible_in(placed, image_size, image_size)
     return Placed(
         source=np.asarray(pair["source"], np.float32),
         source_joints=np.asarray(pair["source_joints"], np.float32),
-        source_visible=np.asarray(pair["source_visible"], bool) & source_visible,
-        target_joints=np.where(visible[..., None], placed, 0.0).astype(np.float32),
+        source_visible=np.asarray(pair["source_visible"], bool),
+        target_joints=np.where(visible[..., None], placed, (image_size - 1.0) / 2.0).astype(np.float32),
         target_visible=visible,
     )
-
-
-def _similarity(before, after, visible):
-    """(scale, offset (2,)) with after = before * scale + offset over the visible joints (least squares)."""
-    keep = np.asarray(visible, bool) & np.isfinite(before).all(-1) & np.isfinite(after).all(-1)
-    a, b = np.asarray(before, np.float64)[keep], np.asarray(after, np.float64)[keep]
-    ca, cb = a.mean(0), b.mean(0)
-    denominator = np.sum((a - ca) ** 2)
-    scale = float(np.sum((a - ca) * (b - cb)) / denominator) if denominator > 0 else 1.0
-    return np.float32(scale), (cb - scale * ca).astype(np.float32)
 
 
 # --- generation ------------------------------------------------------------------------------------------------
@@ -433,6 +439,7 @@ class Inputs:
     source_box: np.ndarray
     target_joints: np.ndarray
     target_visible: np.ndarray
+    target_boxes: np.ndarray
     target_frames: range
     same_video: bool
     info: dict
@@ -463,9 +470,9 @@ def load_inputs(source=None, source_joints=None, source_video=None, source_frame
         if visible.sum() < 2:
             raise AnimateError(f"--source_joints {source_joints}: fewer than two joints lie inside {source}")
         origin = {"source": os.path.abspath(source), "source_joints": os.path.abspath(source_joints)}
-    target_joints, _ = read_video(targets, "--targets")
+    target_joints, target_boxes = read_video(targets, "--targets")
     selected = parse_frames(frames, len(target_joints))
-    target_joints = target_joints[list(selected)]
+    target_joints, target_boxes = target_joints[list(selected)], target_boxes[list(selected)]
     # The frames' images are not read: a joint counts as present unless it is not finite or the .mat marks it
     # missing (input_pipeline.posewarp: 0 in the 1-based file, i.e. negative here).
     target_visible = np.isfinite(target_joints).all(-1) & (target_joints >= 0).all(-1)
@@ -482,6 +489,7 @@ def load_inputs(source=None, source_joints=None, source_video=None, source_frame
         np.asarray(box, np.float32),
         target_joints,
         target_visible,
+        target_boxes,
         selected,
         same,
         info,
@@ -514,7 +522,8 @@ def animate(
     info: dict | None = None,
 ) -> dict:
     """Places the inputs, generates every frame, writes the outputs (see the module docstring)."""
+    boxes = None if inputs.same_video else inputs.target_boxes
     placed = place(inputs.source_image, inputs.source_joints, inputs.source_visible, inputs.source_box,
-                   inputs.target_joints, inputs.target_visible, image_size, inputs.same_video)  # fmt: skip
+                   inputs.target_joints, inputs.target_visible, image_size, boxes)  # fmt: skip
     outputs = generate(generator, placed, batch_size, progress)
     return write_outputs(out_dir, placed, outputs, fmt, fps, max_sheet_rows, {**inputs.info, **(info or {})})

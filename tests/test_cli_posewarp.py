@@ -14,7 +14,6 @@ from support import REPO, one_line
 
 from jhuman import animate, checkpoint, cli, train
 from jhuman import config as config_lib
-from jhuman.models import perceptual
 
 POSEWARP = os.path.join(REPO, "configs", "posewarp.py")
 # A standing person, 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in a 96x96 picture.
@@ -182,14 +181,14 @@ def test_placement_and_retargeting(videos):
     """The retargeted poses take the source's size and ankle position; the crop maps source and targets
     alike (a target equal to the source lands on the source's crop joints)."""
     inputs = animate.load_inputs(source_video=videos["source"], source_frame=0, targets=videos["targets"])
-    moved = animate.retarget(inputs.source_joints, inputs.source_visible, inputs.target_joints,
-                             inputs.target_visible)  # fmt: skip
+    moved = animate.retarget(inputs.source_joints, inputs.source_visible, inputs.source_box, inputs.target_joints,
+                             inputs.target_visible, inputs.target_boxes)  # fmt: skip
     legs = lambda j: np.linalg.norm(j[..., 9, :] - j[..., 10, :], axis=-1)  # noqa: E731  the right calf
     np.testing.assert_allclose(legs(moved), legs(inputs.source_joints), rtol=1e-4)  # 0.8 scale undone
     ankles = lambda j: j[..., [10, 13], :].mean(-2)  # noqa: E731
     np.testing.assert_allclose(ankles(moved[0]), ankles(inputs.source_joints), atol=1e-3)
     same = animate.place(inputs.source_image, inputs.source_joints, inputs.source_visible, inputs.source_box,
-                         inputs.source_joints[None], inputs.source_visible[None], 64, same_video=True)  # fmt: skip
+                         inputs.source_joints[None], inputs.source_visible[None], 64)  # fmt: skip
     np.testing.assert_allclose(same.target_joints[0], same.source_joints, atol=1e-3)
     assert same.source.shape == (64, 64, 3) and same.source.min() >= -1 and same.source.max() <= 1
     with pytest.raises(animate.AnimateError, match="--frames"):
@@ -218,6 +217,8 @@ def test_generate_pads_the_last_batch():
 
 
 def test_posewarp_stats_writes_a_file_the_loader_reads(tmp_path, synthetic_cache, capsys):
+    from jhuman.models import perceptual
+
     out = tmp_path / "stats" / "vgg.npz"
     args = ["posewarp-stats", "--config", f"{POSEWARP}:size=tiny", "--out", str(out), "--batches", "1",
             f"--config.data.cache_dir={synthetic_cache}"]  # fmt: skip
