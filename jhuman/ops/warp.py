@@ -7,7 +7,7 @@ order; visibility (..., 14) bool. Every function is jax.numpy with static shapes
 (`warp_limbs`: one batch axis) and jittable; only element-wise products and sums touch coordinates (no matmul:
 no reduced-precision TF32 path on accelerators).
 
-Paper, Sec. 3.2 and the released code:
+The paper (Sec. 3) and the released code (balakg/posewarp-cvpr2018):
 - Transforms: for limb l a 4-parameter similarity fitted by least squares from the limb's joints in the TARGET
   pose q_j to the same joints in the SOURCE pose p_j: X = a0 + a1 x - b1 y, Y = b0 + b1 x + a1 y,
   M_l = [[a1, -b1, a0], [b1, a1, b0]] (a target pixel to the source position it is drawn from). Closed form
