@@ -138,9 +138,9 @@ MATTING_LR = 1e-5
 # the heatmaps, limb prior and per-limb transforms inside (jhuman.ops.warp); the torch twins take them
 # precomputed (the released Keras model's inputs), which favours torch.
 POSEWARP_CASES = {
-    "posewarp_modular_256": ("modular", 256, 4, 64),
-    "posewarp_unet_256": ("unet", 256, 4, 64),
-    "posewarp_discriminator_256": ("discriminator", 256, 4, 64),
+    "posewarp_modular_256": ("modular", 256, 4, 32),
+    "posewarp_unet_256": ("unet", 256, 4, 32),
+    "posewarp_discriminator_256": ("discriminator", 256, 4, 32),
 }
 POSEWARP_TINY_WIDTH = 8  # generators, discriminator and the loss's VGG-19 at tiny size
 POSEWARP_LR = 1e-4
@@ -400,8 +400,8 @@ def torch_targets(config, batch: dict):
 
 class TorchRunner:
     """A torch model's train step (loss, backward, optimizer) and inference, eager or torch.compile'd.
-    images / infer_images: numpy NHWC inputs (or a tuple of arrays: the model takes the tuple, NHWC ones as
-    NCHW tensors, others as they are); targets: what loss_fn(outputs, targets) takes (tensors, or a dict
+    images / infer_images: numpy NHWC inputs (or a tuple of arrays already in the twin's layout, NCHW where
+    spatial: the model takes the tuple); targets: what loss_fn(outputs, targets) takes (tensors, or a dict
     of them); make_optimizer(model) builds the optimizer."""
 
     def __init__(
@@ -416,11 +416,12 @@ class TorchRunner:
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
         to = lambda x: x.to(self.device)  # noqa: E731
 
-        def nchw(array):  # NHWC images -> NCHW tensors; a tuple of arrays (several inputs) -> a tuple
+        def nchw(
+            array,
+        ):  # NHWC images -> NCHW tensors; a tuple (inputs already in the twin's layout) -> a tuple
             if isinstance(array, tuple):
-                return tuple(nchw(a) for a in array)
-            if array.ndim != 4:
-                return to(torch.from_numpy(np.ascontiguousarray(array)))
+                tensors = (to(torch.from_numpy(np.ascontiguousarray(a))) for a in array)
+                return tuple(t.contiguous(memory_format=memory_format) if t.ndim == 4 else t for t in tensors)
             return to(torch.from_numpy(array).permute(0, 3, 1, 2)).contiguous(memory_format=memory_format)
 
         self.images, self.infer_images = nchw(images), nchw(infer_images)
@@ -752,19 +753,22 @@ def posewarp_pose_inputs(batch: dict) -> dict:
             ),
         }
 
-    return {k: np.asarray(v) for k, v in jax.device_get(compute(batch)).items()}
+    return {k: np.array(v) for k, v in jax.device_get(compute(batch)).items()}  # writable copies
 
 
 GENERATOR_KEYS = ("source", "source_joints", "target_joints", "source_visible", "target_visible")
 
 
 def posewarp_torch_inputs(name: str, batch: dict) -> tuple:
-    """The torch twin's inputs for a case (numpy, NHWC where spatial): generators (source, source_pose,
-    target_pose, prior, transforms); discriminator (image = the target, source_pose, target_pose)."""
+    """The torch twin's inputs for a case, numpy in the twin's layout (NCHW where spatial): generators
+    (source, source_pose, target_pose, prior, transforms (B, 10, 2, 3)); discriminator (image = the target,
+    source_pose, target_pose)."""
     pose = posewarp_pose_inputs(batch)
+    nchw = lambda a: np.ascontiguousarray(np.moveaxis(a, -1, 1))  # noqa: E731
     if POSEWARP_CASES[name][0] == "discriminator":
-        return batch["target"], pose["source_pose"], pose["target_pose"]
-    return batch["source"], pose["source_pose"], pose["target_pose"], pose["prior"], pose["transforms"]
+        return nchw(batch["target"]), nchw(pose["source_pose"]), nchw(pose["target_pose"])
+    return (nchw(batch["source"]), nchw(pose["source_pose"]), nchw(pose["target_pose"]), nchw(pose["prior"]),
+            pose["transforms"])  # fmt: skip
 
 
 def posewarp_vgg(size: str):
@@ -946,7 +950,8 @@ def posewarp_torch_runner(name, size, variables, batch, infer_batch, compiled, d
     infer_inputs = posewarp_torch_inputs(name, infer_batch)
     if POSEWARP_CASES[name][0] == "discriminator":
         model = real_and_fake(twin)
-        train_inputs = (batch["target"], batch["fake"], *train_inputs[1:])
+        fake = np.ascontiguousarray(np.moveaxis(batch["fake"], -1, 1))
+        train_inputs = (train_inputs[0], fake, *train_inputs[1:])
         infer_model_inputs = (infer_inputs[0], infer_inputs[0], *infer_inputs[1:])
         targets = torch.zeros(1)  # unused: the labels are constants of the loss
         vgg_net = None
