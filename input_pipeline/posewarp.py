@@ -104,15 +104,17 @@ def read_info(path) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isfile(path):
         raise CorruptExample(path, "missing info file (.mat) of the video", "missing file")
     try:
-        data = scipy.io.loadmat(path)["data"]
+        mat = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises assorted errors for files that are not MATLAB files
+        raise CorruptExample(
+            path, f"cannot read the .mat file ({type(e).__name__}: {e})", "bad .mat"
+        ) from None
+    try:
+        data = mat["data"]
         x, box = data["X"][0][0], data["bbox"][0][0]
     except (KeyError, IndexError, ValueError, TypeError) as e:
         raise CorruptExample(
             path, f"no struct 'data' with fields X and bbox ({type(e).__name__}: {e})", "bad .mat"
-        ) from None
-    except Exception as e:  # scipy raises assorted errors for files that are not MATLAB files
-        raise CorruptExample(
-            path, f"cannot read the .mat file ({type(e).__name__}: {e})", "bad .mat"
         ) from None
     try:
         x, box = np.asarray(x, np.float64), np.asarray(box, np.float64)
@@ -182,6 +184,13 @@ class Video:
         png = os.path.join(self.frames_dir, f"{k + 1}.png")
         return png if not os.path.isfile(jpg) and os.path.isfile(png) else jpg
 
+    def check_frames_folder(self):
+        """CorruptExample ('missing frame', naming the folder) when the video's frames folder is missing."""
+        if self.frames_dir is not None and not os.path.isdir(self.frames_dir):
+            raise CorruptExample(
+                self.frames_dir, f"missing frames folder of video {self.name!r}", "missing frame"
+            )
+
     def read_frame(self, k, stats=None) -> np.ndarray:
         """Frame k (0-based) as RGB uint8 (H, W, 3); CorruptExample naming it when missing or unusable."""
         name = self.frame_name(k)
@@ -190,6 +199,7 @@ class Video:
             if not data:
                 raise CorruptExample(name, "missing frame", "missing frame")
             return reader.decode_image(data, name, stats)
+        self.check_frames_folder()
         if not os.path.isfile(name):
             raise CorruptExample(
                 name, f"missing frame {k + 1} of video {self.name!r} (.jpg or .png)", "missing frame"
@@ -198,13 +208,10 @@ class Video:
 
 
 def read_video(example, stats=None) -> Video:
-    """(split folder, video name) -> Video (the .mat read, frames left on disk); CorruptExample for a bad .mat or
-    a video without its frames folder."""
+    """(split folder, video name) -> Video (the .mat read, frames left on disk); CorruptExample for a bad .mat."""
     base, name = example
     joints, boxes = read_info(os.path.join(base, "info", name + ".mat"))
     frames_dir = os.path.join(base, "frames", name)
-    if not os.path.isdir(frames_dir):
-        raise CorruptExample(frames_dir, f"missing frames folder of video {name!r}", "missing frame")
     return Video(name, joints, boxes, os.path.join(base, "info", name + ".mat"), frames_dir=frames_dir)
 
 
@@ -559,6 +566,7 @@ def train_example(video: Video, rng, stats=None, *, image_size=REFERENCE_SIZE, m
     """One training pair of `video`: `augment` (a dict of Augmentation.draw's arguments, None = off) drawn first,
     then pairs by sample_pair until both frames read; an unusable frame is skipped, counted in stats and left
     out of the later draws. CorruptExample for the video when no qualifying pair of usable frames is left."""
+    video.check_frames_folder()
     aug = Augmentation.draw(rng, **augment) if augment is not None else None
     usable = set(range(video.num_frames))
     while True:

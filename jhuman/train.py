@@ -204,12 +204,15 @@ def prediction_pictures(setup: Setup, state, num: int) -> dict[str, np.ndarray]:
     """The task's pictures of predictions next to the ground truth on the first val examples."""
     task = setup.task
     batch = next(iter(task.eval_batches("val", num, 0, 1)))  # the same examples on every process
+    # What predict takes: batch['image'], or the task's `predict_inputs(batch)` (a tree of arrays).
+    inputs = task.predict_inputs(batch) if hasattr(task, "predict_inputs") else batch["image"]
     # Replicated over the mesh, so that every process takes part (the parameters span all processes).
-    images = jax.make_array_from_process_local_data(
-        sharding.replicated(setup.mesh), np.asarray(batch["image"])
+    inputs = jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding.replicated(setup.mesh), np.asarray(x)),
+        inputs,
     )
     outputs = jax.jit(task.predict, out_shardings=sharding.replicated(setup.mesh))(
-        eval_variables(state), images
+        eval_variables(state), inputs
     )
     return task.visualize(batch, jax.device_get(outputs))
 
@@ -371,6 +374,8 @@ def run(config, workdir: str) -> dict:
     if is_main:
         check_saved_config(config, workdir, ckpt.latest_step() is not None)
     setup = build(config)
+    if hasattr(setup.task, "workdir"):  # a task that writes files of its own there (computed statistics)
+        setup.task.workdir = workdir
     train_cfg = config.train
     steps = total_steps(config)
     state = create_or_restore(setup, ckpt)

@@ -314,3 +314,64 @@ def matte_sheet(image, trimap, alpha, composite_image, max_side=480, min_side=32
         for t in (image, trimap, alpha, composite_image)
     ]
     return image_grid([tiles], titles=["image", "trimap", "alpha", "composite"])
+
+
+# --- pose-guided synthesis ------------------------------------------------------------------------------
+POSEWARP_TITLES = ("source", "target pose", "warped layers", "masks", "output", "target")
+
+
+def signed_to_unit(image):
+    """An image in [-1, 1] (the library's range for pose-guided synthesis) -> float32 in [0, 1], clipped."""
+    return np.clip((np.asarray(image, np.float32) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def limb_colors():
+    """(11, 3) uint8: black for the background channel, then one colour per limb (jhuman.ops.warp.LIMBS)."""
+    return np.concatenate([np.zeros((1, 3), np.uint8), person_colors(10)])
+
+
+def pose_image(joints, visible, height, width, background=None):
+    """The 14-joint skeleton (jhuman.ops.warp.LIMBS, the torso as its quadrilateral) drawn over `background`
+    (uint8 RGB (height, width, 3); None: black). joints (14, 2) (x, y) pixels, visible (14,) bool."""
+    import cv2
+
+    from jhuman.ops.warp import LIMBS
+
+    out = np.zeros((height, width, 3), np.uint8) if background is None else _rgb(background).copy()
+    joints, visible = np.asarray(joints, np.float32), np.asarray(visible, bool)
+    thickness = max(1, round(min(height, width) / 64))
+    for color, limb in zip(limb_colors()[1:], LIMBS):
+        chain = (limb[0], limb[1], limb[3], limb[2], limb[0]) if len(limb) == 4 else limb  # torso: 2-5-11-8
+        for a, b in zip(chain[:-1], chain[1:]):
+            if visible[a] and visible[b]:
+                pa, pb = (tuple(int(v) for v in np.round(joints[j])) for j in (a, b))
+                cv2.line(out, pa, pb, tuple(int(c) for c in color), thickness, cv2.LINE_AA)
+    for x, y in joints[visible]:
+        cv2.circle(out, (int(round(x)), int(round(y))), thickness + 1, WHITE, -1, cv2.LINE_AA)
+    return out
+
+
+def limb_layers_image(warped):
+    """The warped masked limb layers (H, W, 10, 3) in [-1, 1] summed into one picture (float in [0, 1])."""
+    return signed_to_unit(np.sum(np.asarray(warped, np.float32), axis=-2))
+
+
+def masks_image(masks):
+    """Soft masks (H, W, 11) (channel 0 background) -> uint8 RGB, each channel in its limb colour."""
+    weights = np.asarray(masks, np.float32)
+    return np.clip(np.round(weights @ limb_colors().astype(np.float32)), 0, 255).astype(np.uint8)
+
+
+def posewarp_row(source, target_joints, target_visible, outputs, target=None):
+    """One row of POSEWARP_TITLES: source | target pose | warped layers | masks | output | target. source,
+    target (H, W, 3) and the outputs in [-1, 1]; outputs {'image' and, from the modular generator, 'warped'
+    (H, W, 10, 3), 'masks' (H, W, 11)}; a tile a model (or a missing target) does not have is left blank."""
+    height, width = np.asarray(source).shape[:2]
+    return [
+        signed_to_unit(source),
+        pose_image(target_joints, target_visible, height, width),
+        limb_layers_image(outputs["warped"]) if "warped" in outputs else None,
+        masks_image(outputs["masks"]) if "masks" in outputs else None,
+        signed_to_unit(outputs["image"]),
+        None if target is None else signed_to_unit(target),
+    ]

@@ -14,6 +14,7 @@ the outfit's texture and shading are the same in every frame.
 """
 
 import dataclasses
+import io
 import os
 
 import cv2
@@ -118,8 +119,21 @@ def render_and_write(out_dir, split, seed, index, size):
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
             (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY),
         )
-    scipy.io.savemat(os.path.join(base, "info", video + ".mat"), info_struct(joints))
+    write_mat(os.path.join(base, "info", video + ".mat"), info_struct(joints))
     return video
+
+
+_MAT_HEADER = 116  # bytes of descriptive text opening a MATLAB 5 file (scipy writes the time there)
+
+
+def write_mat(path, variables):
+    """scipy.io.savemat of `variables` with a fixed header text, so the file is a function of its contents."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables)
+    data = bytearray(buffer.getvalue())
+    data[:_MAT_HEADER] = b"MATLAB 5.0 MAT-file, jhuman synthetic pose video".ljust(_MAT_HEADER)
+    with open(path, "wb") as f:
+        f.write(bytes(data))
 
 
 def finish(out_dir, records_by_split):

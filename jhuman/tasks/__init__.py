@@ -14,6 +14,9 @@ A task is a class built from the config with:
   train_batches(start_index, per_host_batch, process_index, process_count) -> iterator of numpy dicts
   eval_batches(split, per_host_batch, process_index, process_count) -> finite iterator of numpy dicts
   predict(variables, images) -> dict of arrays         raw images in, the task's outputs out
+  predict_inputs(batch) -> tree of arrays              optional: what predict takes from an evaluation batch
+                                                      (default batch['image']; posewarp: the source image
+                                                      and both poses)
   visualize(batch, outputs) -> dict name -> uint8 RGB image
   predict_folder(variables, image_dir, out_dir) -> summary dict with at least 'num_images' and 'num_skipped'
                                                       (`jhuman predict`: pictures + a results file per folder)
@@ -24,6 +27,10 @@ A task is a class built from the config with:
                                                       (`jhuman train | eval` print it)
   sweep_columns                                        (class attribute) ((metric key, title, scale), ...):
                                                       the columns of `jhuman sweep`'s table
+  workdir                                              optional attribute: when the class has it, the trainer
+                                                      sets it to the run's workdir (files a task writes there)
+The tasks (REGISTRY): parsing (LIP, SSL), personlab (pose + instances), matting (Semantic Human Matting),
+posewarp (pose-guided synthesis: the modular generator, perceptual + GAN stages).
 What two tasks share is in jhuman.tasks.common: `ReaderData` gives data_root, data_stats, train_batches and
 eval_batches from a task's reader module (input_pipeline.lip, .coco, ...) and its train_options() /
 eval_options(); `batch_grid` draws visualize's rows; `predict_folder` is predict_folder's loop, the task
@@ -40,6 +47,7 @@ REGISTRY = {
     "parsing": "jhuman.tasks.parsing:ParsingTask",
     "personlab": "jhuman.tasks.personlab:PersonLabTask",
     "matting": "jhuman.tasks.matting:MattingTask",
+    "posewarp": "jhuman.tasks.posewarp:PoseWarpTask",
 }
 
 
