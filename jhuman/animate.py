@@ -418,7 +418,7 @@ def write_outputs(out_dir: str, placed: Placed, outputs: dict, fmt: str = "gif",
         "animation": os.path.basename(movie),
         "sheet": os.path.basename(sheet_path),
         "frames": [os.path.relpath(f, out_dir) for f in frame_files],
-        "target_visible": placed.target_visible.astype(int).tolist(),
+        "visible_target_joints": placed.target_visible.sum(-1).tolist(),  # per frame, of 14
     }
     with open(os.path.join(out_dir, "animation.json"), "w") as f:
         json.dump(summary, f, indent=1)

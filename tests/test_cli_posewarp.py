@@ -69,15 +69,23 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A posewarp workdir (the tiny config) with a checkpoint of its initial state: what `animate` restores."""
+    """A posewarp workdir (the tiny config) with a step-0 checkpoint of random parameters: what `animate`
+    restores. The state is drawn in numpy in the shapes of the run's state (compiling the init of three U-Nets
+    and a discriminator would cost half a minute here)."""
     workdir = str(tmp_path_factory.mktemp("posewarp_run"))
     config = config_lib.load_config(f"{POSEWARP}:size=tiny")
     config_lib.save_config(config, workdir)
     setup = train.build(config)
-    state = jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))
-    ckpt = checkpoint.Checkpoints(workdir)
+    rng = np.random.default_rng(0)
+
+    def draw(leaf):
+        if np.issubdtype(leaf.dtype, np.floating):
+            return rng.normal(0.0, 0.05, leaf.shape).astype(leaf.dtype)
+        return np.zeros(leaf.shape, leaf.dtype)
+
+    state = jax.device_put(jax.tree.map(draw, setup.abstract_state), setup.state_shardings)
+    ckpt = checkpoint.Checkpoints(workdir, async_save=False)
     ckpt.save(0, state, force=True)
-    ckpt.wait()
     ckpt.close()
     return workdir
 
