@@ -17,15 +17,27 @@ Cases (`--cases`, comma list), each the full config's network at the full config
   tnet_pspnet50_400    Semantic Human Matting's T-Net, PSPNet-50 (os 8, bins 1/2/3/6), 400x400 (pretraining)
   tnet_pspnet50_800    the same at 800x800 (the end-to-end stage's T-Net crops)
   mnet_320             M-Net (VGG-16 encoder with batch norm, argmax pooling, 5x5 unpooling decoder), 320x320
+  posewarp_modular_256 the pose-guided modular generator (mask / foreground / background U-Nets, the limb
+                       warp, the composite), 256x256, train step with the VGG-19 perceptual loss
+  posewarp_unet_256    the single-U-Net baseline, the same way
+  posewarp_discriminator_256  the GAN stage's discriminator on real and generated images (BCE), 256x256
 `--size tiny` keeps each full config (frozen batch norm, optimizer, heads) but shrinks the network (width 8,
 one block per ResNet stage, ASPP rates 1-4, attention width 32) and the crop (65 / 65 / 72 px; matting: width
-8, one block per stage, 48 / 64 / 32 px).
+8, one block per stage, 48 / 64 / 32 px; pose-guided: width 8 for the networks and the loss's VGG-19, 32 px).
 The matting cases are timed as networks (MATTING_CASES): jhuman's step is the network in training mode
 (batch statistics, dropout) + the stage's loss from jhuman.ops.matting (T-Net: L_t; M-Net: L_p on alpha_r with
 F and B) + optax Adam at 1e-5, jitted with the state donated, not the library's trainer on a matting config;
 the torch step is the twin (torch_nets.PSPNet / MNet, same loss, torch.optim.Adam). Inputs are prepared on the
 host (normalised RGB; M-Net: + a one-hot trimap), bfloat16 on an accelerator, batch 10 (the paper's
 end-to-end batch) there.
+The pose-guided cases are timed as networks too (POSEWARP_CASES): jhuman's step is the generator + the
+perceptual loss (jhuman.models.perceptual: VGG-19 with average pooling to conv4_4, random weights, unit
+statistics; the target's features without gradient) + optax Adam at 1e-4, or the discriminator on B real and B
+generated images + BCE on logits + Adam; the torch step is the twin (torch_nets.ModularGenerator /
+UNetBaseline / PoseDiscriminator, VGG19Features, the same loss, torch.optim.Adam). jhuman's networks compute
+the pose heatmaps, limb prior and per-limb transforms inside from the joints (jhuman.ops.warp); the twins take
+them precomputed, as the released Keras model took them from its data generator (which favours torch). Batch
+4 (the paper's) on an accelerator, bfloat16 there.
 
 What is compared, per case, mode 'train' and 'infer':
 - jhuman: the library's own jitted train step (`jhuman.train.build` + `make_train_step`: loss, gradients, the

@@ -579,6 +579,21 @@ def same_conv(conv_module, x):
     return conv_module(F.pad(x, pads))
 
 
+def upsample2(x):
+    """(B, C, h, w) -> (B, C, 2h, 2w): output pixel i samples the input at i / 2, the last one clamped (as
+    upsample_aligned(x, (2h, 2w), 2), written with slices: inductor miscompiles the backward of the replicate
+    padding upsample_aligned ends with, torch 2.13 on CPU)."""
+
+    def along(x, dim):
+        shifted = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+        both = torch.stack([x, 0.5 * (x + shifted)], dim + 1)  # (..., n, 2, ...)
+        shape = list(x.shape)
+        shape[dim] *= 2
+        return both.reshape(shape)
+
+    return along(along(x, 2), 3)
+
+
 class PoseUNet(nn.Module):
     """jhuman.models.unet.UNet: enc0 (7x7) .. enc10, the pose concatenated after enc1 (stride 2), dec0 .. dec4
     (x2 upsampling with output pixel i at input i / 2, edge clamped, + the skip), LeakyReLU 0.2, optional
@@ -610,9 +625,7 @@ class PoseUNet(nn.Module):
             if level < 4:
                 skips.append(x)
         for i in range(5):
-            h, w = x.shape[2:]
-            up = upsample_aligned(x, (2 * h, 2 * w), 2).to(x.dtype)
-            x = act(same_conv(getattr(self, f"dec{i}"), torch.cat([up, skips[-1 - i]], 1)))
+            x = act(same_conv(getattr(self, f"dec{i}"), torch.cat([upsample2(x), skips[-1 - i]], 1)))
         return x if self.head is None else same_conv(self.head, x).float()
 
 

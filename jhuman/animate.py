@@ -16,7 +16,7 @@ crop unchanged; its transfer generator brings another person's pose to the sourc
 similarity for all frames: scale = the source's person scale / the median person scale of the target frames,
 and the offset that puts the first target frame's ankle midpoint on the source's (the hip midpoint when an
 ankle is missing), so the target video's motion (a step, a jump) is kept rather than pinned to the feet.
-Joints that land outside the crop are flagged invisible, never placed at (0, 0).
+Joints that land outside the crop are flagged invisible (and put at the crop's centre), never at (0, 0).
 
 Outputs under --out: frames/<i>.png (the generated images), animation.gif (Pillow) or animation.mp4
 (cv2.VideoWriter, mp4v), sheet.png (a row per frame, at most `max_sheet_rows` evenly spaced: source |
@@ -35,9 +35,12 @@ from typing import Callable
 
 import numpy as np
 
+from jhuman.ops.warp import JOINTS
+
 FORMATS = ("gif", "mp4")
-NUM_JOINTS = 14
-ANKLES, HIPS = (10, 13), (8, 11)
+NUM_JOINTS = len(JOINTS)
+ANKLES = (JOINTS.index("right_ankle"), JOINTS.index("left_ankle"))
+HIPS = (JOINTS.index("right_hip"), JOINTS.index("left_hip"))
 
 
 class AnimateError(ValueError):
@@ -473,9 +476,11 @@ def load_inputs(source=None, source_joints=None, source_video=None, source_frame
     target_joints, target_boxes = read_video(targets, "--targets")
     selected = parse_frames(frames, len(target_joints))
     target_joints, target_boxes = target_joints[list(selected)], target_boxes[list(selected)]
-    # The frames' images are not read: a joint counts as present unless it is not finite or the .mat marks it
-    # missing (input_pipeline.posewarp: 0 in the 1-based file, i.e. negative here).
-    target_visible = np.isfinite(target_joints).all(-1) & (target_joints >= 0).all(-1)
+    # A target joint is present when finite and inside its frame (input_pipeline.posewarp's rule; a joint the
+    # .mat marks missing with 0, 1-based, is negative here); the frame's size comes from the first selected
+    # frame's image when it is there (only the poses are needed), else only the lower bounds are checked.
+    height, width = _frame_size(frame_path(targets, selected[0]))
+    target_visible = visible_in(target_joints, height, width)
     if (target_visible.sum(-1) < 2).any():
         bad = int(np.flatnonzero(target_visible.sum(-1) < 2)[0])
         raise AnimateError(f"--targets {targets}: frame {selected[bad]} has fewer than two joints")
@@ -496,7 +501,15 @@ def load_inputs(source=None, source_joints=None, source_video=None, source_frame
     )
 
 
-def task_generator(task, variables, batch_size: int):
+def _frame_size(path: str) -> tuple[float, float]:
+    """(height, width) of an image file, (inf, inf) when it cannot be read."""
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
+    return (float("inf"), float("inf")) if image is None else (float(image.shape[0]), float(image.shape[1]))
+
+
+def task_generator(task, variables):
     """The run's generator as `generate` wants it: a jitted call of the posewarp task's predict on a batch
     dict (source, source_joints, target_joints, source_visible, target_visible) -> its outputs (numpy)."""
     import jax

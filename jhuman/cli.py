@@ -137,7 +137,7 @@ def cmd_animate(args, overrides):
     if task != "posewarp":
         raise UsageError(f"--workdir {args.workdir} holds a {task!r} run; animate needs a posewarp run")
     config, setup, state, step = _restore(args.workdir, overrides)
-    generator = animate.task_generator(setup.task, train.eval_variables(state), args.batch)
+    generator = animate.task_generator(setup.task, train.eval_variables(state))
     summary = animate.animate(
         generator, inputs, args.out, int(config.data.image_size), fmt, args.fps, args.batch,
         progress=not args.quiet, info={"workdir": os.path.abspath(args.workdir), "step": step},
