@@ -30,6 +30,8 @@ as above) from the .mat files, without augmentation, as the released evaluation 
 Bad data is skipped, named and counted (input_pipeline.reader / pipeline.Stats): an unreadable .mat, one without
 the struct, or with arrays of the wrong shape ('bad .mat', 'wrong shape') skips the video; a missing or corrupt
 frame skips that frame (training draws another pair of the video; evaluation masks the pair out).
+Inference and animation read one video with `open_video(<split>/info/<video>.mat)` and crop with `prepare_pair`
+(tgt_image None when only the target pose is known).
 `source='tfds'` reads the `PoseVideos` TFDS builder (manual_dir = the folders): one record per video holding its
 joints, boxes and the original bytes of every frame (b'' for a missing one), in the folder order.
 
@@ -155,7 +157,7 @@ def list_videos(root, split) -> list[str]:
     if (base / "frames").is_dir():
         names |= {p.name for p in (base / "frames").iterdir() if p.is_dir()}
     if (base / "info").is_dir():
-        names |= {p.stem for p in (base / "info").iterdir() if p.suffix.lower() == ".mat"}
+        names |= {p.stem for p in (base / "info").iterdir() if p.suffix == ".mat"}
     return sorted(names)
 
 
@@ -213,6 +215,15 @@ def read_video(example, stats=None) -> Video:
     joints, boxes = read_info(os.path.join(base, "info", name + ".mat"))
     frames_dir = os.path.join(base, "frames", name)
     return Video(name, joints, boxes, os.path.join(base, "info", name + ".mat"), frames_dir=frames_dir)
+
+
+def open_video(info_path) -> Video:
+    """The Video of a .mat in the published layout (<split>/info/<video>.mat, its frames in
+    <split>/frames/<video>/): for inference and animation on one video. CorruptExample for a bad .mat."""
+    info = Path(info_path).expanduser()
+    return read_video(
+        (str(info.parent.parent), info.name[: -len(".mat")] if info.suffix == ".mat" else info.name)
+    )
 
 
 def _examples(root, split, stats=None):
@@ -421,6 +432,36 @@ def _check_gap(min_gap):
         raise ValueError(f"min_gap must be in [0, 1) (a fraction of the video), got {min_gap}")
 
 
+def _has_pair(num_frames, min_gap) -> bool:
+    return math.floor(min_gap * num_frames) + 1 <= num_frames - 1
+
+
+def _usable_videos(root, split, min_gap, source, tfds_data_dir, stats):
+    """(read, {video name: (its example, frame count)}) of the split's videos whose .mat reads and that have a
+    qualifying pair; videos with a bad .mat are skipped and counted in stats."""
+    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
+    videos = {}
+    for example in examples:
+        try:
+            video = read(example, stats)
+        except CorruptExample as e:
+            stats.record_skip(e.path, e.reason, e.kind)
+            continue
+        if _has_pair(video.num_frames, min_gap):
+            videos[video.name] = (example, video.num_frames)
+    return read, videos
+
+
+def _draw_pairs(frame_counts: dict, num_pairs, seed, min_gap) -> list:
+    names = sorted(frame_counts)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(int(num_pairs) if names else 0):
+        video = names[int(rng.integers(len(names)))]
+        pairs.append((video, *sample_pair(frame_counts[video], rng, min_gap)))
+    return pairs
+
+
 def test_pairs(
     root,
     split="test",
@@ -433,31 +474,13 @@ def test_pairs(
     stats=None,
 ) -> list[tuple[str, int, int]]:
     """The seeded evaluation pairs of `split`: num_pairs (video name, source frame, target frame), each a video
-    drawn uniformly (among those whose .mat reads and that have a qualifying pair) and then `sample_pair`, from
-    default_rng(seed). Depends only on the .mat files (a missing frame masks its pair out at evaluation).
-    Videos with a bad .mat are skipped and counted in `stats`."""
+    drawn uniformly (among those whose .mat reads and that have a qualifying pair; sorted by name) and then
+    `sample_pair`, all from default_rng(seed). Depends only on the .mat files (a missing frame masks its pair
+    out at evaluation), so both sources give the same list. Videos with a bad .mat are counted in `stats`."""
     _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    counts = {}
-    for example in examples:
-        try:
-            video = read(example, stats)
-        except CorruptExample as e:
-            stats.record_skip(e.path, e.reason, e.kind)
-            continue
-        try:
-            sample_pair(video.num_frames, np.random.default_rng(0), min_gap)
-        except ValueError:
-            continue
-        counts[video.name] = video.num_frames
-    names = sorted(counts)
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(int(num_pairs) if names else 0):
-        video = names[int(rng.integers(len(names)))]
-        pairs.append((video, *sample_pair(counts[video], rng, min_gap)))
-    return pairs
+    _, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    return _draw_pairs({name: n for name, (_, n) in videos.items()}, num_pairs, seed, min_gap)
 
 
 test_pairs.__test__ = False  # not a pytest test
@@ -652,25 +675,25 @@ def eval_stream(
     """Finite evaluation batches over this host's shard of test_pairs(root, split, num_pairs, seed, min_gap)
     (the first `limit`), without augmentation: the train_stream keys plus 'mask' (B,) bool (False for padding
     and for pairs with a missing or corrupt frame, counted in `stats`)."""
+    _check_gap(min_gap)
     stats = stats if stats is not None else READER.builder.STATS()
     size = int(image_size)
-    pairs = test_pairs(
-        root, split, num_pairs, seed, min_gap, source=source, tfds_data_dir=tfds_data_dir, stats=stats
-    )
+    read, videos = _usable_videos(root, split, min_gap, source, tfds_data_dir, stats)
+    counts = {name: n for name, (_, n) in videos.items()}
+    pairs = _draw_pairs(counts, num_pairs, seed, min_gap)  # = test_pairs(root, split, ...)
     pairs = pairs[:limit] if limit is not None else pairs
     where = READER.where(root, split, source)
     if not pairs:
+        if stats.skip_kinds:
+            raise pipeline.NoUsableExamples(
+                f"no usable examples in the {where}: no video with a readable .mat and two frames more than "
+                f"{min_gap} of it apart ({pipeline.describe_skips(stats.skip_kinds)}); fix or replace those files"
+            )
         raise pipeline.empty_split(where)
-    examples, read, _ = READER.source(root, split, source, tfds_data_dir, stats)
-    by_name = {}
-    if source == "folders":
-        by_name = {example[1]: example for example in examples}
-    else:
-        by_name = {read(i).name: i for i in examples}
 
     def load(pair):
         name, i, j = pair
-        return pair_example(read(by_name[name], stats), i, j, size, None, stats)
+        return pair_example(read(videos[name][0], stats), i, j, size, None, stats)
 
     return pipeline.eval_stream(
         pairs,

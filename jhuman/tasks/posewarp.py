@@ -38,6 +38,7 @@ The published data has train/ and test/ only: the trainer's 'val' split reads te
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -58,6 +59,7 @@ MODELS = ("modular", "unet")
 # What the generator reads from a batch (and `predict` takes): the source image and both poses.
 INPUT_KEYS = ("source", "source_joints", "target_joints", "source_visible", "target_visible")
 STATISTICS_FILE = "vgg_statistics.npz"
+RESULTS_FILE = "posewarp.json"  # predict_folder's results
 
 
 def check_choice(key: str, value: str, valid) -> str:
@@ -425,6 +427,90 @@ class PoseWarpTask(common.ReaderData):
         return {"predictions": viz.image_grid(rows, titles=list(viz.POSEWARP_TITLES))}
 
     def predict_folder(self, variables, image_dir: str, out_dir: str) -> dict:
-        from jhuman.tasks import posewarp_folder
+        """Generated targets for the seeded test pairs of a folder in the published layout (`jhuman predict`).
 
-        return posewarp_folder.predict_folder(self, variables, image_dir, out_dir)
+        image_dir: a data root holding test/ (else train/), or one split folder (frames/ + info/). Its pairs
+        are test_pairs(eval.num_pairs, eval.seed, data.min_gap), each cropped as evaluation crops it. Per pair
+        k: `pair_<k>.png` (the generated target, data.image_size square) and `pair_<k>_sheet.png` (source |
+        target pose | warped layers | masks | output | target); `<out_dir>/posewarp.json` lists the pairs
+        (video, 1-based frames, files, L1 / VGG error / SSIM against the real target frame), their means and
+        what was skipped (a bad .mat, a missing frame: named with the reason).
+        """
+        from input_pipeline.pipeline import CorruptExample
+        from jhuman import viz
+
+        data = importlib.import_module(self.READER)
+        root, split = published_split(image_dir)
+        size, ev = int(self.config.data.image_size), self.config.eval
+        stats = data.READER.builder.STATS()
+        pairs = data.test_pairs(root, split, int(ev.num_pairs), int(ev.seed), float(self.config.data.min_gap),
+                                stats=stats)  # fmt: skip
+        skipped = [{"pair": None, "reason": f"{path}: {reason}"} for path, reason in stats.reasons.items()]
+        os.makedirs(out_dir, exist_ok=True)
+        base = os.path.join(root, split)
+        videos, entries, outputs_by_pair = {}, [], {}
+        for k, (name, i, j) in enumerate(pairs):
+            pair = {"video": name, "source_frame": i + 1, "target_frame": j + 1}
+            try:
+                if name not in videos:
+                    videos[name] = data.read_video((base, name))
+                example = data.pair_example(videos[name], i, j, size)
+            except CorruptExample as e:
+                print(f"warning: {e}; skipped")
+                skipped.append({"pair": pair, "reason": f"{e.path}: {e.reason}"})
+                continue
+            inputs = {key: np.asarray(example[key])[None] for key in INPUT_KEYS}
+            out = jax.device_get(self._predict_jit(variables, inputs))
+            scores = jax.device_get(self._scores_jit(variables, out["image"], example["target"][None]))
+            out = {key: np.asarray(v)[0] for key, v in out.items()}
+            stem = f"pair_{k:03d}"
+            files = {"image": f"{stem}.png", "sheet": f"{stem}_sheet.png"}
+            viz.save_png(os.path.join(out_dir, files["image"]), viz.signed_to_unit(out["image"]))
+            row = viz.posewarp_row(example["source"], example["target_joints"], example["target_visible"], out,
+                                   target=example["target"])  # fmt: skip
+            viz.save_png(
+                os.path.join(out_dir, files["sheet"]), viz.image_grid([row], list(viz.POSEWARP_TITLES))
+            )
+            entries.append({**pair, **files, **{m: round(float(v[0]), 6) for m, v in scores.items()}})
+            outputs_by_pair[stem] = list(files.values())
+        means = (
+            {m: float(np.mean([e[m] for e in entries])) for m in PoseWarpEvaluator.METRICS} if entries else {}
+        )
+        summary = {
+            "folder": os.path.join(root, split),
+            "pairs": entries,
+            "means": means,
+            "skipped": skipped,
+            "num_skipped": len(skipped),
+            "num_images": len(entries),
+            "outputs": outputs_by_pair,
+        }
+        with open(os.path.join(out_dir, RESULTS_FILE), "w") as f:
+            json.dump(summary, f, indent=2)
+        return summary
+
+    @functools.cached_property
+    def _scores_jit(self):
+        """(variables, generated, target) -> the evaluator's per-pair scores (B,) each."""
+        evaluator = PoseWarpEvaluator(self)
+        return jax.jit(
+            lambda variables, generated, target: evaluator.scores(
+                {k: v for k, v in variables.items() if k != "params"}, generated, target
+            )
+        )
+
+
+def published_split(folder: str) -> tuple[str, str]:
+    """(root, split) of a folder in the published layout: a root with test/ (preferred) or train/, or a split
+    folder itself (frames/ and info/ inside, named test or train). FileNotFoundError naming what is missing."""
+    folder = os.path.abspath(os.path.expanduser(folder))
+    has_layout = lambda d: os.path.isdir(os.path.join(d, "info")) and os.path.isdir(os.path.join(d, "frames"))
+    for split in ("test", "train"):
+        if has_layout(os.path.join(folder, split)):
+            return folder, split
+    if has_layout(folder) and os.path.basename(folder) in ("test", "train"):
+        return os.path.dirname(folder), os.path.basename(folder)
+    raise FileNotFoundError(
+        f"{folder} is not in the published pose-video layout: looked for test/ or train/ with frames/<video>/"
+        "<k>.jpg|png and info/<video>.mat inside (or such a test/ or train/ folder itself)"
+    )

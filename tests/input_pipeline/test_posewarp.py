@@ -47,8 +47,10 @@ def test_reader_on_the_published_sample_clip():
     # the published boxes are the joints' extent
     np.testing.assert_allclose(boxes[:, :2], joints.min(1), atol=1e-3)
     np.testing.assert_allclose(boxes[:, :2] + boxes[:, 2:], joints.max(1), atol=1e-3)
-    video = pw.read_video(pw.READER.list_examples(SAMPLE, "train", None)[0])
-    assert video.num_frames == 8
+    video = pw.open_video(SAMPLE / "train" / "info" / f"{CLIP}.mat")
+    listed = pw.read_video(pw.READER.list_examples(SAMPLE, "train", None)[0])
+    assert video.frames_dir == listed.frames_dir and np.array_equal(video.joints, listed.joints)
+    assert video.num_frames == 8 and video.name == CLIP
     frames = [video.read_frame(k) for k in range(8)]
     assert all(f.shape == (676, 1280, 3) and f.dtype == np.uint8 for f in frames)
 
@@ -145,7 +147,7 @@ def test_flip_swaps_left_and_right_joints_and_mirrors_the_crop():
 def test_joint_order_and_flip_match_the_warp_ops():
     warp = pytest.importorskip("jhuman.ops.warp", reason="jhuman/ops/warp.py (pw-ops) not merged yet")
     assert tuple(warp.FLIP_PERMUTATION) == pw.FLIP_PERMUTATION
-    assert len(warp.JOINTS) == pw.NUM_JOINTS
+    assert tuple(warp.JOINTS) == pw.JOINTS and warp.NUM_JOINTS == pw.NUM_JOINTS
 
 
 def test_person_scale_crop_and_augmentation_ranges():
@@ -321,6 +323,10 @@ def test_no_usable_video_and_missing_split_are_clear_errors(videos, tmp_path):
     with pytest.raises(pipeline.NoUsableExamples, match="bad .mat"):
         with pw.train_stream(root, batch_size=2, image_size=S) as s:
             next(s)
+    for mat in (root / "test" / "info").glob("*.mat"):
+        mat.write_bytes(b"garbage")
+    with pytest.raises(pipeline.NoUsableExamples, match=r"no video with a readable .mat.*1 bad .mat"):
+        pw.eval_stream(root, batch_size=2, image_size=S)
     with pytest.raises(FileNotFoundError, match="frames/<video>"):
         pw.list_videos(tmp_path / "nothing", "train")
     with pytest.raises(ValueError, match="split must be one of"):
