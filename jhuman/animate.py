@@ -4,7 +4,8 @@ never had.
 
 Inputs:
 - the source: an image with its joints (`read_joints_json`: a JSON file, 0-based (x, y) pixels) or frame K of
-  a video in the published layout (`video_frame`: `<split>/info/<video>.mat` + `<split>/frames/<video>/<K+1>.jpg`);
+  a video in the published layout (`video_frame`: `<split>/info/<video>.mat` and `<split>/frames/<video>/
+  <K+1>.jpg|png`, input_pipeline.posewarp.open_video);
 - the target poses: the joints of frames a..b of another video's .mat (`input_pipeline.posewarp.read_info`).
 
 Placement (`place`, `retarget`): the source is cropped as the training pairs are (`input_pipeline.posewarp.
@@ -116,36 +117,18 @@ def joints_box(joints, visible) -> np.ndarray:
     return np.array([low[0], low[1], size[0], size[1]], np.float32)
 
 
-def read_video(mat_path: str, arg: str):
-    """(joints (n, 14, 2) 0-based, boxes (n, 4)) of a video's .mat (input_pipeline.posewarp.read_info); its
-    errors become one line naming the argument."""
+def open_video(mat_path: str, arg: str):
+    """input_pipeline.posewarp.open_video (joints (n, 14, 2) 0-based, boxes (n, 4), frames on disk) of a
+    video's <split>/info/<video>.mat; a missing or bad file is one line naming the argument."""
     from input_pipeline import posewarp as posewarp_data
-
-    if not os.path.isfile(mat_path):
-        raise AnimateError(f"{arg} {mat_path}: no such file (a video's info/<video>.mat)")
     from input_pipeline.pipeline import CorruptExample
 
+    if not os.path.isfile(mat_path):
+        raise AnimateError(f"{arg} {mat_path}: no such file (a video's <split>/info/<video>.mat)")
     try:
-        joints, boxes = posewarp_data.read_info(mat_path)
+        return posewarp_data.open_video(mat_path)
     except CorruptExample as e:
         raise AnimateError(f"{arg} {mat_path}: {e.reason}") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise AnimateError(
-            f"{arg} {mat_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
-    return np.asarray(joints, np.float32), np.asarray(boxes, np.float32)
-
-
-def frame_path(mat_path: str, index: int) -> str:
-    """The image of 0-based frame `index` of the video whose joints are in `<split>/info/<video>.mat`:
-    `<split>/frames/<video>/<index + 1>.jpg` (or .png), as the published layout numbers them."""
-    split = os.path.dirname(os.path.dirname(os.path.abspath(mat_path)))
-    video = os.path.splitext(os.path.basename(mat_path))[0]
-    stem = os.path.join(split, "frames", video, str(index + 1))
-    for suffix in (".jpg", ".png", ".jpeg", ".JPG", ".PNG"):
-        if os.path.isfile(stem + suffix):
-            return stem + suffix
-    return stem + ".jpg"
 
 
 def read_image(path: str, arg: str) -> np.ndarray:
@@ -170,14 +153,20 @@ def visible_in(joints, height: int, width: int) -> np.ndarray:
 
 def video_frame(mat_path: str, index: int):
     """(image RGB uint8, joints (14, 2), visible (14,), box (4,)) of 0-based frame `index` of a video."""
-    joints, boxes = read_video(mat_path, "--source_video")
-    if not 0 <= index < len(joints):
-        raise AnimateError(f"--source_frame {index}: {mat_path} has frames 0..{len(joints) - 1}")
-    image = read_image(frame_path(mat_path, index), f"--source_video (frame {index})")
-    visible = visible_in(joints[index], *image.shape[:2])
+    from input_pipeline.pipeline import CorruptExample
+
+    video = open_video(mat_path, "--source_video")
+    if not 0 <= index < video.num_frames:
+        raise AnimateError(f"--source_frame {index}: {mat_path} has frames 0..{video.num_frames - 1}")
+    try:
+        image = video.read_frame(index)
+    except CorruptExample as e:
+        raise AnimateError(f"--source_video {mat_path}: frame {index} ({e.path}): {e.reason}") from None
+    joints = np.asarray(video.joints[index], np.float32)
+    visible = visible_in(joints, *image.shape[:2])
     if visible.sum() < 2:
         raise AnimateError(f"--source_frame {index}: fewer than two of its joints lie inside the image")
-    return image, joints[index], visible, boxes[index]
+    return image, joints, visible, np.asarray(video.boxes[index], np.float32)
 
 
 def parse_frames(text: str | None, count: int, arg: str = "--frames") -> range:
@@ -473,13 +462,14 @@ def load_inputs(source=None, source_joints=None, source_video=None, source_frame
         if visible.sum() < 2:
             raise AnimateError(f"--source_joints {source_joints}: fewer than two joints lie inside {source}")
         origin = {"source": os.path.abspath(source), "source_joints": os.path.abspath(source_joints)}
-    target_joints, target_boxes = read_video(targets, "--targets")
-    selected = parse_frames(frames, len(target_joints))
-    target_joints, target_boxes = target_joints[list(selected)], target_boxes[list(selected)]
+    video = open_video(targets, "--targets")
+    selected = parse_frames(frames, video.num_frames)
+    target_joints = np.asarray(video.joints, np.float32)[list(selected)]
+    target_boxes = np.asarray(video.boxes, np.float32)[list(selected)]
     # A target joint is present when finite and inside its frame (input_pipeline.posewarp's rule; a joint the
     # .mat marks missing with 0, 1-based, is negative here); the frame's size comes from the first selected
     # frame's image when it is there (only the poses are needed), else only the lower bounds are checked.
-    height, width = _frame_size(frame_path(targets, selected[0]))
+    height, width = _frame_size(video.frame_name(selected[0]))
     target_visible = visible_in(target_joints, height, width)
     if (target_visible.sum(-1) < 2).any():
         bad = int(np.flatnonzero(target_visible.sum(-1) < 2)[0])
