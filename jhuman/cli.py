@@ -259,6 +259,18 @@ def cmd_bench(args, overrides):
     runpy.run_path(path, run_name="__main__")
 
 
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse reports a missing or malformed argument as its usage and then the message; this parser says it
+    in one line naming the argument (exit status 2)."""
+
+    def error(message):
+        print(f"error: {parser.prog}: {message} (see {parser.prog} --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    parser.error = error
+    return parser
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jhuman", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -291,6 +303,7 @@ def make_parser() -> argparse.ArgumentParser:
         "animate",
         help="move a source person through another video's poses (a posewarp run): frames, GIF/MP4, sheet",
     )
+    _one_line_errors(p)
     p.add_argument("--workdir", required=True, help="a trained posewarp run")
     p.add_argument("--source", default=None, help="source image (with --source_joints)")
     p.add_argument(
@@ -311,6 +324,7 @@ def make_parser() -> argparse.ArgumentParser:
         "posewarp-stats",
         help="per-channel VGG-19 statistics of the perceptual loss over a posewarp config's training set (.npz)",
     )
+    _one_line_errors(p)
     p.add_argument("--config", required=True, help="configs/posewarp.py[:arg]; its loss.vgg_weights and "
                    "loss.vgg_preprocessing are used")  # fmt: skip
     p.add_argument("--out", required=True, help="the .npz to write (loss.vgg_statistics can name it)")

@@ -172,6 +172,13 @@ def test_animate_bad_arguments_are_one_line(videos, run_dir, tmp_path, capsys):
         assert cli.main(base + extra) == 2, extra
         line = one_line(capsys)
         assert name in line, (extra, line)
+    for extra, name in (
+        (source, "--targets"),
+        (source + targets + ["--source_frame", "x"], "--source_frame"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:  # argparse's own checks, in one line too
+            cli.main(base + extra)
+        assert exit_info.value.code == 2 and name in one_line(capsys)
     bad_joints = tmp_path / "bad.json"
     bad_joints.write_text(json.dumps({"joints": [[1, 2]] * 13}))
     image = os.path.join(videos["root"], "frames", "source", "1.png")
