@@ -26,7 +26,7 @@ vgg = the perceptual loss alone (VGG-19, average pooling, conv1_1 .. conv4_4, ea
 1e-4, batch 4, 100k iterations; stage gan = 10k iterations from stage 1, generator loss perceptual + 0.1 BCE,
 discriminator on real / fake targets with both poses, both Adam 1e-4, the discriminator alone for the first
 5 steps.
-The tiny config: 64x64 images, widths 8, a few hundred steps at Adam 1e-3 (1e-4 moves a scratch model too
+The tiny config: 64x64 images, widths 8, a few hundred steps at Adam 2e-3 (1e-4 moves a scratch model too
 little in that many steps), batch 8.
 """
 
@@ -114,7 +114,7 @@ def get_config(arg=None):
     c.optim = section(
         OPTIM,
         name="adam",
-        learning_rate=1e-3 if tiny else 1e-4,
+        learning_rate=2e-3 if tiny else 1e-4,
         schedule="constant",
         groups={
             "generator": {"pattern": "^generator/"},
