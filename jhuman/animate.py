@@ -360,7 +360,9 @@ def sheet(placed: Placed, outputs: dict, max_rows: int = 8) -> np.ndarray:
 
 
 def write_gif(path: str, frames, fps: float) -> str:
-    """An animated GIF (Pillow), looping, one entry per frame (consecutive equal frames are kept)."""
+    """An animated GIF (Pillow, 256-colour palette per frame), looping, 1000 / fps ms per frame. Pillow stores a
+    frame equal to the one before it as a longer display of that one: the timing is kept, the GIF's frame count
+    can be lower (frames/ holds every one)."""
     from PIL import Image
 
     pictures = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
