@@ -17,15 +17,27 @@ Cases (`--cases`, comma list), each the full config's network at the full config
   tnet_pspnet50_400    Semantic Human Matting's T-Net, PSPNet-50 (os 8, bins 1/2/3/6), 400x400 (pretraining)
   tnet_pspnet50_800    the same at 800x800 (the end-to-end stage's T-Net crops)
   mnet_320             M-Net (VGG-16 encoder with batch norm, argmax pooling, 5x5 unpooling decoder), 320x320
+  posewarp_modular_256 the pose-guided modular generator (mask / foreground / background U-Nets, the limb
+                       warp, the composite), 256x256, train step with the VGG-19 perceptual loss
+  posewarp_unet_256    the single-U-Net baseline, the same way
+  posewarp_discriminator_256  the GAN stage's discriminator on real and generated images (BCE), 256x256
 `--size tiny` keeps each full config (frozen batch norm, optimizer, heads) but shrinks the network (width 8,
 one block per ResNet stage, ASPP rates 1-4, attention width 32) and the crop (65 / 65 / 72 px; matting: width
-8, one block per stage, 48 / 64 / 32 px).
+8, one block per stage, 48 / 64 / 32 px; pose-guided: width 8 for the networks and the loss's VGG-19, 32 px).
 The matting cases are timed as networks (MATTING_CASES): jhuman's step is the network in training mode
 (batch statistics, dropout) + the stage's loss from jhuman.ops.matting (T-Net: L_t; M-Net: L_p on alpha_r with
 F and B) + optax Adam at 1e-5, jitted with the state donated, not the library's trainer on a matting config;
 the torch step is the twin (torch_nets.PSPNet / MNet, same loss, torch.optim.Adam). Inputs are prepared on the
 host (normalised RGB; M-Net: + a one-hot trimap), bfloat16 on an accelerator, batch 10 (the paper's
 end-to-end batch) there.
+The pose-guided cases are timed as networks too (POSEWARP_CASES): jhuman's step is the generator + the
+perceptual loss (jhuman.models.perceptual: VGG-19 with average pooling to conv4_4, random weights, unit
+statistics; the target's features without gradient) + optax Adam at 1e-4, or the discriminator on B real and B
+generated images + BCE on logits + Adam; the torch step is the twin (torch_nets.ModularGenerator /
+UNetBaseline / PoseDiscriminator, VGG19Features, the same loss, torch.optim.Adam). jhuman's networks compute
+the pose heatmaps, limb prior and per-limb transforms inside from the joints (jhuman.ops.warp); the twins take
+them precomputed, as the released Keras model took them from its data generator (which favours torch). Batch
+4 (the paper's) on an accelerator, bfloat16 there.
 
 What is compared, per case, mode 'train' and 'infer':
 - jhuman: the library's own jitted train step (`jhuman.train.build` + `make_train_step`: loss, gradients, the
@@ -130,7 +142,21 @@ MATTING_CASES = {
 }
 MATTING_TINY = {"width": 8, "stage_sizes": (1, 1, 1, 1)}
 MATTING_LR = 1e-5
-ALL_CASES = list(CASES) + list(MATTING_CASES)
+# Pose-guided synthesis (Balakrishnan et al. 2018), timed as NETWORKS as the matting cases: name: (network,
+# image size, train batch on an accelerator (the paper's 4), tiny size). The generators' step is the network +
+# the perceptual loss (VGG-19 with average pooling to conv4_4, the target's features without gradient) + Adam
+# (1e-4, stage 1); the discriminator's step is D on B real and B generated images, BCE on logits, Adam (stage
+# 2's D update). Both poses (14 joints of a standing person, arms moved) are inputs: jhuman's networks compute
+# the heatmaps, limb prior and per-limb transforms inside (jhuman.ops.warp); the torch twins take them
+# precomputed (the released Keras model's inputs), which favours torch.
+POSEWARP_CASES = {
+    "posewarp_modular_256": ("modular", 256, 4, 32),
+    "posewarp_unet_256": ("unet", 256, 4, 32),
+    "posewarp_discriminator_256": ("discriminator", 256, 4, 32),
+}
+POSEWARP_TINY_WIDTH = 8  # generators, discriminator and the loss's VGG-19 at tiny size
+POSEWARP_LR = 1e-4
+ALL_CASES = list(CASES) + list(MATTING_CASES) + list(POSEWARP_CASES)
 COLUMNS = [
     "case",
     "mode",
@@ -386,7 +412,8 @@ def torch_targets(config, batch: dict):
 
 class TorchRunner:
     """A torch model's train step (loss, backward, optimizer) and inference, eager or torch.compile'd.
-    images / infer_images: numpy NHWC inputs; targets: what loss_fn(outputs, targets) takes (tensors, or a dict
+    images / infer_images: numpy NHWC inputs (or a tuple of arrays already in the twin's layout, NCHW where
+    spatial: the model takes the tuple); targets: what loss_fn(outputs, targets) takes (tensors, or a dict
     of them); make_optimizer(model) builds the optimizer."""
 
     def __init__(
@@ -400,10 +427,16 @@ class TorchRunner:
         self.optimizer = make_optimizer(self.model)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
         to = lambda x: x.to(self.device)  # noqa: E731
-        self.images = to(torch.from_numpy(images).permute(0, 3, 1, 2)).contiguous(memory_format=memory_format)
-        self.infer_images = to(torch.from_numpy(infer_images).permute(0, 3, 1, 2)).contiguous(
-            memory_format=memory_format
-        )
+
+        def nchw(
+            array,
+        ):  # NHWC images -> NCHW tensors; a tuple (inputs already in the twin's layout) -> a tuple
+            if isinstance(array, tuple):
+                tensors = (to(torch.from_numpy(np.ascontiguousarray(a))) for a in array)
+                return tuple(t.contiguous(memory_format=memory_format) if t.ndim == 4 else t for t in tensors)
+            return to(torch.from_numpy(array).permute(0, 3, 1, 2)).contiguous(memory_format=memory_format)
+
+        self.images, self.infer_images = nchw(images), nchw(infer_images)
         self.targets = {k: to(v) for k, v in targets.items()} if isinstance(targets, dict) else to(targets)
         model = self.model
 
@@ -646,6 +679,320 @@ def matting_torch_runner(name, size, variables, batch, infer_x, compiled, device
     )
 
 
+# --- pose-guided synthesis: networks, batches, losses ----------------------------------------------------------
+
+
+def posewarp_networks(name: str, size: str = "full", dtype: str = "float32"):
+    """(jhuman module, torch twin) of a POSEWARP_CASES case (size='tiny': width 8)."""
+    import jax.numpy as jnp
+
+    from benchmarks import torch_nets as tn
+    from jhuman.models import discriminator, posewarp
+
+    kind, full, _, tiny = POSEWARP_CASES[name]
+    width = POSEWARP_TINY_WIDTH if size == "tiny" else 64
+    side = tiny if size == "tiny" else full
+    dt = jnp.dtype(dtype)
+    if kind == "modular":
+        return posewarp.ModularGenerator(width=width, image_size=side, dtype=dt), tn.ModularGenerator(
+            posewarp.modular_widths(width)
+        )
+    if kind == "unet":
+        return posewarp.UNetBaseline(width=width, image_size=side, dtype=dt), tn.UNetBaseline(
+            posewarp.baseline_widths(width)
+        )
+    return discriminator.Discriminator(width=width, dtype=dt), tn.PoseDiscriminator(width, side)
+
+
+def posewarp_size(name: str, size: str = "full") -> int:
+    _, full, _, tiny = POSEWARP_CASES[name]
+    return tiny if size == "tiny" else full
+
+
+# A standing person's 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in units of the image side.
+_POSE14 = np.array(
+    [[0.50, 0.12], [0.50, 0.22], [0.40, 0.24], [0.36, 0.37], [0.34, 0.50], [0.60, 0.24], [0.64, 0.37],
+     [0.66, 0.50], [0.44, 0.52], [0.43, 0.68], [0.42, 0.85], [0.56, 0.52], [0.57, 0.68], [0.58, 0.85]],
+    np.float32,
+)  # fmt: skip
+
+
+def posewarp_batch(side: int, batch: int, seed: int = 0) -> dict:
+    """numpy NHWC batch as input_pipeline.posewarp's: 'source', 'target' (B, S, S, 3) in [-1, 1] (smooth noise),
+    'source_joints', 'target_joints' (B, 14, 2) (a standing person, jittered; the target's arms raised by a
+    random amount), 'source_visible', 'target_visible' (B, 14) all True."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+
+    def images():
+        noise = rng.uniform(-1, 1, (batch, side // 8, side // 8, 3)).astype(np.float32)
+        return np.stack([cv2.resize(n, (side, side), interpolation=cv2.INTER_LINEAR) for n in noise])
+
+    source_joints = (_POSE14 + rng.normal(0, 0.01, (batch, 14, 2))) * side
+    target_joints = source_joints.copy()
+    lift = rng.uniform(0.05, 0.2, (batch, 1)) * side
+    target_joints[:, [3, 6], 1] -= 0.5 * lift
+    target_joints[:, [4, 7], 1] -= lift
+    visible = np.ones((batch, 14), bool)
+    return {
+        "source": images(),
+        "target": images(),
+        "source_joints": source_joints.astype(np.float32),
+        "target_joints": target_joints.astype(np.float32),
+        "source_visible": visible,
+        "target_visible": visible.copy(),
+    }
+
+
+def posewarp_pose_inputs(batch: dict) -> dict:
+    """The pose inputs jhuman's networks compute inside, computed once with jhuman.ops.warp for the torch twins
+    (NHWC numpy): 'source_pose', 'target_pose' (B, S/2, S/2, 14), 'prior' (B, S, S, 11), 'transforms'
+    (B, 10, 2, 3)."""
+    from jhuman.models import posewarp
+    from jhuman.ops import warp
+
+    side = batch["source"].shape[1]
+
+    @jax.jit
+    def compute(b):
+        return {
+            "source_pose": posewarp.pose_maps(b["source_joints"], b["source_visible"], side, side),
+            "target_pose": posewarp.pose_maps(b["target_joints"], b["target_visible"], side, side),
+            "prior": warp.limb_prior(b["source_joints"], b["source_visible"], side, side),
+            "transforms": warp.limb_transforms(
+                b["source_joints"], b["target_joints"], b["source_visible"], b["target_visible"]
+            ),
+        }
+
+    return {k: np.array(v) for k, v in jax.device_get(compute(batch)).items()}  # writable copies
+
+
+GENERATOR_KEYS = ("source", "source_joints", "target_joints", "source_visible", "target_visible")
+
+
+def posewarp_torch_inputs(name: str, batch: dict) -> tuple:
+    """The torch twin's inputs for a case, numpy in the twin's layout (NCHW where spatial): generators
+    (source, source_pose, target_pose, prior, transforms (B, 10, 2, 3)); discriminator (image = the target,
+    source_pose, target_pose)."""
+    pose = posewarp_pose_inputs(batch)
+    nchw = lambda a: np.ascontiguousarray(np.moveaxis(a, -1, 1))  # noqa: E731
+    if POSEWARP_CASES[name][0] == "discriminator":
+        return nchw(batch["target"]), nchw(pose["source_pose"]), nchw(pose["target_pose"])
+    return (nchw(batch["source"]), nchw(pose["source_pose"]), nchw(pose["target_pose"]), nchw(pose["prior"]),
+            pose["transforms"])  # fmt: skip
+
+
+def posewarp_vgg(size: str):
+    """(VGG-19 variables ('random:0'), per-layer stds (12 arrays)) of the perceptual loss: random weights and
+    unit statistics cost what the real ones cost."""
+    from jhuman.models import perceptual
+
+    width = POSEWARP_TINY_WIDTH if size == "tiny" else 64
+    variables, _ = perceptual.load_vgg19("random:0", width=width)
+    stds = [np.ones(width * m, np.float32) for m in perceptual.LAYER_WIDTH_MULTIPLIERS]
+    return variables, stds
+
+
+def jhuman_posewarp_loss(name: str, stds):
+    """loss(net, variables, vgg, batch): the generators' perceptual loss or the discriminator's BCE on B real
+    (the targets) and B generated images (batch['fake'])."""
+    import jax.numpy as jnp
+    import optax
+
+    from jhuman.models import perceptual
+
+    stats = perceptual.VGGStatistics(mean=tuple(np.zeros_like(s) for s in stds), std=tuple(stds))
+    if POSEWARP_CASES[name][0] == "discriminator":
+
+        def d_loss(net, variables, vgg, batch):
+            del vgg
+            poses = [batch[k] for k in GENERATOR_KEYS[1:]]
+            real = net.apply(variables, batch["target"], *poses)
+            fake = net.apply(variables, batch["fake"], *poses)
+            bce = optax.sigmoid_binary_cross_entropy
+            return 0.5 * (
+                jnp.mean(bce(real, jnp.ones_like(real))) + jnp.mean(bce(fake, jnp.zeros_like(fake)))
+            )
+
+        return d_loss
+
+    def g_loss(net, variables, vgg, batch):
+        image = net.apply(variables, *(batch[k] for k in GENERATOR_KEYS))["image"]
+        target = jax.lax.stop_gradient(perceptual.vgg_features(vgg, batch["target"], "caffe"))
+        return perceptual.perceptual_loss(perceptual.vgg_features(vgg, image, "caffe"), target, stats)
+
+    return g_loss
+
+
+def torch_posewarp_loss(name: str, vgg_net, stds):
+    """The torch twin of jhuman_posewarp_loss: loss(outputs, targets) on NCHW tensors."""
+    from benchmarks import torch_nets as tn
+
+    if POSEWARP_CASES[name][0] == "discriminator":
+        import torch.nn.functional as F
+
+        def d_loss(outputs, targets):
+            del targets  # the labels are constants: 1 for the real images, 0 for the generated ones
+            real, fake = outputs
+            bce = F.binary_cross_entropy_with_logits
+            return 0.5 * (bce(real, real.new_ones(real.shape)) + bce(fake, fake.new_zeros(fake.shape)))
+
+        return d_loss
+    std_tensors = None
+
+    def g_loss(outputs, targets):
+        nonlocal std_tensors
+        import torch
+
+        if std_tensors is None:
+            std_tensors = [torch.from_numpy(s).to(targets.device) for s in stds]
+        with torch.no_grad():
+            target_features = vgg_net(targets)
+        return tn.perceptual_loss(vgg_net(outputs["image"]), target_features, std_tensors)
+
+    return g_loss
+
+
+def real_and_fake(net):
+    """A torch module wrapping the discriminator twin: inputs (real, fake, source_pose, target_pose) -> (real
+    logits, fake logits); parameters under the twin's own names."""
+    import torch
+
+    class RealAndFake(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs):
+            real, fake, source_pose, target_pose = inputs
+            return self.net(real, source_pose, target_pose), self.net(fake, source_pose, target_pose)
+
+    return RealAndFake()
+
+
+def unpacked(net):
+    """A torch module calling `net(*inputs)` on a tuple of inputs (TorchRunner passes one object)."""
+    import torch
+
+    class Unpacked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs):
+            return self.net(*inputs)
+
+    return Unpacked()
+
+
+class PoseWarpJhumanRunner:
+    """A pose-guided network's jitted train step (network + loss + Adam, state donated) and inference, compiled
+    ahead of time on fixed device batches; the same interface as JhumanRunner."""
+
+    def __init__(self, name: str, size: str, dtype: str, train_batch: dict, infer_batch: dict):
+        import optax
+
+        net, _ = posewarp_networks(name, size, dtype)
+        self.kind = POSEWARP_CASES[name][0]
+        vgg, stds = posewarp_vgg(size)
+        loss_fn = jhuman_posewarp_loss(name, stds)
+        discriminator = self.kind == "discriminator"
+        first = {k: v[:1] for k, v in infer_batch.items()}
+        image_key = ("target",) if discriminator else ("source",)
+        args = [first[k] for k in image_key + GENERATOR_KEYS[1:]]
+        variables = jax.jit(net.init)(jax.random.key(0), *args)
+        self.initial_variables = jax.device_get(variables)
+        optimizer = optax.adam(POSEWARP_LR)
+        self.state = {"params": variables["params"], "opt": optimizer.init(variables["params"]), "vgg": vgg}
+
+        def step(state, batch):
+            def loss(params):
+                return loss_fn(net, {"params": params}, state["vgg"], batch)
+
+            value, grads = jax.value_and_grad(loss)(state["params"])
+            updates, opt = optimizer.update(grads, state["opt"], state["params"])
+            return {
+                "params": optax.apply_updates(state["params"], updates),
+                "opt": opt,
+                "vgg": state["vgg"],
+            }, value
+
+        def infer(params, batch):
+            keys = image_key + GENERATOR_KEYS[1:]
+            return net.apply({"params": params}, *(batch[k] for k in keys))
+
+        self.batch = jax.device_put(train_batch)
+        self.images = jax.device_put(infer_batch)
+        t = time.perf_counter()
+        self.step = jax.jit(step, donate_argnums=0).lower(self.state, self.batch).compile()
+        self.train_compile_s = time.perf_counter() - t
+        self.train_flops = _flops(self.step)
+        t = time.perf_counter()
+        self.infer_fn = jax.jit(infer).lower(self.state["params"], self.images).compile()
+        self.infer_compile_s = time.perf_counter() - t
+        self.infer_flops = _flops(self.infer_fn)
+
+    def train_step(self):
+        self.state, loss = self.step(self.state, self.batch)
+        jax.block_until_ready((self.state, loss))
+
+    def infer(self):
+        jax.block_until_ready(self.infer_fn(self.state["params"], self.images))
+
+
+def posewarp_train_batch(name: str, side: int, batch: int, seed: int = 0) -> dict:
+    """The case's jhuman train batch: posewarp_batch, + 'fake' (B generated-looking images) for the
+    discriminator."""
+    out = posewarp_batch(side, batch, seed)
+    if POSEWARP_CASES[name][0] == "discriminator":
+        out["fake"] = posewarp_batch(side, batch, seed + 100)["target"]
+    return out
+
+
+def posewarp_torch_runner(name, size, variables, batch, infer_batch, compiled, device, dtype, memory_format):
+    """TorchRunner over the case's torch twin (jhuman's initial variables), the twin loss, Adam at POSEWARP_LR."""
+    import torch
+
+    from benchmarks import torch_nets as tn
+
+    twin = tn.load_jhuman_variables(posewarp_networks(name, size)[1], variables)
+    vgg_variables, stds = posewarp_vgg(size)
+    train_inputs = posewarp_torch_inputs(name, batch)
+    infer_inputs = posewarp_torch_inputs(name, infer_batch)
+    if POSEWARP_CASES[name][0] == "discriminator":
+        model = real_and_fake(twin)
+        fake = np.ascontiguousarray(np.moveaxis(batch["fake"], -1, 1))
+        train_inputs = (train_inputs[0], fake, *train_inputs[1:])
+        infer_model_inputs = (infer_inputs[0], infer_inputs[0], *infer_inputs[1:])
+        targets = torch.zeros(1)  # unused: the labels are constants of the loss
+        vgg_net = None
+    else:
+        model = unpacked(twin)
+        infer_model_inputs = infer_inputs
+        vgg_net = tn.load_jhuman_variables(tn.VGG19Features(perceptual_width(vgg_variables)), vgg_variables)
+        vgg_net = vgg_net.to(device)
+        targets = torch.from_numpy(np.moveaxis(batch["target"], -1, 1).copy())
+    return TorchRunner(
+        model,
+        lambda m: torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=POSEWARP_LR),
+        torch_posewarp_loss(name, vgg_net, stds),
+        train_inputs,
+        targets,
+        infer_model_inputs,
+        compiled,
+        device,
+        dtype,
+        memory_format,
+    )
+
+
+def perceptual_width(vgg_variables) -> int:
+    from jhuman.models import perceptual
+
+    return perceptual.vgg_width(vgg_variables)
+
+
 # --- the benchmark ---------------------------------------------------------------------------------------------
 
 
@@ -661,7 +1008,22 @@ def _timed(fn, cpu_times=None) -> float:
 def _contenders(name, args, device, memory_format):
     """(runners {'jhuman', 'eager', 'compiled'}, crop, train batch, inference batch, dtype) of a case."""
     accel = on_accelerator()
-    if name in MATTING_CASES:
+    if name in POSEWARP_CASES:
+        crop = posewarp_size(name, args.size)
+        dtype = args.dtype or ("bfloat16" if accel else "float32")
+        train_batch = args.batch or (POSEWARP_CASES[name][2] if accel else 2)
+        infer_batch = args.infer_batch or (train_batch if accel else 1)
+        batch = posewarp_train_batch(name, crop, train_batch)
+        infer_inputs = posewarp_batch(crop, infer_batch, seed=1)
+        print(f"[{name}] jhuman: build + compile", flush=True)
+        jh = PoseWarpJhumanRunner(name, args.size, dtype, batch, infer_inputs)
+
+        def torch_runner(compiled):
+            return posewarp_torch_runner(
+                name, args.size, jh.initial_variables, batch, infer_inputs, compiled, device, dtype,
+                memory_format,
+            )  # fmt: skip
+    elif name in MATTING_CASES:
         crop = matting_crop(name, args.size)
         dtype = args.dtype or ("bfloat16" if accel else "float32")
         train_batch = args.batch or (MATTING_CASES[name][2] if accel else 2)

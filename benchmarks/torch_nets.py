@@ -28,6 +28,13 @@ linen 'net/trunk/layer1/block0/conv1/kernel' (HWIO) -> torch 'net.trunk.layer1.b
 - `MNet`: VGG-16-named encoder (13 convs, each with norm and ReLU, four 2x2 max-pools with indices) and the
   decoder of five 5x5 convs with norm and ReLU and four max-unpoolings, then a 5x5 prediction and a sigmoid.
 - `Normalized`: ImageNet mean/std on raw 0..255 RGB (model.input_norm='torchvision'), then the net.
+- Pose-guided synthesis: `PoseUNet` (jhuman.models.unet.UNet: 'SAME' padding as TensorFlow's, LeakyReLU 0.2,
+  the pose after the first stride-2 conv, x2 upsampling with output pixel i at input i / 2), `ModularGenerator`
+  (mask / foreground / background U-Nets, softmax over logits + log prior, `warp_limbs` with grid_sample in
+  pixel coordinates and replicated borders, the composite), `UNetBaseline`, `PoseDiscriminator`; they take
+  the pose inputs (heatmaps, limb prior, per-limb transforms) PRECOMPUTED, as the released Keras model takes
+  them from its data generator (jhuman's compute them inside the network with jhuman.ops.warp). `VGG19Features`
+  (average pooling, conv1_1 .. conv4_4) and `perceptual_loss` for the generator's loss.
 Images are NCHW float 0..255; parsing outputs are NCHW, PersonLab's outputs NHWC (B, H, W, K[, 2]) as jhuman's.
 The matting nets are NCHW throughout and take prepared inputs (normalised RGB; M-Net: + the trimap).
 
@@ -557,6 +564,215 @@ class MNet(nn.Module):
         return self.decoder(*self.encoder(x))
 
 
+# --- pose-guided synthesis ----------------------------------------------------------------------------------------
+
+
+def same_conv(conv_module, x):
+    """conv_module (padding 0, its own stride) applied with TensorFlow's / linen's 'SAME' padding: total
+    max((ceil(n / s) - 1) s + k - n, 0), the smaller half before (a stride-2 3x3 conv on an even size pads 0
+    before, 1 after)."""
+    k, stride = conv_module.kernel_size[0], conv_module.stride[0]
+    pads = []
+    for n in (x.shape[3], x.shape[2]):  # F.pad order: last dimension first
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
+        pads += [total // 2, total - total // 2]
+    return conv_module(F.pad(x, pads))
+
+
+def upsample2(x):
+    """(B, C, h, w) -> (B, C, 2h, 2w): output pixel i samples the input at i / 2, the last one clamped (as
+    upsample_aligned(x, (2h, 2w), 2), written with slices: inductor miscompiles the backward of the replicate
+    padding upsample_aligned ends with, torch 2.13 on CPU)."""
+
+    def along(x, dim):
+        shifted = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+        both = torch.stack([x, 0.5 * (x + shifted)], dim + 1)  # (..., n, 2, ...)
+        shape = list(x.shape)
+        shape[dim] *= 2
+        return both.reshape(shape)
+
+    return along(along(x, 2), 3)
+
+
+class PoseUNet(nn.Module):
+    """jhuman.models.unet.UNet: enc0 (7x7) .. enc10, the pose concatenated after enc1 (stride 2), dec0 .. dec4
+    (x2 upsampling with output pixel i at input i / 2, edge clamped, + the skip), LeakyReLU 0.2, optional
+    linear 3x3 head; (B, C, H, W), pose (B, P, H/2, W/2) -> (B, out, H, W) float32."""
+
+    def __init__(self, cin, pose_channels, out_channels, enc_widths, dec_widths, first_kernel=7):
+        super().__init__()
+        e, d = tuple(enc_widths), tuple(dec_widths)
+        ins = [cin, e[0], e[1] + pose_channels] + list(e[2:10])
+        for i, (a, b) in enumerate(zip(ins, e)):
+            stride = 2 if i % 2 == 1 else 1  # enc1, enc3, ..., enc9 halve the size
+            self.add_module(f"enc{i}", nn.Conv2d(a, b, first_kernel if i == 0 else 3, stride, bias=True))
+        skips = [e[8], e[6], e[4], e[2], e[0]]
+        cin = e[10]
+        for i, width in enumerate(d):
+            self.add_module(f"dec{i}", nn.Conv2d(cin + skips[i], width, 3, bias=True))
+            cin = width
+        self.head = nn.Conv2d(cin, out_channels, 3, bias=True) if out_channels else None
+
+    def forward(self, x, pose):
+        act = lambda y: F.leaky_relu(y, 0.2)  # noqa: E731
+        skips = [act(same_conv(self.enc0, x))]
+        x = act(same_conv(self.enc1, skips[0]))
+        skips.append(act(same_conv(self.enc2, torch.cat([x, pose.to(x.dtype)], 1))))
+        x = skips[-1]
+        for level in range(1, 5):
+            x = act(same_conv(getattr(self, f"enc{2 * level + 1}"), x))
+            x = act(same_conv(getattr(self, f"enc{2 * level + 2}"), x))
+            if level < 4:
+                skips.append(x)
+        for i in range(5):
+            x = act(same_conv(getattr(self, f"dec{i}"), torch.cat([upsample2(x), skips[-1 - i]], 1)))
+        return x if self.head is None else same_conv(self.head, x).float()
+
+
+def warp_limbs(images, masks, transforms):
+    """jhuman.ops.warp.warp_limbs in NCHW: images (B, C, H, W), masks (B, 11, H, W), transforms (B, 10, 2, 3)
+    mapping a target pixel (x, y, 1) to its source position -> (B, 10, C, H, W): each masked layer sampled
+    bilinearly at M_l [x, y, 1] in pixels, borders replicated (grid_sample, 'border', align_corners=True)."""
+    b, c, h, w = images.shape
+    limbs = transforms.shape[1]
+    layers = images[:, None] * masks[:, 1:, None]  # (B, 10, C, H, W)
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=images.device),
+        torch.arange(w, dtype=torch.float32, device=images.device),
+        indexing="ij",
+    )
+    pixels = torch.stack([cols, rows, torch.ones_like(cols)], -1)  # (H, W, 3)
+    source = torch.einsum("blij,hwj->blhwi", transforms.float(), pixels)  # (B, 10, H, W, 2) (x, y)
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=images.device)
+    grid = (source * scale - 1.0).reshape(b * limbs, h, w, 2)
+    out = F.grid_sample(
+        layers.reshape(b * limbs, c, h, w).float(), grid, "bilinear", "border", align_corners=True
+    )
+    return out.reshape(b, limbs, c, h, w)
+
+
+class ModularGenerator(nn.Module):
+    """jhuman.models.posewarp.ModularGenerator on PRECOMPUTED pose inputs (as the released Keras model takes
+    them from its data generator): source (B, 3, H, W) in [-1, 1], source_pose / target_pose (B, 14, H/2, W/2)
+    heatmaps, prior (B, 11, H, W), transforms (B, 10, 2, 3) -> {'image', 'fg', 'bg', 'target_mask', 'masks'
+    (NCHW), 'warped' (B, 10, 3, H, W)} float32. widths: jhuman.models.posewarp.modular_widths(width)."""
+
+    def __init__(self, widths: dict, joints: int = 14, masks: int = 11):
+        super().__init__()
+        limbs = masks - 1
+        self.mask_net = PoseUNet(3, joints, masks, widths["enc"], widths["mask_dec"])
+        self.fg_net = PoseUNet(3 * limbs, joints, 4, widths["enc"], widths["dec"])
+        self.bg_net = PoseUNet(4, joints, 3, widths["enc"], widths["dec"])
+
+    def forward(self, source, source_pose, target_pose, prior, transforms):
+        source = source.float()
+        b, _, h, w = source.shape
+        masks = torch.softmax(self.mask_net(source, source_pose) + torch.log(prior + 1e-10), dim=1)
+        warped = warp_limbs(source, masks, transforms)  # (B, 10, 3, H, W)
+        fg_out = self.fg_net(warped.reshape(b, -1, h, w), target_pose)
+        fg, target_mask = torch.tanh(fg_out[:, :3]), torch.sigmoid(fg_out[:, 3:])
+        background = masks[:, :1]
+        bg = torch.tanh(self.bg_net(torch.cat([source * background, background], 1), source_pose))
+        image = target_mask * fg + (1.0 - target_mask) * bg
+        return {
+            "image": image,
+            "fg": fg,
+            "bg": bg,
+            "target_mask": target_mask,
+            "masks": masks,
+            "warped": warped,
+        }
+
+
+class UNetBaseline(nn.Module):
+    """jhuman.models.posewarp.UNetBaseline: one U-Net `net` on the source and both poses' heatmaps (28
+    channels) -> {'image': tanh (B, 3, H, W)}. widths: jhuman.models.posewarp.baseline_widths(width)."""
+
+    def __init__(self, widths: dict, joints: int = 14):
+        super().__init__()
+        self.net = PoseUNet(3, 2 * joints, 3, widths["enc"], widths["dec"])
+
+    def forward(self, source, source_pose, target_pose, prior=None, transforms=None):
+        return {"image": torch.tanh(self.net(source.float(), torch.cat([source_pose, target_pose], 1)))}
+
+
+POSE_DISCRIMINATOR_LAYERS = (("conv1", 5, 1), ("conv2", 5, 2), ("conv3", 3, 4), ("conv4", 3, 4), ("conv5", 3, 4),
+                             ("conv6", 3, 4))  # fmt: skip
+
+
+class PoseDiscriminator(nn.Module):
+    """jhuman.models.discriminator.Discriminator on precomputed heatmaps: image (B, 3, H, W) in [-1, 1],
+    source_pose / target_pose (B, 14, H/2, W/2) -> logits (B, 1) float32. 'SAME' convs + LeakyReLU 0.2, 2x2
+    max pooling after each but conv6, the poses concatenated after the first pooling, flattened in NHWC order
+    (Keras' Flatten), fc1, fc2 (ReLU), out."""
+
+    def __init__(self, width: int = 64, image_size: int = 256, joints: int = 14):
+        super().__init__()
+        cin = 3
+        for i, (name, kernel, mult) in enumerate(POSE_DISCRIMINATOR_LAYERS):
+            self.add_module(name, nn.Conv2d(cin, width * mult, kernel, bias=True))
+            cin = width * mult + (2 * joints if i == 0 else 0)
+        flat = (image_size // 32) ** 2 * cin
+        self.fc1, self.fc2, self.out = (
+            nn.Linear(flat, 4 * width),
+            nn.Linear(4 * width, 4 * width),
+            nn.Linear(4 * width, 1),
+        )
+
+    def forward(self, image, source_pose, target_pose):
+        x = image
+        for i, (name, _, _) in enumerate(POSE_DISCRIMINATOR_LAYERS):
+            x = F.leaky_relu(same_conv(getattr(self, name), x), 0.2)
+            if i < len(POSE_DISCRIMINATOR_LAYERS) - 1:
+                x = F.max_pool2d(x, 2, 2)
+            if i == 0:
+                x = torch.cat([x, source_pose.to(x.dtype), target_pose.to(x.dtype)], 1)
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = F.relu(self.fc2(F.relu(self.fc1(x))))
+        return self.out(x).float()
+
+
+VGG19_BLOCKS = ((1, 2, 1), (2, 2, 2), (3, 4, 4), (4, 4, 8))  # up to conv4_4: the perceptual loss's layers
+KERAS_VGG_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+class VGG19Features(nn.Module):
+    """jhuman.models.perceptual.vgg_features: VGG-19 with 2x2 AVERAGE pooling up to conv4_4, 'caffe' input
+    (RGB [-1, 1] -> 0..255 minus the Keras VGG means, channels to BGR); (B, 3, H, W) -> the 12 post-ReLU
+    activations conv1_1 .. conv4_4 in order (float32). Frozen (no parameter requires a gradient)."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        cin, self.names = 3, []
+        for block, num_convs, mult in VGG19_BLOCKS:
+            for k in range(1, num_convs + 1):
+                self.add_module(f"conv{block}_{k}", conv(cin, width * mult, 3, bias=True))
+                self.names.append(f"conv{block}_{k}")
+                cin = width * mult
+        self.register_buffer("mean", torch.tensor(KERAS_VGG_MEAN_RGB).reshape(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        x = ((images.float() + 1.0) * 127.5 - self.mean).flip(1)  # RGB -> BGR
+        features = []
+        for i, (block, num_convs, _) in enumerate(VGG19_BLOCKS):
+            if i > 0:
+                x = F.avg_pool2d(x, 2, 2)
+            for k in range(1, num_convs + 1):
+                x = F.relu(getattr(self, f"conv{block}_{k}")(x))
+                features.append(x.float())
+        return features
+
+
+def perceptual_loss(features_a, features_b, stds, offset: float = 0.1):
+    """jhuman.models.perceptual.perceptual_loss: mean over layers of mean |fa - fb| / (std_c + 0.1), NCHW
+    features, stds a list of (C,) tensors in the same layer order."""
+    total = 0.0
+    for fa, fb, std in zip(features_a, features_b, stds):
+        total = total + ((fa - fb).abs() / (std.reshape(1, -1, 1, 1) + offset)).mean()
+    return total / len(stds)
+
+
 # --- losses -----------------------------------------------------------------------------------------------------
 
 
@@ -658,8 +874,8 @@ def jhuman_state_dict(variables) -> dict:
     for collection in ("params", "batch_stats"):
         for path, value in _flatten(variables.get(collection, {})):
             array = np.asarray(value, np.float32)
-            if path[-1] == "kernel":
-                array = array.transpose(3, 2, 0, 1)
+            if path[-1] == "kernel":  # conv HWIO -> OIHW; dense (in, out) -> (out, in)
+                array = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
             name = ".".join(path[:-1] + (_LEAF_NAMES[path[-1]],))
             state[name] = torch.from_numpy(np.array(array, order="C", copy=True))  # writable, contiguous
     return state

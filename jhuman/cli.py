@@ -1,5 +1,5 @@
-"""`jhuman train | eval | predict | data | eval-parsing | eval-matting | sweep | bench`: parse arguments, call
-library code.
+"""`jhuman train | eval | predict | animate | posewarp-stats | data | eval-parsing | eval-matting | sweep | bench`:
+parse arguments, call library code.
 
 Every failure is one line on stderr that names the file, key or argument and what to do, with a non-zero
 exit status (2: a bad argument, config or input; 1: a run that failed: NaN loss, checkpoint not written,
@@ -142,6 +142,62 @@ def _predict_video(args, overrides, out):
     )
 
 
+def cmd_animate(args, overrides):
+    from jhuman import animate, train
+    from jhuman import config as config_lib
+
+    fmt = args.format.lower().lstrip(".")
+    if fmt not in animate.FORMATS:
+        raise UsageError(f"--format {args.format!r} is not one of {list(animate.FORMATS)}")
+    if not args.fps > 0:
+        raise UsageError(f"--fps {args.fps}: must be > 0")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: must be at least 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file, not a folder: choose another --out")
+    inputs = animate.load_inputs(args.source, args.source_joints, args.source_video, args.source_frame,
+                                 args.targets, args.frames)  # fmt: skip
+    task = config_lib.load_saved_config(args.workdir).get("task")
+    if task != "posewarp":
+        raise UsageError(f"--workdir {args.workdir} holds a {task!r} run; animate needs a posewarp run")
+    config, setup, state, step = _restore(args.workdir, overrides)
+    generator = animate.task_generator(setup.task, train.eval_variables(state))
+    summary = animate.animate(
+        generator, inputs, args.out, int(config.data.image_size), fmt, args.fps, args.batch,
+        progress=not args.quiet, info={"workdir": os.path.abspath(args.workdir), "step": step},
+    )  # fmt: skip
+    print(f"step {step}: wrote {summary['num_frames']} frames to {os.path.join(args.out, 'frames')}, "
+          f"{os.path.join(args.out, summary['animation'])} and {os.path.join(args.out, summary['sheet'])}")  # fmt: skip
+
+
+def cmd_posewarp_stats(args, overrides):
+    from jhuman import config as config_lib
+    from jhuman import tasks
+    from jhuman.models import perceptual
+
+    if not args.out.endswith(".npz"):
+        raise UsageError(f"--out {args.out}: the statistics are written as .npz (e.g. vgg_statistics.npz)")
+    if os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a folder: name the .npz file to write")
+    if args.batches is not None and args.batches < 1:
+        raise UsageError(f"--batches {args.batches}: must be at least 1")
+    config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
+    if config.get("task") != "posewarp":
+        raise UsageError(f"--config {args.config} is a {config.get('task')!r} config; posewarp-stats needs "
+                         "configs/posewarp.py")  # fmt: skip
+    if args.batches is not None:
+        with config.unlocked():
+            config.loss.statistics_batches = args.batches
+    config = config_lib.validate(config)
+    loss = config.loss
+    vgg, weights_id = perceptual.load_vgg19(loss.vgg_weights, width=int(loss.vgg_width))
+    # The task's own computation (its training stream: sources and targets, the config's preprocessing).
+    statistics = tasks.build(config).compute_statistics(vgg, weights_id)
+    path = perceptual.save_statistics(statistics, args.out)
+    print(f"wrote {path} (weights {statistics.weights}, preprocessing {statistics.preprocessing}): train with "
+          f"--config.loss.vgg_statistics={path}")  # fmt: skip
+
+
 def cmd_data(args, overrides):
     del overrides
     from input_pipeline import synthetic
@@ -227,6 +283,18 @@ def cmd_bench(args, overrides):
     runpy.run_path(path, run_name="__main__")
 
 
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse reports a missing or malformed argument as its usage and then the message; this parser says it
+    in one line naming the argument (exit status 2)."""
+
+    def error(message):
+        print(f"error: {parser.prog}: {message} (see {parser.prog} --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    parser.error = error
+    return parser
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jhuman", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -259,6 +327,40 @@ def make_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--video", help="a video file (tasks that predict videos: matting)")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser(
+        "animate",
+        help="move a source person through another video's poses (a posewarp run): frames, GIF/MP4, sheet",
+    )
+    _one_line_errors(p)
+    p.add_argument("--workdir", required=True, help="a trained posewarp run")
+    p.add_argument("--source", default=None, help="source image (with --source_joints)")
+    p.add_argument(
+        "--source_joints", default=None, help='JSON: {"joints": 14 [x, y] (0-based), "box": [x, y, w, h]}'
+    )
+    p.add_argument("--source_video", default=None, help="or a video's info/<video>.mat (published layout)")
+    p.add_argument("--source_frame", type=int, default=0, help="0-based frame of --source_video (default 0)")
+    p.add_argument("--targets", required=True, help="the target poses: another video's info/<video>.mat")
+    p.add_argument("--frames", default=None, help="a:b, the target frames (0-based, b excluded; default all)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="gif", help="gif | mp4")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--batch", type=int, default=4, help="frames generated per call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_animate)
+
+    p = sub.add_parser(
+        "posewarp-stats",
+        help="per-channel VGG-19 statistics of the perceptual loss over a posewarp config's training set (.npz)",
+    )
+    _one_line_errors(p)
+    p.add_argument("--config", required=True, help="configs/posewarp.py[:arg]; its loss.vgg_weights and "
+                   "loss.vgg_preprocessing are used")  # fmt: skip
+    p.add_argument("--out", required=True, help="the .npz to write (loss.vgg_statistics can name it)")
+    p.add_argument(
+        "--batches", type=int, default=None, help="training batches (default loss.statistics_batches)"
+    )
+    p.set_defaults(fn=cmd_posewarp_stats)
 
     p = sub.add_parser("data", help="data tools: `jhuman data synth --task parsing --out DIR`")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -303,8 +405,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NEEDS_TENSORFLOW = ("train", "eval", "predict", "sweep", "data")
-COMPILES = ("train", "eval", "predict", "sweep")
+NEEDS_TENSORFLOW = ("train", "eval", "predict", "sweep", "data", "animate", "posewarp-stats")
+COMPILES = ("train", "eval", "predict", "sweep", "animate", "posewarp-stats")
 
 
 def compilation_cache_dir() -> str:

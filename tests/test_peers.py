@@ -231,3 +231,53 @@ def test_same_matting_network(case):
                 old = before[name].numpy()
                 unbiased = (stats[name].numpy() - 0.9 * old) / 0.1 * n / (n - 1)
                 close(value.numpy(), 0.9 * old + 0.1 * unbiased, 1e-4)
+
+
+# --- pose-guided synthesis ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(peers.POSEWARP_CASES))
+def test_same_posewarp_network(case):
+    """Modular generator, U-Net baseline and discriminator twins (tiny): parameter count, every output, the
+    case's loss (generators: the perceptual loss through the VGG-19 twin; D: BCE on real and generated
+    images) and every gradient, the twins fed the pose inputs jhuman computes inside."""
+    net_j, net_t = peers.posewarp_networks(case, "tiny")
+    side = peers.posewarp_size(case, "tiny")
+    batch = peers.posewarp_train_batch(case, side, 2)
+    kind = peers.POSEWARP_CASES[case][0]
+    first = batch["target"] if kind == "discriminator" else batch["source"]
+    poses = [batch[k] for k in peers.GENERATOR_KEYS[1:]]
+    variables = randomised(jax.eval_shape(net_j.init, jax.random.key(0), first, *poses))
+    net_t = tn.load_jhuman_variables(net_t, variables).eval()
+    assert tn.num_parameters(net_t) == sum(int(np.size(p)) for p in jax.tree.leaves(variables["params"]))
+    vgg, stds = peers.posewarp_vgg("tiny")
+    loss_j = peers.jhuman_posewarp_loss(case, stds)
+
+    @jax.jit
+    def run(v):
+        out = net_j.apply(v, first, *poses)
+        return out, jax.value_and_grad(lambda p: loss_j(net_j, {"params": p}, vgg, batch))(v["params"])
+
+    out_j, (value_j, grads_j) = run(variables)
+    inputs = tuple(torch.from_numpy(a) for a in peers.posewarp_torch_inputs(case, batch))
+    if kind == "discriminator":
+        close(net_t(*inputs).detach().numpy(), out_j, 1e-4)
+        fake = nchw(batch["fake"])
+        outputs, targets, vgg_t = peers.real_and_fake(net_t)((inputs[0], fake, *inputs[1:])), None, None
+    else:
+        out_t = net_t(*inputs)
+        for key, value in out_j.items():
+            if key == "prior":  # an input of the twin, not an output
+                continue
+            got = out_t[key].detach().numpy()
+            got = np.moveaxis(got, (1, 2), (-2, -1)) if key == "warped" else np.moveaxis(got, 1, -1)
+            close(got, value, 1e-4)
+        outputs, targets = out_t, nchw(batch["target"])
+        vgg_t = tn.load_jhuman_variables(tn.VGG19Features(peers.perceptual_width(vgg)), vgg)
+    value_t = peers.torch_posewarp_loss(case, vgg_t, stds)(outputs, targets)
+    value_t.backward()
+    np.testing.assert_allclose(value_t.item(), float(value_j), rtol=1e-5)
+    expected = tn.jhuman_state_dict({"params": grads_j})
+    for name, param in net_t.named_parameters():
+        g_t, g_j = param.grad.numpy().astype(np.float64), expected[name].numpy().astype(np.float64)
+        assert np.linalg.norm(g_t - g_j) <= 1e-3 * np.linalg.norm(g_j) + 1e-7, name
