@@ -759,7 +759,9 @@ def posewarp_pose_inputs(batch: dict) -> dict:
         return {
             "source_pose": posewarp.pose_maps(b["source_joints"], b["source_visible"], side, side),
             "target_pose": posewarp.pose_maps(b["target_joints"], b["target_visible"], side, side),
-            "prior": warp.limb_prior(b["source_joints"], b["source_visible"], side, side),
+            "prior": warp.limb_prior(
+                b["source_joints"], b["source_visible"], side, side, scale=side / posewarp.REFERENCE_SIZE
+            ),
             "transforms": warp.limb_transforms(
                 b["source_joints"], b["target_joints"], b["source_visible"], b["target_visible"]
             ),

@@ -154,7 +154,9 @@ def warp_inputs(side: int, batch: int, seed: int = 0):
 
     pairs = pair_batch(side, batch, seed)
     rng = np.random.default_rng(seed + 1)
-    prior = np.asarray(warp.limb_prior(pairs["source_joints"], pairs["source_visible"], side, side))
+    prior = np.asarray(
+        warp.limb_prior(pairs["source_joints"], pairs["source_visible"], side, side, scale=side / 256)
+    )
     logits = rng.normal(0, 1, prior.shape) + np.log(prior + 1e-10)
     masks = np.exp(logits - logits.max(-1, keepdims=True))
     masks = (masks / masks.sum(-1, keepdims=True)).astype(np.float32)

@@ -40,6 +40,7 @@ from jhuman.ops import warp
 
 POSE_SIGMA = 1.75  # heatmap sigma in pixels of the half-resolution pose maps
 PRIOR_EPS = 1e-10  # masks logits + log(prior + PRIOR_EPS)
+REFERENCE_SIZE = 256  # the paper's image size: the limb prior's constant widths are in its pixels
 
 
 def modular_widths(width: int = 64) -> dict:
@@ -126,7 +127,8 @@ class ModularGenerator(nn.Module):
 
         source_pose = pose_maps(source_joints, source_visible, h, w, self.pose_sigma)  # (B, H/2, W/2, 14)
         target_pose = pose_maps(target_joints, target_visible, h, w, self.pose_sigma)
-        prior = warp.limb_prior(source_joints, source_visible, h, w)  # (B, H, W, 11)
+        # (B, H, W, 11); the prior's constant widths are in 256-px pixels: scaled to this size
+        prior = warp.limb_prior(source_joints, source_visible, h, w, scale=w / REFERENCE_SIZE)
         transforms = warp.limb_transforms(source_joints, target_joints, source_visible, target_visible)
 
         # 1. source segmentation: logits + log prior, softmax over the 11 channels

@@ -187,12 +187,16 @@ def joint_heatmaps(
     return jnp.where(visible[..., None, None, :], gauss, 0.0)
 
 
-def limb_prior(joints, visible, height: int, width: int) -> jnp.ndarray:
+def limb_prior(joints, visible, height: int, width: int, scale: float = 1.0) -> jnp.ndarray:
     """The initial limb masks of the released code: (..., H, W, 11) float32, channel 0 the background
     (1 - max over limbs), channels 1..10 one oriented Gaussian per limb normalised to peak 1 over the image.
 
     joints (..., 14, 2) in the pixels of the (height, width) image; visible (..., 14) bool or None (None: every
     joint used, the released code; otherwise a limb with an unused joint gets a zero channel).
+    scale: the image's size over the paper's 256 px. The constant variances (the minimum along a limb, 121 and
+    169 across) are in pixels of 256-px images; they are multiplied by scale**2, so that a 64-px image
+    (scale 0.25) gets limbs as wide relative to the body as at 256 px (the released code, at 256 only, has
+    scale 1). The along-limb variance length**2 / 1.5 is in the image's own pixels already.
     """
     joints = _check_joints(joints, "joints")
     used = _check_visible(visible, joints, "visible")
@@ -200,8 +204,9 @@ def limb_prior(joints, visible, height: int, width: int) -> jnp.ndarray:
     center = 0.5 * (ends[..., 0, :] + ends[..., 1, :])  # (..., 10, 2)
     d = ends[..., 1, :] - ends[..., 0, :]  # (..., 10, 2) along the limb
     length2 = d[..., 0] ** 2 + d[..., 1] ** 2  # (..., 10)
-    var_along = jnp.maximum(PRIOR_MIN_VARIANCE, length2 / PRIOR_LENGTH_DIVISOR)
-    var_across = jnp.asarray(PRIOR_ACROSS_VARIANCE, jnp.float32)
+    area = jnp.square(jnp.asarray(scale, jnp.float32))
+    var_along = jnp.maximum(PRIOR_MIN_VARIANCE * area, length2 / PRIOR_LENGTH_DIVISOR)
+    var_across = jnp.asarray(PRIOR_ACROSS_VARIANCE, jnp.float32) * area
     has_length = length2 > 0
     inv_length = jnp.where(has_length, jax.lax.rsqrt(jnp.where(has_length, length2, 1.0)), 0.0)
     ex = jnp.where(has_length, d[..., 0] * inv_length, 1.0)  # unit direction; any for a point limb

@@ -83,7 +83,7 @@ def joint_heatmaps(joints, visible, height, width, sigma=HEATMAP_SIGMA, scale=1.
     return out.reshape(*lead, height, width, 14).astype(np.float32)
 
 
-def limb_prior(joints, visible, height, width):
+def limb_prior(joints, visible, height, width, scale=1.0):
     joints = np.asarray(joints, np.float64)
     visible = _visible(visible, joints)
     lead = joints.shape[:-2]
@@ -97,9 +97,9 @@ def limb_prior(joints, visible, height, width):
             if len(limb) == 4:  # torso: shoulder mean to hip mean
                 p = np.stack([p[0:2].mean(axis=0), p[2:4].mean(axis=0)])
             center = p.mean(axis=0)
-            var_along = max(PRIOR_MIN_VARIANCE, np.sum((p[1] - p[0]) ** 2) / PRIOR_LENGTH_DIVISOR)
+            var_along = max(PRIOR_MIN_VARIANCE * scale**2, np.sum((p[1] - p[0]) ** 2) / PRIOR_LENGTH_DIVISOR)
             theta = np.arctan2(p[1, 1] - p[0, 1], p[0, 0] - p[1, 0])
-            mask = gaussian_map(height, width, center, var_along, PRIOR_ACROSS_VARIANCE[l], theta)
+            mask = gaussian_map(height, width, center, var_along, PRIOR_ACROSS_VARIANCE[l] * scale**2, theta)
             out[n, :, :, l + 1] = mask / (mask.max() + PRIOR_NORM_EPS)
         out[n, :, :, 0] = 1.0 - out[n, :, :, 1:].max(axis=-1)
     return out.reshape(*lead, height, width, NUM_LIMBS + 1).astype(np.float32)

@@ -198,7 +198,7 @@ def test_modular_composite_warp_and_prior(modular):
     warped, prior = jax.jit(
         lambda source, masks, src, tgt: (
             warp.warp_limbs(source, masks, warp.limb_transforms(src, tgt)),
-            warp.limb_prior(src, None, SIZE, SIZE),
+            warp.limb_prior(src, None, SIZE, SIZE, scale=SIZE / 256),
         )
     )(source, out["masks"], src, tgt)
     np.testing.assert_allclose(out["warped"], warped, atol=1e-5)

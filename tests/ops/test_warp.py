@@ -185,6 +185,20 @@ def test_limb_prior_matches_numpy():
     np.testing.assert_allclose(torso[45, 30], peak * np.exp(-(15.0**2) / (2 * 1600 / 1.5)), rtol=1e-5)
 
 
+def test_limb_prior_scales_its_constant_widths_with_the_image():
+    """At a quarter of 256 px the constant variances (121 across a limb, the minimum along it) shrink 16x, so
+    limbs keep their width relative to the body."""
+    rng = np.random.default_rng(7)
+    joints = random_poses(rng, (2,))  # poses of a 64x64 image
+    prior = np.asarray(limb_prior(joints, None, 64, 64, scale=0.25))
+    np.testing.assert_allclose(prior, warp_reference.limb_prior(joints, None, 64, 64, scale=0.25), atol=2e-6)
+    assert np.mean(prior[..., 0] > 0.5) > np.mean(np.asarray(limb_prior(joints, None, 64, 64))[..., 0] > 0.5)
+    straight = np.tile(STANDING, (1, 1, 1)) * 0.25
+    straight[0, 3], straight[0, 4] = [5.0, 30.0], [25.0, 30.0]  # a horizontal forearm, centre (15, 30)
+    forearm = np.asarray(limb_prior(straight, None, 64, 64, scale=0.25))[0, ..., 3]
+    np.testing.assert_allclose(forearm[36, 15], np.exp(-(6.0**2) / (2 * 121.0 / 16)) / (1 + 1e-6), rtol=1e-5)
+
+
 def warp_inputs(rng, batch, height, width, channels=3):
     images = rng.uniform(-1, 1, (batch, height, width, channels)).astype(np.float32)
     logits = rng.normal(0, 2, (batch, height, width, 11))
