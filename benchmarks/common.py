@@ -39,6 +39,53 @@ def time_calls(fn, repeats: int, warmup: int = 1) -> list[float]:
     return out
 
 
+def first_and_median(fn, repeats: int) -> tuple[float, float]:
+    """(seconds of the first call of `fn()`: compilation included, median seconds of `repeats` calls after one
+    more warm-up call)."""
+    import statistics
+
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    return first, statistics.median(time_calls(fn, repeats, warmup=1))
+
+
+# A standing person's 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in units of the image side.
+STANDING_POSE = (
+    (0.50, 0.12), (0.50, 0.22), (0.40, 0.24), (0.36, 0.37), (0.34, 0.50), (0.60, 0.24), (0.64, 0.37),
+    (0.66, 0.50), (0.44, 0.52), (0.43, 0.68), (0.42, 0.85), (0.56, 0.52), (0.57, 0.68), (0.58, 0.85),
+)  # fmt: skip
+
+
+def posewarp_pairs(side: int, batch: int, seed: int = 0) -> dict:
+    """numpy batch as input_pipeline.posewarp's train stream yields it: 'source', 'target' (B, S, S, 3) in
+    [-1, 1] (smooth noise), 'source_joints', 'target_joints' (B, 14, 2) (a standing person, jittered; the
+    target's arms raised by a random amount), 'source_visible', 'target_visible' (B, 14) all True."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def images():
+        noise = rng.uniform(-1, 1, (batch, max(side // 8, 2), max(side // 8, 2), 3)).astype(np.float32)
+        return np.stack([cv2.resize(n, (side, side), interpolation=cv2.INTER_LINEAR) for n in noise])
+
+    source_joints = (np.asarray(STANDING_POSE) + rng.normal(0, 0.01, (batch, 14, 2))) * side
+    target_joints = source_joints.copy()
+    lift = rng.uniform(0.05, 0.2, (batch, 1)) * side
+    target_joints[:, [3, 6], 1] -= 0.5 * lift
+    target_joints[:, [4, 7], 1] -= lift
+    visible = np.ones((batch, 14), bool)
+    return {
+        "source": images(),
+        "target": images(),
+        "source_joints": source_joints.astype(np.float32),
+        "target_joints": target_joints.astype(np.float32),
+        "source_visible": visible,
+        "target_visible": visible.copy(),
+    }
+
+
 def report(name: str, rows: list[dict], columns: list[str], path: str | None = None) -> str:
     """Prints a table of `rows` and writes {machine, rows} as JSON (default benchmarks/<name>.json)."""
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from common import report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import first_and_median, report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
 
 from jhuman import config as config_lib  # noqa: E402
 
@@ -83,10 +83,7 @@ def bench_step(stage, size, batch, steps, dtype):
         holder["state"], metrics = step(holder["state"], device_batch)
         jax.block_until_ready(metrics)
 
-    t = time.perf_counter()
-    one()
-    compile_s = time.perf_counter() - t
-    step_s = statistics.median(time_calls(one, steps, warmup=1))
+    compile_s, step_s = first_and_median(one, steps)
     side = config.data.mnet_size if stage == "mnet" else config.data.crop_size
     return {
         "what": f"train {stage}",
@@ -113,10 +110,7 @@ def bench_inference(size, hw, steps, dtype):
     def one():
         jax.block_until_ready(predict(variables, images))
 
-    t = time.perf_counter()
-    one()
-    compile_s = time.perf_counter() - t
-    s = statistics.median(time_calls(one, steps, warmup=1))
+    compile_s, s = first_and_median(one, steps)
     return {
         "what": "inference",
         "size": size,

@@ -98,7 +98,7 @@ sys.path.insert(0, os.path.dirname(_HERE))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import posewarp_pairs, report  # noqa: E402
 from jhuman import config as config_lib  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(_HERE), "configs")
@@ -709,42 +709,6 @@ def posewarp_size(name: str, size: str = "full") -> int:
     return tiny if size == "tiny" else full
 
 
-# A standing person's 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in units of the image side.
-_POSE14 = np.array(
-    [[0.50, 0.12], [0.50, 0.22], [0.40, 0.24], [0.36, 0.37], [0.34, 0.50], [0.60, 0.24], [0.64, 0.37],
-     [0.66, 0.50], [0.44, 0.52], [0.43, 0.68], [0.42, 0.85], [0.56, 0.52], [0.57, 0.68], [0.58, 0.85]],
-    np.float32,
-)  # fmt: skip
-
-
-def posewarp_batch(side: int, batch: int, seed: int = 0) -> dict:
-    """numpy NHWC batch as input_pipeline.posewarp's: 'source', 'target' (B, S, S, 3) in [-1, 1] (smooth noise),
-    'source_joints', 'target_joints' (B, 14, 2) (a standing person, jittered; the target's arms raised by a
-    random amount), 'source_visible', 'target_visible' (B, 14) all True."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-
-    def images():
-        noise = rng.uniform(-1, 1, (batch, side // 8, side // 8, 3)).astype(np.float32)
-        return np.stack([cv2.resize(n, (side, side), interpolation=cv2.INTER_LINEAR) for n in noise])
-
-    source_joints = (_POSE14 + rng.normal(0, 0.01, (batch, 14, 2))) * side
-    target_joints = source_joints.copy()
-    lift = rng.uniform(0.05, 0.2, (batch, 1)) * side
-    target_joints[:, [3, 6], 1] -= 0.5 * lift
-    target_joints[:, [4, 7], 1] -= lift
-    visible = np.ones((batch, 14), bool)
-    return {
-        "source": images(),
-        "target": images(),
-        "source_joints": source_joints.astype(np.float32),
-        "target_joints": target_joints.astype(np.float32),
-        "source_visible": visible,
-        "target_visible": visible.copy(),
-    }
-
-
 def posewarp_pose_inputs(batch: dict) -> dict:
     """The pose inputs jhuman's networks compute inside, computed once with jhuman.ops.warp for the torch twins
     (NHWC numpy): 'source_pose', 'target_pose' (B, S/2, S/2, 14), 'prior' (B, S, S, 11), 'transforms'
@@ -944,11 +908,11 @@ class PoseWarpJhumanRunner:
 
 
 def posewarp_train_batch(name: str, side: int, batch: int, seed: int = 0) -> dict:
-    """The case's jhuman train batch: posewarp_batch, + 'fake' (B generated-looking images) for the
+    """The case's jhuman train batch: posewarp_pairs, + 'fake' (B generated-looking images) for the
     discriminator."""
-    out = posewarp_batch(side, batch, seed)
+    out = posewarp_pairs(side, batch, seed)
     if POSEWARP_CASES[name][0] == "discriminator":
-        out["fake"] = posewarp_batch(side, batch, seed + 100)["target"]
+        out["fake"] = posewarp_pairs(side, batch, seed + 100)["target"]
     return out
 
 
@@ -1016,7 +980,7 @@ def _contenders(name, args, device, memory_format):
         train_batch = args.batch or (POSEWARP_CASES[name][2] if accel else 2)
         infer_batch = args.infer_batch or (train_batch if accel else 1)
         batch = posewarp_train_batch(name, crop, train_batch)
-        infer_inputs = posewarp_batch(crop, infer_batch, seed=1)
+        infer_inputs = posewarp_pairs(crop, infer_batch, seed=1)
         print(f"[{name}] jhuman: build + compile", flush=True)
         jh = PoseWarpJhumanRunner(name, args.size, dtype, batch, infer_inputs)
 

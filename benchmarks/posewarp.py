@@ -36,46 +36,12 @@ if os.path.dirname(_HERE) not in sys.path:  # run as a script: `benchmarks.commo
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import report, time_calls  # noqa: E402
+from benchmarks.common import first_and_median, posewarp_pairs, report, time_calls  # noqa: E402
 from jhuman import config as config_lib  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(_HERE), "configs", "posewarp.py")
 MODELS = ("modular", "unet")
 STAGES = ("vgg", "gan")
-# A standing person's 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in units of the image side.
-POSE = np.array(
-    [[0.50, 0.12], [0.50, 0.22], [0.40, 0.24], [0.36, 0.37], [0.34, 0.50], [0.60, 0.24], [0.64, 0.37],
-     [0.66, 0.50], [0.44, 0.52], [0.43, 0.68], [0.42, 0.85], [0.56, 0.52], [0.57, 0.68], [0.58, 0.85]],
-    np.float32,
-)  # fmt: skip
-
-
-def pair_batch(side: int, batch: int, seed: int = 0) -> dict:
-    """numpy batch as input_pipeline.posewarp's train stream yields it: 'source', 'target' (B, S, S, 3) in
-    [-1, 1] (smooth noise), 'source_joints', 'target_joints' (B, 14, 2) (a standing person, jittered; the
-    target's arms raised by a random amount), 'source_visible', 'target_visible' (B, 14) all True."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-
-    def images():
-        noise = rng.uniform(-1, 1, (batch, max(side // 8, 2), max(side // 8, 2), 3)).astype(np.float32)
-        return np.stack([cv2.resize(n, (side, side), interpolation=cv2.INTER_LINEAR) for n in noise])
-
-    source_joints = (POSE + rng.normal(0, 0.01, (batch, 14, 2))) * side
-    target_joints = source_joints.copy()
-    lift = rng.uniform(0.05, 0.2, (batch, 1)) * side
-    target_joints[:, [3, 6], 1] -= 0.5 * lift
-    target_joints[:, [4, 7], 1] -= lift
-    visible = np.ones((batch, 14), bool)
-    return {
-        "source": images(),
-        "target": images(),
-        "source_joints": source_joints.astype(np.float32),
-        "target_joints": target_joints.astype(np.float32),
-        "source_visible": visible,
-        "target_visible": visible.copy(),
-    }
 
 
 def load(model: str, stage: str, size: str, overrides=()):
@@ -95,16 +61,13 @@ def bench_step(model, stage, size, batch, steps, dtype):
     step = train.make_train_step(setup)
     holder = {"state": jax.jit(setup.init_state, out_shardings=setup.state_shardings)(jax.random.key(0))}
     side = int(config.data.image_size)
-    device_batch = sharding.to_global(pair_batch(side, batch), setup.mesh)
+    device_batch = sharding.to_global(posewarp_pairs(side, batch), setup.mesh)
 
     def one():
         holder["state"], metrics = step(holder["state"], device_batch)
         jax.block_until_ready(metrics)
 
-    t = time.perf_counter()
-    one()
-    compile_s = time.perf_counter() - t
-    step_s = statistics.median(time_calls(one, steps, warmup=1))
+    compile_s, step_s = first_and_median(one, steps)
     return {
         "what": f"train {model} {stage}",
         "size": size,
@@ -124,17 +87,14 @@ def bench_generate(model, size, batch, steps, dtype):
     task = tasks.build(config)
     variables = jax.jit(task.init)(jax.random.key(0))
     side = int(config.data.image_size)
-    pairs = pair_batch(side, batch, seed=1)
+    pairs = posewarp_pairs(side, batch, seed=1)
     inputs = jax.device_put({k: v for k, v in pairs.items() if k != "target"})
     predict = jax.jit(lambda v, x: task.predict(v, x)["image"])
 
     def one():
         jax.block_until_ready(predict(variables, inputs))
 
-    t = time.perf_counter()
-    one()
-    compile_s = time.perf_counter() - t
-    s = statistics.median(time_calls(one, steps, warmup=1))
+    compile_s, s = first_and_median(one, steps)
     return {
         "what": f"generate {model}",
         "size": size,
@@ -152,7 +112,7 @@ def warp_inputs(side: int, batch: int, seed: int = 0):
     transforms (B, 10, 2, 3) of the batch's two poses)."""
     from jhuman.ops import warp
 
-    pairs = pair_batch(side, batch, seed)
+    pairs = posewarp_pairs(side, batch, seed)
     rng = np.random.default_rng(seed + 1)
     prior = np.asarray(
         warp.limb_prior(pairs["source_joints"], pairs["source_visible"], side, side, scale=side / 256)

@@ -50,40 +50,11 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import pipeline, reader
 from input_pipeline.pipeline import CorruptExample, Feature
+from jhuman.classes import POSEWARP_FLIP_PERMUTATION, POSEWARP_JOINTS
 
-JOINTS = (
-    "head",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-)
+JOINTS = POSEWARP_JOINTS  # jhuman.classes (numpy only): the published .mat files' order
 NUM_JOINTS = 14
-FLIP_PERMUTATION = (
-    0,
-    1,
-    5,
-    6,
-    7,
-    2,
-    3,
-    4,
-    11,
-    12,
-    13,
-    8,
-    9,
-    10,
-)  # joint k after a flip = joint FLIP[k] before
+FLIP_PERMUTATION = POSEWARP_FLIP_PERMUTATION  # joint k after a flip = joint FLIP[k] before
 HEAD, R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 0, 8, 9, 10, 11, 12, 13
 SPLITS = ("train", "test")
 FRAME_EXTENSIONS = (".jpg", ".png")

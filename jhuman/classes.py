@@ -128,3 +128,11 @@ COCO_OKS_SIGMAS = (
     )
     / 10.0
 )
+
+# The 14 joints of the pose-guided synthesis data set (Balakrishnan et al., CVPR 2018; the published .mat
+# files' order) and the index each joint takes after a horizontal flip (left and right swapped).
+POSEWARP_JOINTS = (
+    "head", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+)  # fmt: skip
+POSEWARP_FLIP_PERMUTATION = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10)

@@ -46,24 +46,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jhuman.classes import POSEWARP_FLIP_PERMUTATION, POSEWARP_JOINTS
 from jhuman.ops.image import bilinear_sample, pixel_grid
 
-JOINTS = (
-    "head",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-)
+JOINTS = POSEWARP_JOINTS  # jhuman.classes: the published data's order
 NUM_JOINTS = len(JOINTS)
 LIMBS = ((0, 1), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (11, 12), (12, 13), (2, 5, 8, 11))
 LIMB_NAMES = (
@@ -81,7 +67,7 @@ LIMB_NAMES = (
 NUM_LIMBS = len(LIMBS)
 NUM_MASKS = NUM_LIMBS + 1  # channel 0 background, 1..10 the limbs
 # Horizontal flip: joint i of the flipped person is joint FLIP_PERMUTATION[i] of the original (right <-> left).
-FLIP_PERMUTATION = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10)
+FLIP_PERMUTATION = POSEWARP_FLIP_PERMUTATION
 
 HEATMAP_SIGMA = 1.75  # pixels of the 128x128 pose map (the released sigma_joint = 7 / 4)
 PRIOR_MIN_VARIANCE = 5.0  # variance along a limb: max(5, length^2 / 1.5)
