@@ -216,7 +216,7 @@ def person_scale(joints) -> np.ndarray:
     return np.maximum(2.5 * upper, 5.0 * calf) / PERSON_UNIT
 
 
-def _frame_scale(joints, box) -> float:
+def frame_scale(joints, box) -> float:
     """person_scale of one frame; where the joints give none (non-finite or not positive: joints missing or the
     person upside down) the larger side of its box / 200 stands in."""
     s = float(person_scale(joints))
@@ -243,7 +243,7 @@ def pair_crop(src_joints, src_box, tgt_joints, tgt_box, image_size=REFERENCE_SIZ
     ((S - 1) / 2, (S - 1) / 2), as the released centre_and_scale_image. ValueError when the pair gives no finite
     scale or centre (e.g. every joint and box value missing).
     """
-    s = max(_frame_scale(src_joints, src_box), _frame_scale(tgt_joints, tgt_box))
+    s = max(frame_scale(src_joints, src_box), frame_scale(tgt_joints, tgt_box))
     centre = (_box_centre(src_box, src_joints) + _box_centre(tgt_box, tgt_joints)) / 2.0
     if not (math.isfinite(s) and s > 0 and np.isfinite(centre).all()):
         raise ValueError(f"cannot place the person: person scale {s}, centre {centre.tolist()}")

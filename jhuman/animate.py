@@ -207,30 +207,24 @@ def _anchor(joints, visible) -> np.ndarray | None:
     return None
 
 
-def _person_scale(joints, box) -> float:
-    """input_pipeline.posewarp.person_scale of one frame; the larger box side / 200 where the joints give none
-    (as pair_crop does)."""
-    from input_pipeline import posewarp as posewarp_data
-
-    scale = float(posewarp_data.person_scale(joints))
-    if not (math.isfinite(scale) and scale > 0):
-        scale = float(np.max(np.asarray(box, np.float64)[2:])) / posewarp_data.PERSON_UNIT
-    return scale
-
-
 def retarget(source_joints, source_visible, source_box, target_joints, target_visible, target_boxes):
     """Target poses (T, 14, 2) of another video -> the source image's pixels: one similarity (no rotation) for
     the whole sequence, scale = person scale of the source / the median person scale of the target frames,
     the first target frame's anchor (ankle midpoint, else hip midpoint, else the joints' mean) on the
     source's. Missing joints (not visible) may hold anything; they stay missing."""
+    from input_pipeline import posewarp as posewarp_data
+
     source_joints = np.asarray(source_joints, np.float32)
     source_visible = np.asarray(source_visible, bool)
     target_joints = np.asarray(target_joints, np.float32)
     target_visible = np.asarray(target_visible, bool)
     masked = lambda j, v: np.where(v[..., None], j, np.nan)  # noqa: E731  (person_scale: NaN for missing)
-    s = _person_scale(masked(source_joints, source_visible), source_box) / float(
+    s = posewarp_data.frame_scale(masked(source_joints, source_visible), source_box) / float(
         np.median(
-            [_person_scale(masked(j, v), b) for j, v, b in zip(target_joints, target_visible, target_boxes)]
+            [
+                posewarp_data.frame_scale(masked(j, v), b)
+                for j, v, b in zip(target_joints, target_visible, target_boxes)
+            ]
         )
     )
     anchor_s = _anchor(source_joints, source_visible)
@@ -313,20 +307,12 @@ def generate(
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="animate", unit="frame", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc="animate", unit="frame", file=sys.stderr, dynamic_ncols=True, disable=not enabled
+    )
 
 
 # --- pictures ----------------------------------------------------------------------------------------------------
@@ -373,20 +359,15 @@ def write_gif(path: str, frames, fps: float) -> str:
 
 
 def write_mp4(path: str, frames, fps: float) -> str:
-    """An MP4 (cv2.VideoWriter, 'mp4v'); OSError when the encoder cannot be opened."""
-    import cv2
+    """An MP4 (jhuman.video.Mp4Writer: cv2.VideoWriter, 'mp4v'); OSError when the encoder cannot be opened."""
+    from jhuman import video
 
-    height, width = np.asarray(frames[0]).shape[:2]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise OSError(
-            f"could not open an MP4 writer for {path} (OpenCV without an mp4v encoder?): use --format gif"
-        )
+    writer = video.Mp4Writer(path, float(fps))
     try:
         for frame in frames:
-            writer.write(cv2.cvtColor(np.asarray(frame, np.uint8), cv2.COLOR_RGB2BGR))
+            writer.write(np.asarray(frame, np.uint8))
     finally:
-        writer.release()
+        writer.close()
     return path
 
 

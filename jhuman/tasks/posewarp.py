@@ -386,15 +386,15 @@ class PoseWarpTask(common.ReaderData):
         finally:
             getattr(stream, "close", lambda: None)()
         stats = perceptual.compute_statistics(vgg, batches, self.preprocessing, weights_id)
-        where = "not written (no workdir)"
-        if self.workdir and jax.process_index() == 0:
+        if self.workdir:  # a training run without loss.vgg_statistics (`jhuman posewarp-stats` says its own)
             path = os.path.join(self.workdir, STATISTICS_FILE)
-            perceptual.save_statistics(stats, path)
-            where = f"written to {path} (loss.vgg_statistics can name it)"
-        print(
-            f"loss.vgg_statistics is empty: computed the VGG statistics over {len(batches)} training batches "
-            f"({weights_id}, {self.preprocessing}); {where}"
-        )
+            if jax.process_index() == 0:
+                perceptual.save_statistics(stats, path)
+            print(
+                f"loss.vgg_statistics is empty: computed the VGG statistics over {len(batches)} training "
+                f"batches ({weights_id}, {self.preprocessing}); written to {path} (loss.vgg_statistics can "
+                "name it)"
+            )
         return stats
 
     # --- prediction --------------------------------------------------------------------------------------
