@@ -50,6 +50,20 @@ def first_and_median(fn, repeats: int) -> tuple[float, float]:
     return first, statistics.median(time_calls(fn, repeats, warmup=1))
 
 
+def timing_row(what: str, size: str, shape: str, batch: int, dtype, compile_s: float, seconds: float) -> dict:
+    """One row of a speed table: compile seconds, milliseconds per call and images per second."""
+    return {
+        "what": what,
+        "size": size,
+        "input": shape,
+        "batch": batch,
+        "dtype": str(dtype),
+        "compile_s": round(compile_s, 2),
+        "ms": round(seconds * 1e3, 2),
+        "img_per_s": round(batch / seconds, 3),
+    }
+
+
 # A standing person's 14 joints (jhuman.ops.warp.JOINTS order), (x, y) in units of the image side.
 STANDING_POSE = (
     (0.50, 0.12), (0.50, 0.22), (0.40, 0.24), (0.36, 0.37), (0.34, 0.50), (0.60, 0.24), (0.64, 0.37),

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from common import first_and_median, report, time_calls  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import first_and_median, report, time_calls, timing_row  # noqa: E402  (benchmarks/common.py, beside this script)
 
 from jhuman import config as config_lib  # noqa: E402
 
@@ -85,16 +85,15 @@ def bench_step(stage, size, batch, steps, dtype):
 
     compile_s, step_s = first_and_median(one, steps)
     side = config.data.mnet_size if stage == "mnet" else config.data.crop_size
-    return {
-        "what": f"train {stage}",
-        "size": size,
-        "input": f"{side}x{side}" + (f" (window -> {config.data.mnet_size})" if stage == "end2end" else ""),
-        "batch": batch,
-        "dtype": str(config.train.compute_dtype),
-        "compile_s": round(compile_s, 2),
-        "ms": round(step_s * 1e3, 2),
-        "img_per_s": round(batch / step_s, 3),
-    }
+    return timing_row(
+        f"train {stage}",
+        size,
+        f"{side}x{side}" + (f" (window -> {config.data.mnet_size})" if stage == "end2end" else ""),
+        batch,
+        config.train.compute_dtype,
+        compile_s,
+        step_s,
+    )
 
 
 def bench_inference(size, hw, steps, dtype):
@@ -111,16 +110,15 @@ def bench_inference(size, hw, steps, dtype):
         jax.block_until_ready(predict(variables, images))
 
     compile_s, s = first_and_median(one, steps)
-    return {
-        "what": "inference",
-        "size": size,
-        "input": f"{hw[0]}x{hw[1]}" + (f" (padded {padded[0]}x{padded[1]})" if padded != tuple(hw) else ""),
-        "batch": 1,
-        "dtype": str(config.train.compute_dtype),
-        "compile_s": round(compile_s, 2),
-        "ms": round(s * 1e3, 2),
-        "img_per_s": round(1 / s, 3),
-    }
+    return timing_row(
+        "inference",
+        size,
+        f"{hw[0]}x{hw[1]}" + (f" (padded {padded[0]}x{padded[1]})" if padded != tuple(hw) else ""),
+        1,
+        config.train.compute_dtype,
+        compile_s,
+        s,
+    )
 
 
 def alpha_pair(h, w, seed=0):

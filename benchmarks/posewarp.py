@@ -36,7 +36,7 @@ if os.path.dirname(_HERE) not in sys.path:  # run as a script: `benchmarks.commo
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import first_and_median, posewarp_pairs, report, time_calls  # noqa: E402
+from benchmarks.common import first_and_median, posewarp_pairs, report, time_calls, timing_row  # noqa: E402
 from jhuman import config as config_lib  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(_HERE), "configs", "posewarp.py")
@@ -68,16 +68,9 @@ def bench_step(model, stage, size, batch, steps, dtype):
         jax.block_until_ready(metrics)
 
     compile_s, step_s = first_and_median(one, steps)
-    return {
-        "what": f"train {model} {stage}",
-        "size": size,
-        "input": f"{side}x{side}",
-        "batch": batch,
-        "dtype": str(config.train.compute_dtype),
-        "compile_s": round(compile_s, 2),
-        "ms": round(step_s * 1e3, 2),
-        "img_per_s": round(batch / step_s, 3),
-    }
+    return timing_row(
+        f"train {model} {stage}", size, f"{side}x{side}", batch, config.train.compute_dtype, compile_s, step_s
+    )
 
 
 def bench_generate(model, size, batch, steps, dtype):
@@ -95,16 +88,9 @@ def bench_generate(model, size, batch, steps, dtype):
         jax.block_until_ready(predict(variables, inputs))
 
     compile_s, s = first_and_median(one, steps)
-    return {
-        "what": f"generate {model}",
-        "size": size,
-        "input": f"{side}x{side}",
-        "batch": batch,
-        "dtype": str(config.train.compute_dtype),
-        "compile_s": round(compile_s, 2),
-        "ms": round(s * 1e3, 2),
-        "img_per_s": round(batch / s, 3),
-    }
+    return timing_row(
+        f"generate {model}", size, f"{side}x{side}", batch, config.train.compute_dtype, compile_s, s
+    )
 
 
 def warp_inputs(side: int, batch: int, seed: int = 0):
