@@ -128,6 +128,9 @@ def _predict_video(args, overrides, out):
         raise UsageError(f"--video {args.video}: no such file")
     if os.path.isfile(out):
         raise UsageError(f"--out {args.out} is a file; give a folder for the frames and videos")
+    if os.path.abspath(args.video).startswith(out + os.sep):
+        raise UsageError(f"--video {args.video} lies inside --out {args.out}, where the predicted videos are "
+                         "written (alpha.mp4, composite.mp4, ...): choose another --out")  # fmt: skip
     _, setup, state, step = _restore(args.workdir, overrides)
     if not hasattr(setup.task, "predict_video"):
         raise UsageError(f"--video: the {setup.config.task!r} task predicts folders of images, not videos")

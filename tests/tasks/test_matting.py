@@ -256,6 +256,12 @@ def test_predict_video_frame_by_frame_through_the_image_path(stages, tmp_path, c
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "notes.mp4" in err[0], err
+    # A video inside --out (its outputs could overwrite it) is refused before anything is read or written.
+    inside = out / "composite.mp4"
+    before = inside.read_bytes()
+    assert cli.main(["predict", "--workdir", workdir, "--video", str(inside), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and inside.read_bytes() == before, err
 
 
 def test_prediction_sizes_are_buckets():
