@@ -464,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if not isinstance(e, known):
             message = f"{type(e).__name__}: {message} (run with --debug for the traceback)"
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        from jhuman import quiet
+
+        quiet.error_line(f"error: {message}")  # one write: a native thread's traceback cannot split it
         if isinstance(e, CheckpointSaveError):  # orbax's writers fail again while Python shuts down
             threading.excepthook = lambda hook_args: None
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import sys
 import tempfile
+import termios
 import threading
+import time
 
 NOTICES = (
     "All log messages before absl::InitializeLog() is called",
@@ -71,6 +74,19 @@ def import_tensorflow() -> None:
         import tensorflow  # noqa: F401
 
 
+_ACTIVE: StderrFilter | None = None  # the process's filter, while it runs
+
+
+def error_line(line: str) -> None:
+    """Writes one line to the user's stderr as a single write: through the active StderrFilter's real stderr
+    (past the pipe native threads write into), else sys.stderr."""
+    if _ACTIVE is not None:
+        _ACTIVE.write_line(line)
+    else:
+        sys.stderr.write(line.rstrip("\n") + "\n")
+        sys.stderr.flush()
+
+
 class StderrFilter:
     """Process-wide: file descriptor 2 goes through a pipe that a thread forwards to the real stderr at once,
     holding back only traceback blocks, which it drops if they end in CLOSED_LOOP (written by native threads
@@ -91,6 +107,8 @@ class StderrFilter:
         self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
         self._thread.start()
         atexit.register(self.close)
+        global _ACTIVE
+        _ACTIVE = self
 
     def _emit(self, text: str) -> None:
         if text:
@@ -143,7 +161,24 @@ class StderrFilter:
                 self._feed(text)
         self._emit("".join(self._block) + self._pending)
 
+    def write_line(self, line: str) -> None:
+        """Writes `line` straight to the real stderr in one write, after what is already in the pipe (waiting
+        at most 0.5 s for the pump), so a native thread's traceback being written into the pipe at this moment
+        can neither split it nor be glued to it."""
+        sys.stderr.flush()
+        deadline = time.monotonic() + 0.5
+        waiting = bytearray(4)
+        while time.monotonic() < deadline:
+            fcntl.ioctl(self._read_end, termios.FIONREAD, waiting)
+            if int.from_bytes(waiting, sys.byteorder) == 0:
+                break
+            time.sleep(0.005)
+        os.write(self._real, (line.rstrip("\n") + "\n").encode(errors="replace"))
+
     def close(self) -> None:
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         if self._thread is None:
             return
         sys.stderr.flush()
