@@ -1116,6 +1116,10 @@ def main(argv=None):
 
     rows = []
     for name in names:
+        # torch.compile's caches start empty for every case: the cases share the train-step functions, whose
+        # guards (the loss closure, the optimizer object) differ per case, and after 8 recompilations dynamo
+        # silently runs them eagerly (its recompile_limit), which timed later cases' "compiled" calls as eager.
+        torch._dynamo.reset()
         rows += bench_case(name, args, device, memory_format)
     for row in rows:
         row.update(size=args.size, torch=torch.__version__, torch_device=device, memory_format=fmt)
