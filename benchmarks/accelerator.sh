@@ -4,10 +4,11 @@
 #   bash benchmarks/accelerator.sh [--tiny] [OUT_DIR]
 #
 # Runs, from the repository root, each script of benchmarks/ (train_step, ssl_loss, input_throughput,
-# personlab_decode, compile_cache, and peers when benchmarks/peers.py exists), in float32 and bfloat16 where the
-# script has a --dtype option, at the papers' batches (parsing 10, PersonLab 16; 20 timed steps). One failing
-# script does not stop the others: its exit status is in the table, its output in the log.
-#   --tiny    the tiny cases with a few steps (a smoke run that also works on CPU)
+# personlab_decode, compile_cache, matting, posewarp, and peers when benchmarks/peers.py exists), in float32
+# and bfloat16 where the script has a --dtype option, at the papers' batches (parsing 10, PersonLab 16, matting
+# 10, pose-guided synthesis 4; 20 timed steps). One failing script does not stop the others: its exit status is
+# in the table, its output in the log.
+#   --tiny    the tiny cases with a few steps (a smoke run that also works on CPU; peers: one case per task)
 #   OUT_DIR   default: $OUT if set (the device tool's folder), else benchmarks/accelerator_out
 # Writes OUT_DIR/results.md (by benchmarks/suite_table.py: the device, each script's exit status and time, one
 # table per script), OUT_DIR/results.json (every script's JSON, by run name), OUT_DIR/suite.log (all output) and
@@ -69,14 +70,18 @@ DTYPES="float32 bfloat16"
 for dtype in $DTYPES; do
   if ((TINY)); then
     bench "train_step_$dtype" train_step --cases tiny --batch 8 --steps 3 --dtype "$dtype"
+    bench "matting_$dtype" matting --size tiny --steps 2 --infer 128 --metric_sizes 24x32 --dtype "$dtype"
+    bench "posewarp_$dtype" posewarp --size tiny --steps 2 --warp_sizes 64 --dtype "$dtype"
   else
     bench "train_step_$dtype" train_step --cases resnet101,vgg16 --batch 10 --steps 20 --dtype "$dtype"
     bench "ssl_loss_$dtype" ssl_loss --batch 10 --steps 20 --dtype "$dtype"
+    bench "matting_$dtype" matting --size full --batch 10 --steps 20 --dtype "$dtype"
+    bench "posewarp_$dtype" posewarp --size full --batch 4 --gen_batch 8 --steps 20 --dtype "$dtype"
   fi
 done
 if ((TINY)); then
   printf 'ssl_loss\tskipped\t0\tno tiny case (DeepLab-v2 ResNet-101 at 321x321 only)\n' >> "$STATUS"
-  bench input_throughput input_throughput --tasks parsing_tiny,personlab_tiny --synthetic_num 40 --warmup 2 \
+  bench input_throughput input_throughput --tasks parsing_tiny,personlab_tiny,matting_tiny,posewarp_tiny --synthetic_num 40 --warmup 2 \
     --seconds 2 --time_steps 2 --dtype float32,bfloat16
   bench personlab_decode personlab_decode --cases 401 --modes grid --repeats 3 --reference_repeats 0
   bench compile_cache compile_cache --steps 2 --synthetic_num 40 --runs cold,warm
@@ -89,7 +94,12 @@ fi
 if [ -f benchmarks/peers.py ]; then
   for dtype in $DTYPES; do
     args=(--dtype "$dtype")
-    if ((TINY)); then args+=(--size tiny --steps 2); else args+=(--steps 20); fi
+    # tiny: one case per task (torch.compile's compilations, not the steps, take the time on CPU)
+    if ((TINY)); then
+      args+=(--size tiny --steps 2 --cases deeplab_resnet101,personlab_resnet101,mnet_320,posewarp_discriminator_256)
+    else
+      args+=(--steps 20)
+    fi
     bench "peers_$dtype" peers "${args[@]}"
   done
 else

@@ -1,7 +1,7 @@
 """Can the host feed the step? Images/s of each task's real training stream per CPU core, against the train
 step's consumption on this machine and against what an accelerator step would consume.
 
-  python benchmarks/input_throughput.py                 # parsing + PersonLab, full size: 1 / all cores, FLOPs
+  python benchmarks/input_throughput.py                 # every task, full size: 1 / all cores, FLOPs
   python benchmarks/input_throughput.py --time_steps 2  # also time the train step (slow on CPU at full size)
   python benchmarks/input_throughput.py --no_flops      # the pipeline alone (quick)
   python benchmarks/input_throughput.py --peak_tflops 989 --mfu 0.5   # the accelerator to feed (default H200 bf16)
@@ -13,7 +13,12 @@ scale 0.7..1.3, rotation +-25 degrees, crop 401, up to 30 people), each on the p
 full config's image size, generated once into --cache_dir by the first measurement, before its timing
 (data.synthetic_num lowered to --synthetic_num so that generation is quick; the per-image work does not depend
 on it, but so few files stay in the OS page cache: reading a real dataset from disk may cost more).
-'parsing_tiny' and 'personlab_tiny' are the tiny configs (smoke tests).
+'matting_tnet', 'matting_mnet', 'matting_end2end' = configs/matting.py:stage=...,size=full (T-Net crops 400, M-Net
+windows 320/480/640 resized to 320, end to end 800; the end-to-end stage without its two source runs: the
+pipeline and the FLOPs do not depend on the weights), 'posewarp' = configs/posewarp.py:stage=vgg,size=full
+(pairs of frames at 256x256 with the shared augmentation; random VGG-19 weights of the real width, statistics
+over one batch). 'parsing_tiny', 'personlab_tiny', 'matting_tiny' (end to end) and 'posewarp_tiny' are the
+tiny configs (smoke tests).
 
 What is timed:
 * pipeline: `jhuman.tasks.build(config).train_batches(0, batch, 0, 1)`, the stream `jhuman train` reads
@@ -50,12 +55,21 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {  # name -> (config file, config arg)
-    "parsing": ("parsing.py", "size=full,data=synthetic,model=deeplab_resnet"),
-    "personlab": ("personlab.py", "size=full,data=synthetic"),
-    "parsing_tiny": ("parsing.py", "size=tiny,data=synthetic"),
-    "personlab_tiny": ("personlab.py", "size=tiny,data=synthetic"),
+# The pose-guided synthesis step needs VGG-19 weights: random ones of the real width (the FLOPs are the same).
+_POSEWARP = ("loss.vgg_weights=random:0", "loss.vgg_width=64", "loss.statistics_batches=1")
+TASKS = {  # name -> (config file, config arg, overrides)
+    "parsing": ("parsing.py", "size=full,data=synthetic,model=deeplab_resnet", ()),
+    "personlab": ("personlab.py", "size=full,data=synthetic", ()),
+    "matting_tnet": ("matting.py", "stage=tnet,size=full,data=synthetic", ()),
+    "matting_mnet": ("matting.py", "stage=mnet,size=full,data=synthetic", ()),
+    "matting_end2end": ("matting.py", "stage=end2end,size=full,data=synthetic", ("init.from_workdir=()",)),
+    "posewarp": ("posewarp.py", "stage=vgg,size=full,data=synthetic", _POSEWARP),
+    "parsing_tiny": ("parsing.py", "size=tiny,data=synthetic", ()),
+    "personlab_tiny": ("personlab.py", "size=tiny,data=synthetic", ()),
+    "matting_tiny": ("matting.py", "stage=end2end,size=tiny,data=synthetic", ("init.from_workdir=()",)),
+    "posewarp_tiny": ("posewarp.py", "stage=vgg,size=tiny,data=synthetic", ()),
 }
+FULL_TASKS = [name for name in TASKS if not name.endswith("_tiny")]
 TF_DATA_OPTIONS = (
     "map(numpy_function, num_parallel_calls=AUTOTUNE, deterministic=True); batch(drop_remainder=True); "
     "prefetch(AUTOTUNE); Options.deterministic=True, threading.max_intra_op_parallelism=1; cv2.setNumThreads(1)"
@@ -84,9 +98,9 @@ def load_config(task, args, batch=0, dtype=""):
     sys.path.insert(0, ROOT)
     from jhuman import config as config_lib
 
-    file, arg = TASKS[task]
+    file, arg, extra = TASKS[task]
     config = config_lib.load_config(f"{os.path.join(ROOT, 'configs', file)}:{arg}")
-    overrides = [f"data.cache_dir={args['cache_dir']}", f"data.synthetic_num={args['synthetic_num']}"]
+    overrides = [*extra, f"data.cache_dir={args['cache_dir']}", f"data.synthetic_num={args['synthetic_num']}"]
     if batch:
         overrides.append(f"train.batch_size={batch}")
     if dtype:
@@ -109,7 +123,8 @@ def worker_pipeline(job):
     prepare_s = time.perf_counter() - t
     stream = task.train_batches(0, batch, 0, 1)
     try:
-        for _ in range(job["warmup"]):
+        images = [a for a in next(stream).values() if getattr(a, "ndim", 0) == 4]  # (B, H, W, C) arrays
+        for _ in range(job["warmup"] - 1):
             next(stream)
         n, t = 0, time.perf_counter()
         while n < 3 or time.perf_counter() - t < job["seconds"]:
@@ -118,7 +133,7 @@ def worker_pipeline(job):
         elapsed = time.perf_counter() - t
     finally:
         getattr(stream, "close", lambda: None)()
-    crop = int(config.data.crop_size)
+    crop = max(a.shape[1] for a in images)  # the images' side as trained (M-Net: its window, not crop_size)
     return {
         "batch": batch,
         "crop": crop,
@@ -273,7 +288,7 @@ def _sig(value: float, digits: int = 3) -> float:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="parsing,personlab", help=f"comma list of {sorted(TASKS)}")
+    parser.add_argument("--tasks", default=",".join(FULL_TASKS), help=f"comma list of {sorted(TASKS)}")
     parser.add_argument(
         "--cores", default="1,all", help="comma list of core counts to pin to ('all' = every one)"
     )
