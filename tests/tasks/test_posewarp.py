@@ -227,7 +227,8 @@ def test_configs_carry_the_papers_settings():
     baseline = config_lib.load_config(f"{POSEWARP}:model=unet,stage=gan")
     assert baseline.model.name == "unet" and baseline.init.from_workdir == "runs/posewarp_tiny_unet_vgg"
     tiny = config_lib.load_config(POSEWARP)
-    assert tiny.model.image_size == 64 and tiny.model.width == 8 and tiny.train.steps <= 500
+    assert tiny.model.image_size == 64 and tiny.model.width == 8
+    assert tiny.train.batch_size == 4 and tiny.train.steps <= 1000  # the paper's batch, a brief run
     config_lib.validate(tiny)
     with pytest.raises(config_lib.ConfigError, match="model='vgg'"):
         config_lib.load_config(f"{POSEWARP}:model=vgg")
