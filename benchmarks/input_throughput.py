@@ -309,7 +309,11 @@ def parse_args(argv=None):
     parser.add_argument("--mfu", type=float, default=0.5, help="model FLOPs utilisation assumed for it")
     parser.add_argument("--cache_dir", default=os.path.join(tempfile.gettempdir(), "jhuman_bench"))
     parser.add_argument("--json", default=None, help="JSON path (default benchmarks/input_throughput.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = sorted({name.strip() for name in args.tasks.split(",")} - set(TASKS))
+    if unknown:
+        parser.error(f"--tasks: unknown task(s) {unknown}; valid: {sorted(TASKS)}")
+    return args
 
 
 def main(argv=None):

@@ -39,6 +39,21 @@ def test_input_throughput_measures_the_stream_per_core(tmp_path, synthetic_cache
     assert "gflop_per_img" not in row  # --no_flops: the step is not compiled
 
 
+def test_input_throughput_reads_every_tasks_stream_and_refuses_an_unknown_task(tmp_path, synthetic_cache):
+    out = tmp_path / "input_throughput.json"
+    args = ["--tasks", "matting_tiny,posewarp_tiny", "--cores", "all", "--synthetic_num", "24", "--no_flops"]
+    args += ["--warmup", "1", "--seconds", "0.2", "--cache_dir", synthetic_cache, "--json", str(out)]
+    run([sys.executable, "benchmarks/input_throughput.py", *args])
+    matting, posewarp = json.loads(out.read_text())["rows"]
+    # The crop is the side of the images the stream yields (the tiny configs' 64 px), the batch the config's.
+    assert (matting["task"], matting["crop"], matting["batch"]) == ("matting_tiny", 64, 8)
+    assert (posewarp["task"], posewarp["crop"], posewarp["batch"]) == ("posewarp_tiny", 64, 4)
+    assert matting["pipe_all_img_s"] > 0 and posewarp["pipe_all_img_s"] > 0
+    bad = subprocess.run([sys.executable, "benchmarks/input_throughput.py", "--tasks", "parsing,nope"],
+                         cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2 and "unknown task(s) ['nope']" in bad.stderr and "posewarp_tiny" in bad.stderr
+
+
 def test_compile_cache_second_run_compiles_nothing_new(tmp_path, synthetic_cache):
     out = tmp_path / "compile_cache.json"
     small = ["data.crop_size=48", "train.num_pictures=0", "eval.limit=8", "train.progress_bar=false"]
