@@ -123,7 +123,7 @@ class Checkpoints:
     def wait(self) -> None:
         """Blocks until the pending save is written; CheckpointSaveError if it failed."""
         try:
-            with quiet.native_notices_filtered():
+            with quiet.native_notices_filtered(drop_on_error=True):
                 self.manager.wait_until_finished()
         except Exception as e:
             raise self._failed(e) from None

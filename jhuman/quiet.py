@@ -49,15 +49,21 @@ def _without_noise(text: str) -> str:
 
 
 @contextlib.contextmanager
-def native_notices_filtered():
+def native_notices_filtered(drop_on_error: bool = False):
     """Runs the block with fd 2 captured; afterwards writes what was captured, less the known noise
-    (NOTICES lines, closed-event-loop tracebacks)."""
+    (NOTICES lines, closed-event-loop tracebacks). drop_on_error: when the block raises, nothing captured is
+    written (the caller reports the failure itself: a failed checkpoint write's threads echo it in split,
+    interleaved traceback fragments no line filter can reassemble)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
             yield
+        except BaseException:
+            if drop_on_error:
+                captured.truncate(0)
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
