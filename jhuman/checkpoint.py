@@ -66,6 +66,13 @@ class Checkpoints:
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._saving: int | None = None
+        asyncio_logger = logging.getLogger(
+            "asyncio"
+        )  # before any save: a failed one's tasks may be collected
+        if not any(
+            isinstance(f, _ReportedWriteFailures) for f in asyncio_logger.filters
+        ):  # before we report it
+            asyncio_logger.addFilter(_ReportedWriteFailures())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -78,9 +85,6 @@ class Checkpoints:
         return sorted(ocp.utils.checkpoint_steps(self.directory)) if os.path.isdir(self.directory) else []
 
     def _failed(self, error: BaseException) -> CheckpointSaveError:
-        asyncio_logger = logging.getLogger("asyncio")
-        if not any(isinstance(f, _ReportedWriteFailures) for f in asyncio_logger.filters):
-            asyncio_logger.addFilter(_ReportedWriteFailures())
         good = [s for s in self.finished_steps() if s != self._saving]
         last = f"step {good[-1]}" if good else "none"
         return CheckpointSaveError(

@@ -30,6 +30,7 @@ NOTICES = (
 # After a checkpoint write fails, TensorStore's pending callbacks hit orbax's closed event loop and each prints
 # this traceback (hundreds of lines); the failure itself reaches the user as one CheckpointSaveError line.
 CLOSED_LOOP = "RuntimeError: Event loop is closed"
+CLOSED_LOOP_FRAMES = ("in call_soon_threadsafe", "in _check_closed")  # its frames, if the end never comes
 
 
 def _without_noise(text: str) -> str:
@@ -93,32 +94,18 @@ def error_line(line: str) -> None:
         sys.stderr.flush()
 
 
-class StderrFilter:
-    """Process-wide: file descriptor 2 goes through a pipe that a thread forwards to the real stderr at once,
-    holding back only traceback blocks, which it drops if they end in CLOSED_LOOP (written by native threads
-    at any moment after a checkpoint write failed, so no narrower window can catch them). Partial lines
-    (progress bars redrawn with '\\r') pass through immediately. `close()` restores fd 2 and drains the pipe."""
+class _LineFilter:
+    """The filter's logic for one writer: complete lines pass (less NOTICES), a traceback block is held until
+    its exception line and dropped if that line is CLOSED_LOOP, a partial line that cannot start a traceback
+    (a progress bar redrawn with '\\r') passes at once. `emit` receives whole lines or whole blocks."""
 
     TRACEBACK = "Traceback (most recent call last):"
 
-    def __init__(self):
-        sys.stderr.flush()
-        self._real = os.dup(2)
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, 2)
-        os.close(write_end)
-        self._read_end = read_end
+    def __init__(self, emit):
+        self._emit = emit
         self._block: list[str] = []
         self._pending = ""  # the current line's text not yet decided on (only at the start of a line)
-        self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
-        global _ACTIVE
-        _ACTIVE = self
-
-    def _emit(self, text: str) -> None:
-        if text:
-            os.write(self._real, text.encode(errors="replace"))
+        self._passed = False  # the current line's start was already passed on: its rest follows as it is
 
     def _line(self, line: str) -> None:
         """One complete line (with its newline)."""
@@ -133,7 +120,13 @@ class StderrFilter:
         elif not any(notice in line for notice in NOTICES):
             self._emit(line)
 
-    def _feed(self, text: str) -> None:
+    def feed(self, text: str) -> None:
+        if self._passed:
+            head, sep, text = text.partition("\n")
+            self._emit(head + sep)
+            self._passed = not sep
+            if not sep:
+                return
         text = self._pending + text
         self._pending = ""
         *lines, rest = text.split("\n")
@@ -145,10 +138,84 @@ class StderrFilter:
             self._pending = rest  # might be (part of) a traceback: wait for the end of the line
         else:
             self._emit(rest)  # a progress bar's partial line: show it now
-            self._pending_passed = True
+            self._passed = True
+
+    def finish(self) -> None:
+        """Passes on what is still held (a block or a line cut off at the end), unless it is the start of a
+        closed-event-loop traceback cut off by the process's exit."""
+        held = "".join(self._block) + self._pending
+        self._block, self._pending = [], ""
+        if held and not any(frame in held for frame in CLOSED_LOOP_FRAMES):
+            self._emit(held)
+
+
+class ThreadLines:
+    """sys.stderr, one line filter per writing thread. A native thread that calls into Python (TensorStore's
+    callbacks after a failed checkpoint write) prints its traceback through sys.stderr in pieces (indentation,
+    text and newline as separate writes); several such threads at once interleave those pieces, which no
+    filter of the merged stream can take apart. Split by thread, each traceback arrives whole and is dropped
+    or passed whole."""
+
+    def __init__(self, real):
+        self._real = real
+        self._lock = threading.Lock()
+        self._filters: dict[int, _LineFilter] = {}
+
+    def _emit(self, text: str) -> None:
+        with self._lock:
+            self._real.write(text)
+            self._real.flush()
+
+    def write(self, text: str) -> int:
+        ident = threading.get_ident()
+        with self._lock:
+            line_filter = self._filters.get(ident)
+            if line_filter is None:
+                line_filter = self._filters[ident] = _LineFilter(self._emit)
+        line_filter.feed(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def finish(self) -> None:
+        for line_filter in list(self._filters.values()):
+            line_filter.finish()
+        self.flush()
+
+    def __getattr__(self, name):  # encoding, fileno, isatty, ...: the real stream's
+        return getattr(self._real, name)
+
+
+class StderrFilter:
+    """Process-wide: file descriptor 2 goes through a pipe that a thread forwards to the real stderr at once,
+    holding back only traceback blocks, which it drops if they end in CLOSED_LOOP (written by native threads
+    at any moment after a checkpoint write failed, so no narrower window can catch them); sys.stderr is
+    wrapped in ThreadLines so that Python-level tracebacks of several threads are filtered each on its own.
+    Partial lines (progress bars redrawn with '\\r') pass through immediately. `close()` restores fd 2 and
+    sys.stderr and drains the pipe."""
+
+    def __init__(self):
+        sys.stderr.flush()
+        self._real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read_end = read_end
+        self._filter = _LineFilter(self._emit)
+        self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
+        self._thread.start()
+        self._python_stderr = sys.stderr
+        sys.stderr = ThreadLines(sys.stderr)
+        atexit.register(self.close)
+        global _ACTIVE
+        _ACTIVE = self
+
+    def _emit(self, text: str) -> None:
+        if text:
+            os.write(self._real, text.encode(errors="replace"))
 
     def _pump(self) -> None:
-        self._pending_passed = False
         while True:
             try:
                 chunk = os.read(self._read_end, 65536)
@@ -156,16 +223,8 @@ class StderrFilter:
                 break
             if not chunk:
                 break
-            text = chunk.decode(errors="replace")
-            if self._pending_passed:
-                # The rest of a line whose start was already shown: forward up to its end as it is.
-                head, sep, tail = text.partition("\n")
-                self._emit(head + sep)
-                self._pending_passed = not sep
-                text = tail if sep else ""
-            if text:
-                self._feed(text)
-        self._emit("".join(self._block) + self._pending)
+            self._filter.feed(chunk.decode(errors="replace"))
+        self._filter.finish()
 
     def write_line(self, line: str) -> None:
         """Writes `line` straight to the real stderr in one write, after what is already in the pipe (waiting
@@ -187,6 +246,9 @@ class StderrFilter:
             _ACTIVE = None
         if self._thread is None:
             return
+        if isinstance(sys.stderr, ThreadLines):
+            sys.stderr.finish()
+            sys.stderr = self._python_stderr
         sys.stderr.flush()
         os.dup2(self._real, 2)  # closes our pipe's write end; children may still hold a copy
         self._thread.join(timeout=2.0)
