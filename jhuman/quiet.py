@@ -158,7 +158,7 @@ class ThreadLines:
 
     def __init__(self, real):
         self._real = real
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a garbage-collected task may log while we write
         self._filters: dict[int, _LineFilter] = {}
 
     def _emit(self, text: str) -> None:
