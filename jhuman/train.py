@@ -46,6 +46,16 @@ class NonFiniteLossError(TrainError):
     """The loss became NaN/Inf; the run stopped without saving the bad state."""
 
 
+class StalledError(TrainError):
+    """The gradients were exactly zero for ZERO_GRADIENT_STEPS steps in a row: the networks stopped learning."""
+
+
+# Steps of exactly zero gradients (every '*grad_norm' metric 0.0) after which a run stops: a network whose
+# activations saturated (tanh/sigmoid outputs at exactly +-1, 0) never recovers, and would otherwise train on
+# silently (seen with pose-guided synthesis at too large a learning rate: zero from step ~1500 of 3000).
+ZERO_GRADIENT_STEPS = 100
+
+
 class WorkdirError(TrainError):
     """The workdir cannot hold a run (a file, unwritable), or holds a run of another config."""
 
@@ -408,8 +418,10 @@ def run(config, workdir: str) -> dict:
     history: list[dict] = []
     summary = {"workdir": workdir, "start_step": start}
     pending = None  # (step, device metrics) fetched one step late
+    zero_since = None  # the first step of the current run of exactly-zero gradients
 
     def check(step_metrics, step):
+        nonlocal zero_since
         fetched = jax.device_get(step_metrics)
         if not bool(fetched["finite"]):
             loss = f" (loss={float(fetched['loss'])})" if "loss" in fetched else ""
@@ -419,6 +431,20 @@ def run(config, workdir: str) -> dict:
                 f"{'none' if last_saved is None else f'step {last_saved}'} in {ckpt.directory}. "
                 f"Lower optim.learning_rate or check the data."
             )
+        norms = [float(v) for k, v in fetched.items() if k.endswith("grad_norm")]
+        if norms and max(norms) == 0.0:
+            zero_since = step if zero_since is None else zero_since
+            if step - zero_since + 1 >= ZERO_GRADIENT_STEPS:
+                before = [s for s in ckpt.finished_steps() if s < zero_since]
+                raise StalledError(
+                    f"the gradients have been exactly zero since step {zero_since} ({step - zero_since + 1} "
+                    f"steps): the networks stopped learning (saturated activations, e.g. after too large a "
+                    f"learning rate); the run stopped. Last checkpoint from before: "
+                    f"{f'step {before[-1]}' if before else 'none'} in {ckpt.directory}. Lower "
+                    f"optim.learning_rate and train again."
+                )
+        else:
+            zero_since = None
         history.append({k: float(v) for k, v in fetched.items()})
         return fetched
 

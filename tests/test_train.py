@@ -6,6 +6,7 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from support import Preempting
@@ -172,6 +173,27 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path):
     setup = train.build(bad)
     restored = jax.device_get(ckpt.restore(setup.abstract_state, setup.state_shardings)["params"])
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored))
+
+
+def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(cache_dir, tmp_path, monkeypatch):
+    original = parsing_task.ParsingTask.loss
+
+    def dead_after_three_steps(self, params, model_state, batch, rng):  # a network that saturated at step 4
+        loss, aux = original(self, params, model_state, batch, rng)
+        return loss * jnp.where(batch["step"] < 3, 1.0, 0.0), aux
+
+    monkeypatch.setattr(parsing_task.ParsingTask, "loss", dead_after_three_steps)
+    monkeypatch.setattr(train, "ZERO_GRADIENT_STEPS", 5)
+    workdir = str(tmp_path / "run")
+    config = tiny_config(cache_dir, train__steps=20, train__checkpoint_every=2, train__log_every=1)
+    with pytest.raises(train.StalledError) as error:
+        train.run(config, workdir)
+    message = str(error.value)
+    assert "exactly zero since step 4 (5 steps)" in message, message
+    assert f"Last checkpoint from before: step 2 in {workdir}/checkpoints" in message, message
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert max(r["step"] for r in rows if "loss" in r) < 10  # it stopped there, not at step 20
+    assert [r["grad_norm"] > 0 for r in rows if "grad_norm" in r][:3] == [True, True, True]
 
 
 def test_gradient_accumulation_matches_the_full_batch(cache_dir):
