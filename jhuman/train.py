@@ -276,8 +276,8 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
         print(report)
         changed = True
     if changed:
-        if "ema_params" in state:
-            state["ema_params"] = state["params"]
+        if "ema_params" in state:  # its own buffers: the step donates both, and a buffer donated twice fails
+            state["ema_params"] = jax.tree.map(jnp.copy, state["params"])
         state = jax.device_put(state, setup.state_shardings)
     return state
 

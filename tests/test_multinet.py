@@ -281,6 +281,16 @@ def test_ema_covers_only_its_group():
     assert train.eval_variables(state)["params"] is state["ema_params"]
 
 
+def test_ema_of_a_run_started_from_another_trains(tmp_path):
+    # Parameters set at the start (another run's, pretrained) were shared with ema_params, and the step
+    # donating both failed ("Attempt to donate the same buffer twice").
+    train.run(toy_config(seed=0, steps=2), str(tmp_path / "a"))
+    chained = toy_config(seed=1, steps=3, train__ema_decay=0.5, init__from_workdir=str(tmp_path / "a"),
+                         init__from_pattern="^disc/")  # fmt: skip
+    state = train.run(chained, str(tmp_path / "b"))["state"]
+    assert subtree_changed(state["ema_params"]["gen"], state["params"]["gen"])
+
+
 def test_group_errors_list_the_paths():
     bad = toy_config()
     with bad.optim.unlocked():
