@@ -84,12 +84,14 @@ def state_shardings(abstract_state: Any, mesh: Mesh, min_size: int = 2**14) -> A
     )
 
 
-def per_host_batch_size(global_batch_size: int) -> int:
+def per_host_batch_size(global_batch_size: int, mesh: Mesh | None = None, key: str = "train.batch_size") -> int:
+    """This process's share of a global batch, which must divide evenly over the processes and over the
+    devices of `mesh` (default: all devices; a single host's mesh may use a subset, `make_mesh`)."""
     count = jax.process_count()
-    if global_batch_size % count or global_batch_size % jax.device_count():
+    devices = jax.device_count() if mesh is None else mesh.devices.size
+    if global_batch_size % count or global_batch_size % devices:
         raise ValueError(
-            f"train.batch_size={global_batch_size} must divide evenly over {count} processes and "
-            f"{jax.device_count()} devices"
+            f"{key}={global_batch_size} must divide evenly over {count} processes and {devices} devices"
         )
     return global_batch_size // count
 

@@ -194,7 +194,7 @@ def evaluate(setup: Setup, state, split: str = "val") -> dict[str, float]:
         else jax.jit(evaluator.update, donate_argnums=0)
     )
     acc = evaluator.init()
-    per_host = sharding.per_host_batch_size(int(config.eval.batch_size))
+    per_host = sharding.per_host_batch_size(int(config.eval.batch_size), setup.mesh, "eval.batch_size")
     variables = eval_variables(state)
     for batch in task.eval_batches(split, per_host, jax.process_index(), jax.process_count()):
         acc = update(acc, variables, sharding.to_global(batch, setup.mesh))
@@ -390,7 +390,7 @@ def run(config, workdir: str) -> dict:
     steps = total_steps(config)
     state = create_or_restore(setup, ckpt)
     start = int(jax.device_get(state["step"]))
-    per_host = sharding.per_host_batch_size(int(train_cfg.batch_size))
+    per_host = sharding.per_host_batch_size(int(train_cfg.batch_size), setup.mesh)
     start_position, skipped_before = read_data_position(workdir, start, per_host)
     stream = setup.task.train_batches(start_position, per_host, jax.process_index(), jax.process_count())
     # (stream position, corrupt examples passed over so far) after each prefetched batch, taken per step.
