@@ -10,7 +10,8 @@ and, for stage gan, the task's update hook: a discriminator step then a generato
 device-resident random batch shaped as input_pipeline.posewarp's train stream yields it: two images in
 [-1, 1] and two poses of a standing person; compile excluded, median of --steps):
   full: 256x256, the paper's widths (64) and its VGG-19 (width 64) for the perceptual loss, batch --batch
-  (default 4, the paper's; 1 on CPU); tiny: the tiny config (64x64, widths 8, batch 8).
+  (default 4, the paper's; 1 on CPU); tiny: the tiny config (64x64, generator width 16 since 2026-12-01, width
+  8 before; discriminator and VGG width 8), batch 8.
   The VGG-19 weights and statistics are the task's placeholders (zeros and ones: no weight file is read); the
   loss costs what it costs with real weights. Stage gan starts from scratch here (no stage-1 workdir).
 Generation (`PoseWarpTask.predict`, jitted: pose maps, limb prior and transforms, the generator) at each

@@ -84,7 +84,9 @@ def state_shardings(abstract_state: Any, mesh: Mesh, min_size: int = 2**14) -> A
     )
 
 
-def per_host_batch_size(global_batch_size: int, mesh: Mesh | None = None, key: str = "train.batch_size") -> int:
+def per_host_batch_size(
+    global_batch_size: int, mesh: Mesh | None = None, key: str = "train.batch_size"
+) -> int:
     """This process's share of a global batch, which must divide evenly over the processes and over the
     devices of `mesh` (default: all devices; a single host's mesh may use a subset, `make_mesh`)."""
     count = jax.process_count()

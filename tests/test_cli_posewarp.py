@@ -237,7 +237,7 @@ def test_posewarp_stats_writes_a_file_the_loader_reads(tmp_path, synthetic_cache
 
     out = tmp_path / "stats" / "vgg.npz"
     args = ["posewarp-stats", "--config", f"{POSEWARP}:size=tiny", "--out", str(out), "--batches", "1",
-            f"--config.data.cache_dir={synthetic_cache}"]  # fmt: skip
+            f"--config.data.cache_dir={synthetic_cache}", "--config.data.synthetic_num=24"]  # fmt: skip
     assert cli.main(args) == 0
     assert "wrote" in capsys.readouterr().out
     stats = perceptual.load_statistics(str(out))

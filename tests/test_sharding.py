@@ -26,7 +26,9 @@ def test_batch_size_divides_over_the_mesh_in_use():
     one = sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1}))
     assert sharding.per_host_batch_size(4, one) == 4  # a one-device mesh on an 8-device host takes batch 4
     every = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}))
-    with pytest.raises(ValueError, match="eval.batch_size=4 must divide evenly over 1 processes and 8 devices"):
+    with pytest.raises(
+        ValueError, match="eval.batch_size=4 must divide evenly over 1 processes and 8 devices"
+    ):
         sharding.per_host_batch_size(4, every, "eval.batch_size")
 
 
