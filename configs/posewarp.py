@@ -64,9 +64,7 @@ def get_config(arg=None):
 
     c.model = ml_collections.ConfigDict()
     c.model.name = model
-    c.model.width = (
-        16 if tiny else 64
-    )  # the first encoder width; the paper's widths scale with it (64: as is)
+    c.model.width = 16 if tiny else 64  # the first encoder width; the paper's widths scale with it
     c.model.disc_width = 8 if tiny else 64  # the discriminator's first width (the paper's: 64)
     c.model.image_size = image_size
 

@@ -66,12 +66,9 @@ class Checkpoints:
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._saving: int | None = None
-        asyncio_logger = logging.getLogger(
-            "asyncio"
-        )  # before any save: a failed one's tasks may be collected
-        if not any(
-            isinstance(f, _ReportedWriteFailures) for f in asyncio_logger.filters
-        ):  # before we report it
+        # Installed before any save: a failed save's tasks may be collected before we report the failure.
+        asyncio_logger = logging.getLogger("asyncio")
+        if not any(isinstance(f, _ReportedWriteFailures) for f in asyncio_logger.filters):
             asyncio_logger.addFilter(_ReportedWriteFailures())
 
     def latest_step(self) -> int | None:

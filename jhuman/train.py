@@ -435,7 +435,8 @@ def run(config, workdir: str) -> dict:
         if norms and max(norms) == 0.0:
             zero_since = step if zero_since is None else zero_since
             if step - zero_since + 1 >= ZERO_GRADIENT_STEPS:
-                before = [s for s in ckpt.finished_steps() if s < zero_since]
+                # Step k's gradient is taken at the state after step k - 1: that state is already dead.
+                before = [s for s in ckpt.finished_steps() if s < zero_since - 1]
                 raise StalledError(
                     f"the gradients have been exactly zero since step {zero_since} ({step - zero_since + 1} "
                     f"steps): the networks stopped learning (saturated activations, e.g. after too large a "

@@ -190,6 +190,7 @@ def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(cache_dir
         train.run(config, workdir)
     message = str(error.value)
     assert "exactly zero since step 4 (5 steps)" in message, message
+    # Step 4's zero gradient was taken at the state after step 3: the last one before it is step 2's.
     assert f"Last checkpoint from before: step 2 in {workdir}/checkpoints" in message, message
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert max(r["step"] for r in rows if "loss" in r) < 10  # it stopped there, not at step 20
