@@ -23,3 +23,27 @@ import pytest  # noqa: E402
 def synthetic_cache(tmp_path_factory):
     """One cache folder for generated synthetic datasets, shared by every test of a session (worker)."""
     return str(tmp_path_factory.mktemp("synthetic_cache"))
+
+
+UNGROUPED = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup` pytest-xdist marks each grouped test's id with '@<group>' so that one worker runs
+    the whole group (and its expensive fixtures once). Record the tests where that silently stopped working."""
+    if getattr(config.option, "loadgroup", False):
+        config.stash[UNGROUPED] = [
+            item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+        ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xdist_groups_hold(pytestconfig):
+    """Fail every test, naming the cause, rather than train each grouped module's fixtures on every worker."""
+    lost = pytestconfig.stash.get(UNGROUPED, [])
+    if lost:
+        pytest.fail(
+            f"--dist loadgroup did not group {len(lost)} tests (e.g. {lost[0]}): this pytest/pytest-xdist pair "
+            "spreads a group over the workers (pytest-dev/pytest-xdist#1386); install the versions pyproject.toml pins"
+        )
