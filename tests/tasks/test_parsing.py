@@ -260,9 +260,10 @@ def test_tiny_attention_with_ssl_learns(synthetic_cache, tmp_path):
     summary = train.run(config, str(tmp_path / "run"))
     trained = summary["eval"]
     print(f"attention+ssl: untrained mIoU {untrained['mean_iou']:.4f} -> trained {trained['mean_iou']:.4f}")
+    # Measured 0.0036 -> 0.0485 (2026-12-01): the margins leave room for another CPU's arithmetic.
     assert (
-        trained["mean_iou"] > untrained["mean_iou"] + 0.04 and trained["mean_iou"] > 3 * untrained["mean_iou"]
-    )
+        trained["mean_iou"] > untrained["mean_iou"] + 0.03 and trained["mean_iou"] > 5 * untrained["mean_iou"]
+    ), (untrained["mean_iou"], trained["mean_iou"])
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     joint = [r["joint_loss"] for r in rows if "joint_loss" in r]
     assert len(joint) > 5 and all(np.isfinite(joint))
