@@ -419,6 +419,7 @@ def run(config, workdir: str) -> dict:
     summary = {"workdir": workdir, "start_step": start}
     pending = None  # (step, device metrics) fetched one step late
     zero_since = None  # the first step of the current run of exactly-zero gradients
+    skipped_since = None  # the zero_since whose periodic checkpoints were skipped (said once)
 
     def check(step_metrics, step):
         nonlocal zero_since
@@ -487,7 +488,14 @@ def run(config, workdir: str) -> dict:
                     pending = None
                     means = log_interval(step)
                     progress.update(step, loss=means.get("loss", float("nan")))
-                if must_save or preemption.requested:
+                if must_save and zero_since is not None and step != steps and not preemption.requested:
+                    # A state with exactly-zero gradients is dead: saving it would rotate out the checkpoints
+                    # from before (max_to_keep), the ones StalledError points the user to.
+                    if skipped_since != zero_since:
+                        progress.note(f"no checkpoint at step {step}: the gradients have been exactly zero "
+                                      f"since step {zero_since}; the checkpoints from before are kept")  # fmt: skip
+                        skipped_since = zero_since
+                elif must_save or preemption.requested:
                     save(step)
                 if preemption.requested:
                     ckpt.wait()

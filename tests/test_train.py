@@ -183,17 +183,21 @@ def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(cache_dir
         return loss * jnp.where(batch["step"] < 3, 1.0, 0.0), aux
 
     monkeypatch.setattr(parsing_task.ParsingTask, "loss", dead_after_three_steps)
-    monkeypatch.setattr(train, "ZERO_GRADIENT_STEPS", 5)
+    monkeypatch.setattr(train, "ZERO_GRADIENT_STEPS", 9)
     workdir = str(tmp_path / "run")
     config = tiny_config(cache_dir, train__steps=20, train__checkpoint_every=2, train__log_every=1)
     with pytest.raises(train.StalledError) as error:
         train.run(config, workdir)
     message = str(error.value)
-    assert "exactly zero since step 4 (5 steps)" in message, message
-    # Step 4's zero gradient was taken at the state after step 3: the last one before it is step 2's.
+    assert "exactly zero since step 4 (9 steps)" in message, message
+    # Step 4's zero gradient was taken at the state after step 3: the last one before it is step 2's. The dead
+    # states of steps 4 .. 12 were not saved: four of them would have rotated it out (3 checkpoints kept).
     assert f"Last checkpoint from before: step 2 in {workdir}/checkpoints" in message, message
+    ckpt = checkpoint.Checkpoints(workdir)
+    assert ckpt.finished_steps() == [2]
+    ckpt.close()
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-    assert max(r["step"] for r in rows if "loss" in r) < 10  # it stopped there, not at step 20
+    assert max(r["step"] for r in rows if "loss" in r) < 13  # it stopped there, not at step 20
     assert [r["grad_norm"] > 0 for r in rows if "grad_norm" in r][:3] == [True, True, True]
 
 
