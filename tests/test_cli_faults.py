@@ -174,8 +174,10 @@ def test_disk_full_during_a_save_stops_at_once_and_resumes_from_the_last_good_ch
     synthetic.ensure_dataset("parsing", synthetic_cache, num=1200, seed=0, size=(96, 128), val_fraction=0.1)
     disk = tmp_path / "disk"
     disk.mkdir()
-    args = " ".join(f"'{a}'" for a in train_args(disk / "run", synthetic_cache, "--config.train.steps=6"))
-    # One tiny checkpoint is ~10 MB: a 14 MB disk holds step 2's, not step 4's. Then the disk grows.
+    # The full tiny trunk (res5 too; the demo's config drops it): one checkpoint is ~10 MB, so a 14 MB disk
+    # holds step 2's, not step 4's. Then the disk grows.
+    extra = ("--config.train.steps=6", "--config.model.stage_sizes=(1, 1, 1, 1)")
+    args = " ".join(f"'{a}'" for a in train_args(disk / "run", synthetic_cache, *extra))
     script = textwrap.dedent(f"""
         mount -t tmpfs -o size=14m tmpfs {disk} || exit 99
         {sys.executable} -m jhuman.cli {args} 2> {tmp_path}/err1; echo "first=$?"
