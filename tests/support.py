@@ -2,9 +2,21 @@
 
 import os
 import signal
+import subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSING = os.path.join(REPO, "configs", "parsing.py")
+
+
+def run(args, timeout=300, **env):
+    """`args` as a user runs them: a subprocess from the repository root on one CPU device (the suite's 8 fake
+    devices are not passed on; `env` may set XLA_FLAGS again); fails the test, with its output, unless it
+    exits 0."""
+    environ = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    environ.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **env)
+    done = subprocess.run(args, cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
 
 
 class Preempting:

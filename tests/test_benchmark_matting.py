@@ -4,7 +4,7 @@ promises (the pattern of tests/test_benchmarks.py)."""
 import json
 import sys
 
-from test_benchmarks import run
+from support import run
 
 
 def test_matting_benchmark_writes_every_row(tmp_path):

@@ -4,7 +4,7 @@ promises (the pattern of tests/test_benchmark_matting.py)."""
 import json
 import sys
 
-from test_benchmarks import run
+from support import run
 
 
 def test_posewarp_benchmark_writes_every_row(tmp_path):

@@ -12,16 +12,9 @@ import subprocess
 import sys
 
 import pytest
+from support import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(args, timeout=300, **env):
-    environ = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    environ.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **env)
-    done = subprocess.run(args, cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
 
 
 def test_input_throughput_measures_the_stream_per_core(tmp_path, synthetic_cache):

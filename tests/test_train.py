@@ -175,7 +175,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cache_dir, tmp_path):
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored))
 
 
-def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(cache_dir, tmp_path, monkeypatch):
+def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(
+    cache_dir, tmp_path, monkeypatch, capsys
+):
     original = parsing_task.ParsingTask.loss
 
     def dead_after_three_steps(self, params, model_state, batch, rng):  # a network that saturated at step 4
@@ -195,6 +197,13 @@ def test_a_run_whose_gradients_stay_exactly_zero_stops_naming_the_step(cache_dir
     assert f"Last checkpoint from before: step 2 in {workdir}/checkpoints" in message, message
     ckpt = checkpoint.Checkpoints(workdir)
     assert ckpt.finished_steps() == [2]
+    skips = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("no checkpoint at step")
+    ]
+    assert skips == [  # said once, at the first skipped save
+        "no checkpoint at step 4: the gradients have been exactly zero since step 4; the checkpoints from "
+        "before are kept"
+    ]
     ckpt.close()
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert max(r["step"] for r in rows if "loss" in r) < 13  # it stopped there, not at step 20

@@ -134,7 +134,9 @@ class ResNet(nn.Module):
     """Bottleneck ResNet trunk (no pooling/fc head): images (B, H, W, 3) -> feature dict.
 
     Returns {'res2': (B, H/4, W/4, 4w), 'res3': (B, H/8, W/8, 8w), 'res4': (.., 16w), 'res5': (.., 32w)}
-    (w = width; sizes rounded up; res4/res5 stay at H/8 or H/16 when output_stride is 8 or 16).
+    (w = width; sizes rounded up; res4/res5 stay at H/8 or H/16 when output_stride is 8 or 16). A stage of 0
+    blocks passes its input on unchanged (stage_sizes (1, 1, 1, 0): 'res5' is 'res4', as the parsing demo's
+    tiny trunk uses it).
     """
 
     stage_sizes: Sequence[int]

@@ -15,12 +15,10 @@ end elsewhere (README).
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support import run
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,30 +29,21 @@ pytestmark = [
 ]
 
 
-def jhuman(*args, timeout):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
-    done = subprocess.run(
-        [sys.executable, "-m", "jhuman.cli", *args],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": REPO},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
-
-
 def test_modular_generator_trained_briefly_beats_copying_the_source_on_l1_and_vgg_error(tmp_path):
     workdir = tmp_path / "run"
-    jhuman(
-        "train",
-        "--config",
-        "configs/posewarp.py:stage=vgg,size=tiny",
-        "--workdir",
-        str(workdir),
-        f"--config.data.cache_dir={tmp_path / 'cache'}",
-        "--config.train.progress_bar=false",
+    run(
+        [
+            sys.executable,
+            "-m",
+            "jhuman.cli",
+            "train",
+            "--config",
+            "configs/posewarp.py:stage=vgg,size=tiny",
+            "--workdir",
+            str(workdir),
+            f"--config.data.cache_dir={tmp_path / 'cache'}",
+            "--config.train.progress_bar=false",
+        ],
         timeout=1800,
     )
     (name,) = os.listdir(workdir / "eval")

@@ -36,6 +36,15 @@ def test_feature_shapes(size, os_, expected):
     assert shapes == {k: (2, expected[k], expected[k], channels[k]) for k in expected}
 
 
+def test_a_stage_of_zero_blocks_passes_its_input_on():
+    model = resnet.ResNet(**{**TINY, "stage_sizes": (1, 1, 1, 0)}, output_stride=8)
+    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+    variables = model.init(jax.random.key(1), x)
+    features = model.apply(variables, x)
+    assert "layer4" not in variables["params"]
+    np.testing.assert_array_equal(features["res5"], features["res4"])
+
+
 def test_full_resnet101_321_gives_41():
     shapes = _shapes(resnet.ResNet101(output_stride=8), 321)
     assert shapes["res5"] == (2, 41, 41, 2048)
