@@ -5,15 +5,20 @@ Connected CRFs", TPAMI 2017 (no CRF here), as used by Gong et al., CVPR 2017 (LI
 - head='aspp' (ResNet default): ASPP-L, four parallel 3x3 convs on res5 with dilation rates 6, 12, 18, 24,
   each straight to num_classes, SUMMED (section 3.3 of the paper, Caffe layers fc1_c0..c3).
 - head='largefov' (VGG default): fc8, a 1x1 conv on fc7 to num_classes.
+- decoder=w > 0 (ResNet only; not in DeepLab-v2 or the LIP paper, the parsing demo's choice, README): `Refine`
+  corrects the logits, upsampled onto the res2 grid, from the res2 features (after DeepLab-v3+'s decoder), so
+  the logits come at stride 4 (`DeepLab.logit_stride`); thin limbs and small parts need it at 96-px crops.
 
 The model takes images already normalised (float NHWC; the task subtracts CAFFE_MEAN_RGB or ImageNet
 statistics to match the backbone's weights) and returns
   {'logits': (B, ceil(H/os), ceil(W/os), num_classes) float32, 'features': the trunk's last map (res5 / fc7)}.
-Parameters: {'trunk': ..., 'classifier': ...}; the classifier gets the 10x learning rate by the path regex
-`CLASSIFIER_PATTERN`. Attention-to-Scale wraps one DeepLab submodule and calls it once per input scale:
-linen shares the weights between calls, and 'features' gives it the fc7/res5 maps it fuses.
+Parameters: {'trunk': ..., 'classifier': ...} (+ 'refine' with the decoder); the classifier gets the 10x
+learning rate by the path regex `CLASSIFIER_PATTERN`. Attention-to-Scale wraps one DeepLab submodule and calls
+it once per input scale: linen shares the weights between calls, and 'features' gives it the fc7/res5 maps it
+fuses.
 """
 
+import functools
 from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
@@ -57,6 +62,31 @@ class ASPP(nn.Module):
         return out
 
 
+class Refine(nn.Module):
+    """A decoder in the manner of DeepLab-v3+ (Chen et al., ECCV 2018; not in DeepLab-v2 or the LIP paper):
+    the classifier's logits at output stride 8 or 16, upsampled onto the res2 grid (stride 4), plus a correction
+    computed from them and the res2 features,
+        up + conv3x3_C(relu(conv3x3_w(concat(up, relu(conv1x1_w(res2)))))),
+    (B, h, w, C), (B, h4, w4, D2) -> (B, h4, w4, C). The correction's last conv starts at zero, so a new
+    decoder starts as the plain upsampled logits. Logit i then sits on input pixel 4 * i."""
+
+    num_classes: int
+    width: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, logits, res2, stride):
+        up = image_ops.upsample_aligned(logits, res2.shape[1:3], stride / 4)
+        conv = functools.partial(Conv, dtype=self.dtype, param_dtype=jnp.float32)
+        skip = nn.relu(conv(self.width, (1, 1), name="project")(res2))
+        x = jnp.concatenate([up.astype(self.dtype), skip], axis=-1)
+        x = nn.relu(conv(self.width, (3, 3), padding=((1, 1), (1, 1)), name="fuse")(x))
+        correction = conv(
+            self.num_classes, (3, 3), padding=((1, 1), (1, 1)), kernel_init=nn.initializers.zeros, name="out"
+        )(x)
+        return up + correction.astype(jnp.float32)
+
+
 class LargeFOVHead(nn.Module):
     """fc8: 1x1 conv (B, h, w, D) -> (B, h, w, C)."""
 
@@ -75,7 +105,7 @@ class LargeFOVHead(nn.Module):
         )(x)
 
 
-def _check(backbone, head, output_stride):
+def _check(backbone, head, output_stride, decoder=0):
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; valid: {sorted(BACKBONES)}")
     if head is not None and head not in HEADS:
@@ -84,6 +114,12 @@ def _check(backbone, head, output_stride):
         raise ValueError(f"vgg16 (LargeFOV) has output stride 8 only, got output_stride={output_stride}")
     if output_stride not in resnet.OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {resnet.OUTPUT_STRIDES}, got {output_stride!r}")
+    if decoder < 0:
+        raise ValueError(
+            f"decoder must be >= 0 (0 = none, else the width of the stride-4 decoder), got {decoder!r}"
+        )
+    if decoder and backbone == "vgg16":
+        raise ValueError("decoder needs a resnet backbone (it reads the res2 features), got backbone='vgg16'")
 
 
 class DeepLab(nn.Module):
@@ -92,7 +128,9 @@ class DeepLab(nn.Module):
     width: channels of the first conv (64 real nets, 8 tiny); fc_width (None = 16 * width, 1024 for the real
     net) and dropout_rate: VGG fc6/fc7 only;
     norm ('frozen' | 'batch'), stride_in_1x1 and stage_sizes (blocks per stage, overriding the depth of the
-    named ResNet, e.g. (1, 1, 1, 1) for tiny runs): ResNet only; head None = the backbone's published head.
+    named ResNet, e.g. (1, 1, 1, 1) for tiny runs): ResNet only; head None = the backbone's published head;
+    decoder: 0 = DeepLab-v2 (logits at output_stride), w > 0 = the logits refined on the res2 grid by `Refine`
+    with width w (ResNet only; logits at stride 4, `logit_stride`).
     """
 
     backbone: str = "resnet101"
@@ -106,10 +144,11 @@ class DeepLab(nn.Module):
     norm: str = "frozen"
     stride_in_1x1: bool = False
     stage_sizes: Optional[Sequence[int]] = None
+    decoder: int = 0
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        _check(self.backbone, self.head, self.output_stride)
+        _check(self.backbone, self.head, self.output_stride, self.decoder)
         if self.stage_sizes is not None and (self.backbone == "vgg16" or len(self.stage_sizes) != 4):
             raise ValueError(
                 f"stage_sizes needs a resnet backbone and 4 stages, got {self.backbone!r}, "
@@ -122,6 +161,11 @@ class DeepLab(nn.Module):
     @property
     def head_name(self):
         return self.head or DEFAULT_HEAD[self.backbone]
+
+    @property
+    def logit_stride(self):
+        """Input pixels per logit: 4 with the decoder, else the output stride."""
+        return 4 if self.decoder else self.output_stride
 
     @property
     def feature_key(self):
@@ -146,11 +190,16 @@ class DeepLab(nn.Module):
             self.classifier = ASPP(self.num_classes, tuple(self.rates), dtype=self.dtype)
         else:
             self.classifier = LargeFOVHead(self.num_classes, dtype=self.dtype)
+        if self.decoder:
+            self.refine = Refine(self.num_classes, self.decoder, dtype=self.dtype)
 
     def __call__(self, images, train: bool = False):
-        features = self.trunk(images, train)[self.feature_key]  # (B, h, w, D) at output stride
-        logits = self.classifier(features)  # (B, h, w, C)
-        return {"logits": logits.astype(jnp.float32), "features": features}
+        maps = self.trunk(images, train)
+        features = maps[self.feature_key]  # (B, h, w, D) at output stride
+        logits = self.classifier(features).astype(jnp.float32)  # (B, h, w, C)
+        if self.decoder:
+            logits = self.refine(logits, maps["res2"], self.output_stride)  # (B, h4, w4, C) at stride 4
+        return {"logits": logits, "features": features}
 
 
 def build_deeplab(**kwargs):

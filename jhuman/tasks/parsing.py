@@ -41,6 +41,7 @@ def build_model(config) -> common.Normalized:
         width=m.width,
         output_stride=m.output_stride,
         norm=m.norm,
+        decoder=m.get("decoder", 0),
         dtype=dtype,
         **({"stage_sizes": tuple(m.stage_sizes)} if m.stage_sizes else {}),
     )
@@ -123,6 +124,8 @@ class ParsingTask(common.ReaderData):
         self.config = config
         self.num_classes = int(config.model.num_classes)
         self.net = build_model(config)
+        # Input pixels per logit: the output stride, or 4 with the stride-4 decoder (model.decoder).
+        self.logit_stride = 4 if config.model.get("decoder", 0) else int(config.model.output_stride)
 
     @staticmethod
     def format_eval(results) -> str:
@@ -148,9 +151,7 @@ class ParsingTask(common.ReaderData):
     def loss(self, params, model_state, batch, rng):
         out, new_state = self.apply({"params": params, **model_state}, batch["image"], train=True, rng=rng)
         logits = out["logits"]  # (B, h, w, C)
-        labels = image_ops.subsample_labels(
-            batch["label"], logits.shape[1:3], int(self.config.model.output_stride)
-        )
+        labels = image_ops.subsample_labels(batch["label"], logits.shape[1:3], self.logit_stride)
         loss, metrics = parsing_losses(out, labels, self.config.ssl, batch.get("step", 0))
         valid = (labels >= 0) & (labels < self.num_classes)
         correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
@@ -160,7 +161,7 @@ class ParsingTask(common.ReaderData):
     def predict_logits(self, variables, images):
         """(B, H, W, C) float32 logits at the input resolution, averaged over eval.scales and, with eval.flip,
         over the horizontally flipped images (their left/right channels swapped back), as in later LIP works."""
-        ev, stride = self.config.eval, float(self.config.model.output_stride)
+        ev, stride = self.config.eval, float(self.logit_stride)
         height, width = images.shape[1:3]
         total = 0.0
         for scale in tuple(ev.scales):  # a few static test-time scales, not a loop over data

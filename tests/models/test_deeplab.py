@@ -1,5 +1,6 @@
 """DeepLab-v2: logits shapes and dtypes, ASPP = sum of branches, frozen BN, config errors, shared weights
-across scales, and the parameter counts of the published models (by jax.eval_shape: no memory, no FLOPs)."""
+across scales, the parameter counts of the published models (by jax.eval_shape: no memory, no FLOPs), and the
+stride-4 decoder (Refine) against numpy."""
 
 import re
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from jhuman.models.deeplab import ASPP, CLASSIFIER_PATTERN, DeepLab, build_deeplab
+from jhuman.ops import image as image_ops
 
 TINY_RESNET = dict(backbone="resnet50", width=8, num_classes=20)
 TINY_VGG = dict(backbone="vgg16", width=8, fc_width=16, num_classes=20)
@@ -146,3 +148,77 @@ def test_stage_sizes_override_for_tiny_resnets():
     assert outputs["logits"].shape == (1, 9, 9, 20)
     with pytest.raises(ValueError, match="stage_sizes"):
         DeepLab(backbone="vgg16", stage_sizes=(1, 1, 1, 1))
+
+
+def _numpy_conv(x, kernel, bias):
+    """'SAME' stride-1 convolution in plain numpy: (B, H, W, I) x (k, k, I, O) -> (B, H, W, O)."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    height, width = x.shape[1:3]
+    out = sum(
+        np.einsum("bhwi,io->bhwo", padded[:, i : i + height, j : j + width], kernel[i, j])
+        for i in range(k)
+        for j in range(k)
+    )
+    return out + bias
+
+
+def _numpy_bilinear_half_steps(x, out_size):
+    """Upsample (B, h, w, C) to out_size by 2 with output pixel j reading input coordinate min(j / 2, h - 1)."""
+
+    def axis(n_in):
+        src = np.minimum(np.arange(out_size) / 2.0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, src - lo
+
+    lo, hi, f = axis(x.shape[1])
+    x = x[:, lo] * (1 - f)[None, :, None, None] + x[:, hi] * f[None, :, None, None]
+    lo, hi, f = axis(x.shape[2])
+    return x[:, :, lo] * (1 - f)[None, None, :, None] + x[:, :, hi] * f[None, None, :, None]
+
+
+def test_decoder_refines_the_logits_on_the_res2_grid(numpy_init):
+    model = DeepLab(**TINY_RESNET, decoder=8)
+    assert model.logit_stride == 4 and DeepLab(**TINY_RESNET).logit_stride == 8
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)), jnp.float32)
+    variables = numpy_init(model, x)
+    refine = variables["params"]["refine"]
+    assert sorted(refine) == ["fuse", "out", "project"]
+    out = jax.jit(model.apply)(variables, x)
+    assert out["logits"].shape == (2, 16, 16, 20) and out["features"].shape == (2, 8, 8, 256)
+
+    def parts(m, x):
+        maps = m.trunk(x)
+        return maps["res2"], m.classifier(maps["res5"])
+
+    res2, coarse = (np.asarray(a, np.float64) for a in model.apply(variables, x, method=parts))
+    assert res2.shape == (2, 16, 16, 32) and coarse.shape == (2, 8, 8, 20)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), refine)
+    up = _numpy_bilinear_half_steps(coarse, 16)  # logit i at input pixel 8i, res2 pixel j at 4j
+    skip = np.maximum(_numpy_conv(res2, p["project"]["kernel"], p["project"]["bias"]), 0)
+    hidden = np.maximum(
+        _numpy_conv(np.concatenate([up, skip], -1), p["fuse"]["kernel"], p["fuse"]["bias"]), 0
+    )
+    expected = up + _numpy_conv(hidden, p["out"]["kernel"], p["out"]["bias"])
+    np.testing.assert_allclose(out["logits"], expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(expected, up, atol=1e-3)  # the correction is not nothing here
+
+    # A new decoder starts as the plain upsampled logits (its last conv is initialised at zero).
+    fresh = model.init(jax.random.key(1), x)
+    np.testing.assert_array_equal(fresh["params"]["refine"]["out"]["kernel"], 0.0)
+    plain = model.apply(fresh, x, method=parts)[1]
+    np.testing.assert_allclose(
+        model.apply(fresh, x)["logits"],
+        image_ops.upsample_aligned(plain, (16, 16), 2.0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_decoder_needs_a_resnet_trunk():
+    with pytest.raises(ValueError, match="decoder"):
+        DeepLab(**TINY_VGG, decoder=8)
+    with pytest.raises(ValueError, match="decoder"):
+        DeepLab(**TINY_RESNET, decoder=-1)

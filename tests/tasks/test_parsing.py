@@ -81,8 +81,11 @@ def test_multi_scale_testing_averages_the_scales(resnet_task):
 
     half = image.resize_bilinear(images, (25, 25))
     out, _ = task.apply(variables, half)
-    # Logit i of the half-size input sits on half-size pixel 8i = full-size pixel 8i * 48/24.
-    up = np.asarray(image.upsample_aligned(out["logits"], (49, 49), 8 * 48 / 24))
+    # Logit i of the half-size input sits on half-size pixel s*i = full-size pixel s*i * 48/24 (s = 8, or 4 with
+    # the demo's decoder).
+    stride = task.logit_stride
+    assert out["logits"].shape[1] == -(-25 // stride)
+    up = np.asarray(image.upsample_aligned(out["logits"], (49, 49), stride * 48 / 24))
     np.testing.assert_allclose(multi, 0.5 * (single + up), rtol=1e-4, atol=1e-4)
     assert multi.shape == single.shape == (2, 49, 49, 20)
 
@@ -108,7 +111,8 @@ def test_ssl_report_only_equals_plain_cross_entropy_and_stop_gradient_weights_it
     assert float(plain) == float(report) and float(m_report["joint_loss"]) > 0
     weighted, _ = _loss(task, variables, batch, enabled=True, variant="stop_gradient", start_step=0)
     out, _ = task.apply(variables, batch["image"])
-    labels = np.asarray(batch["label"])[:, ::8, ::8]
+    assert task.logit_stride == 4  # the demo's decoder: the loss reads the labels on the stride-4 grid
+    labels = np.asarray(batch["label"])[:, ::4, ::4]
     ce = np.asarray(ssl_ops.per_image_cross_entropy(out["logits"], labels))
     joint = np.asarray(ssl_ops.joint_loss(labels, np.asarray(out["logits"]).argmax(-1)))
     np.testing.assert_allclose(float(weighted), np.mean(ce * joint), rtol=1e-5)
