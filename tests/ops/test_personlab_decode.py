@@ -225,6 +225,19 @@ def test_hough_grid_keeps_the_vote_mass_and_places_peaks_at_the_keypoints(scene,
         assert d.min() < 1e-3, (j, k, d.min())
     ref_positions, ref_types, _, _ = reference.grid_peaks(want, 0.01, 200, 2.0, stride, short)
     assert valid.sum() == len(ref_types)
+    # with a leading batch axis (one scatter for all images) each image gets its own moments
+    batch = jax.jit(hough.hough_grid, static_argnums=(2, 3))(
+        np.stack([heatmaps, 0.5 * heatmaps[::-1]]), np.stack([short, short[::-1]]), RADIUS, stride
+    )
+    flipped = reference.hough_grid(0.5 * heatmaps[::-1], short[::-1], RADIUS, stride)
+    np.testing.assert_allclose(batch, np.stack([want, flipped]), rtol=1e-4, atol=1e-3)
+
+
+def test_max3_is_the_3x3_maximum():
+    x = np.random.default_rng(2).normal(size=(7, 9, 3)).astype(np.float32)
+    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    want = np.max([padded[i : i + 7, j : j + 9] for i in range(3) for j in range(3)], axis=0)
+    np.testing.assert_array_equal(jax.jit(hough.max3)(x), want)
 
 
 def test_two_stage_top_k_equals_full_top_k():
