@@ -18,13 +18,15 @@ from jax import lax
 def _cpu_only_barrier(x):
     if jax.default_backend() != "cpu":
         return lax.optimization_barrier(x)
-    finite = jnp.isfinite(x.ravel()[0])  # a runtime predicate: both branches return x
-    return lax.cond(finite, lambda: x, lambda: x + jnp.zeros((), x.dtype))
+    first = jax.tree.leaves(x)[0]
+    finite = jnp.isfinite(first.ravel()[0].astype(jnp.float32))  # a runtime predicate: both branches return x
+    return lax.cond(finite, lambda: x, lambda: jax.tree.map(lambda v: v + jnp.zeros((), v.dtype), x))
 
 
 @jax.custom_vjp
 def materialize(x):
-    """x, kept in memory (see the module docstring); the gradient is the identity."""
+    """x (an array, or a pytree of arrays kept together by one conditional), kept in memory (see the module
+    docstring); the gradient is the identity."""
     return _cpu_only_barrier(x)
 
 

@@ -18,6 +18,17 @@ def test_identity_in_value_and_gradient_nan_included():
     np.testing.assert_array_equal(g, jax.grad(lambda x: jnp.nansum(jnp.sin(x)))(x))
 
 
+def test_a_pytree_is_kept_whole_ints_included():
+    ints = jnp.arange(6, dtype=jnp.int32).reshape(2, 3)
+    floats = jnp.full((4,), jnp.inf, jnp.float32)  # a non-finite first element takes the other branch
+    for tree in ((ints, floats), (floats, ints), {"a": ints}):
+        out = jax.jit(materialize)(tree)
+        assert jax.tree.structure(out) == jax.tree.structure(tree)
+        for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(tree)):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
 def test_no_instruction_of_a_residual_chain_gradient_reads_several_blocks():
     """Before materialize, XLA:CPU fused each block's output (batch norm + add + ReLU) into its consumers
     through every earlier block: one fusion read the bn3 statistics of blocks 0..n-2 (O(n^2) work)."""
