@@ -5,7 +5,10 @@ gradient, which it runs several times slower than the same contraction written a
 gradient of a 1x1 convolution is `einsum('bhwc,bhwo->co')`; of a k x k one, the same over the k*k shifted
 views of the padded input, concatenated along channels: im2col). `conv2d` keeps XLA's convolution for the
 forward pass and for the input gradient (both fast) and computes the weight gradient as that product,
-accumulated in float32. Values are those of `lax.conv_general_dilated` and its autodiff (tested).
+accumulated in float32. A 1x1 kernel without padding is a matrix product in all three (forward, input and
+weight gradients): XLA:CPU ran its forward and input gradient as convolutions 1.1-2x slower than as dots
+(ResNet-101's shapes, benchmarks/RESULTS.md). Values are those of `lax.conv_general_dilated` and its autodiff
+(tested).
 
 The product only wins where the contraction is large: every 1x1 convolution, and k x k ones whose input and
 output both have at least `PATCH_MIN_CHANNELS` channels. For narrow k x k convolutions (a tiny model's
@@ -37,10 +40,33 @@ def uses_patch_gradient(kernel_shape, backend: str | None = None) -> bool:
     return kh * kw == 1 or min(cin, cout) >= PATCH_MIN_CHANNELS
 
 
+def is_pointwise(kernel_shape, padding) -> bool:
+    """A 1x1 kernel without padding: a matrix product over channels at every (strided) pixel."""
+    return kernel_shape[0] * kernel_shape[1] == 1 and all(p == 0 for pair in padding for p in pair)
+
+
 def _conv(x, w, strides, padding, dilation):
+    if is_pointwise(w.shape, padding):  # XLA:CPU runs this contraction 1.1-2x faster as a dot than as a conv
+        sh, sw = strides
+        out = jnp.einsum("bhwi,io->bhwo", x[:, ::sh, ::sw], w[0, 0], preferred_element_type=jnp.float32)
+        return out.astype(jnp.result_type(x, w))
     return lax.conv_general_dilated(
         x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=DIMENSIONS
     )
+
+
+def _input_gradient(x, w, g, strides, padding, dilation):
+    """d(sum(g * conv(x, w))) / dx: for a pointwise kernel the product with w transposed, placed back on the
+    strided pixels (zeros between); otherwise XLA's transposed convolution."""
+    if not is_pointwise(w.shape, padding):
+        return jax.vjp(lambda x_: _conv(x_, w, strides, padding, dilation), x)[1](g)[0]
+    dx = jnp.einsum("bhwo,io->bhwi", g, w[0, 0], preferred_element_type=jnp.float32).astype(x.dtype)
+    (sh, sw), (height, width) = strides, x.shape[1:3]
+    if (sh, sw) == (1, 1):
+        return dx
+    pad_h, pad_w = height - ((dx.shape[1] - 1) * sh + 1), width - ((dx.shape[2] - 1) * sw + 1)
+    zero = jnp.zeros((), dx.dtype)
+    return lax.pad(dx, zero, ((0, 0, 0), (0, pad_h, sh - 1), (0, pad_w, sw - 1), (0, 0, 0)))
 
 
 def patches(x, kernel_hw: Sequence[int], out_hw: Sequence[int], strides, padding, dilation):
@@ -79,7 +105,7 @@ def _conv2d_fwd(x, w, strides, padding, dilation):
 
 def _conv2d_bwd(strides, padding, dilation, residuals, g):
     x, w = residuals
-    dx = jax.vjp(lambda x_: _conv(x_, w, strides, padding, dilation), x)[1](g)[0]  # XLA's transposed conv
+    dx = _input_gradient(x, w, g, strides, padding, dilation)
     dw = weight_gradient(x, g, w.shape, strides, padding, dilation).astype(w.dtype)
     return dx, dw
 

@@ -1,5 +1,7 @@
 """jhuman.ops.conv: values and gradients equal lax.conv_general_dilated's, for strides, dilations, paddings."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,8 @@ def reference(x, w, strides, padding, dilation):
     [
         (1, (1, 1), ((0, 0), (0, 0)), (1, 1)),
         (1, (2, 2), ((0, 0), (0, 0)), (1, 1)),
+        (1, (2, 3), ((0, 0), (0, 0)), (1, 1)),  # a pointwise product; zeros after the last strided column
+        (1, (1, 1), ((1, 0), (0, 1)), (1, 1)),  # padded: XLA's convolution
         (3, (1, 1), ((1, 1), (1, 1)), (1, 1)),
         (3, (2, 2), ((1, 1), (1, 1)), (1, 1)),
         (3, (1, 1), ((2, 2), (2, 2)), (2, 2)),
@@ -76,3 +80,15 @@ def test_patch_gradient_only_where_it_wins(monkeypatch):
     for kernel in [(3, 3, 128, 128), (3, 3, 128, 20), (1, 1, 128, 20)]:
         conv_ops.conv_general_dilated(x, jnp.zeros(kernel), (1, 1), ((1, 1), (1, 1)), None, (1, 1), dims)
     assert calls == [(3, 3, 128, 128), (1, 1, 128, 20)]
+
+
+def test_pointwise_kernels_are_dots_forward_and_backward():
+    x = jnp.zeros((1, 8, 8, 16), jnp.float32)
+    for kernel, padding, convolutions in ((1, ((0, 0), (0, 0)), 0), (3, ((1, 1), (1, 1)), 2)):
+        w = jnp.zeros((kernel, kernel, 16, 8), jnp.float32)
+        step = jax.jit(
+            jax.value_and_grad(lambda x, w: jnp.sum(conv_ops.conv2d(x, w, (2, 2), padding)), (0, 1))
+        )
+        hlo = step.lower(x, w).compile().as_text()
+        # forward and input gradient; the weight gradient is always a dot
+        assert len(re.findall(r"= \S+ convolution\(", hlo)) == convolutions, hlo
