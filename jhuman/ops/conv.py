@@ -7,8 +7,10 @@ views of the padded input, concatenated along channels: im2col). `conv2d` keeps 
 forward pass and for the input gradient (both fast) and computes the weight gradient as that product,
 accumulated in float32. A 1x1 kernel without padding is a matrix product in all three (forward, input and
 weight gradients): XLA:CPU ran its forward and input gradient as convolutions 1.1-2x slower than as dots
-(ResNet-101's shapes, benchmarks/RESULTS.md). Values are those of `lax.conv_general_dilated` and its autodiff
-(tested).
+(ResNet-101's shapes, benchmarks/RESULTS.md). A narrow k x k convolution from a wide input (a classifier:
+DeepLab's ASPP, 2048 -> 20 channels) is one product to every tap's output, shifted and summed (`tap_conv`),
+forward and backward: XLA:CPU's convolution ran those 5-10x slower. Values are those of
+`lax.conv_general_dilated` and its autodiff (tested).
 
 The product only wins where the contraction is large: every 1x1 convolution, and k x k ones whose input and
 output both have at least `PATCH_MIN_CHANNELS` channels. For narrow k x k convolutions (a tiny model's
@@ -29,6 +31,7 @@ from jax import lax
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 PATCH_MIN_CHANNELS = 128
+TAP_MAX_OUT = 32  # `uses_tap_product`: at most this many output channels, and at least 8x as many inputs
 
 
 def uses_patch_gradient(kernel_shape, backend: str | None = None) -> bool:
@@ -38,6 +41,37 @@ def uses_patch_gradient(kernel_shape, backend: str | None = None) -> bool:
         return False
     kh, kw, cin, cout = kernel_shape
     return kh * kw == 1 or min(cin, cout) >= PATCH_MIN_CHANNELS
+
+
+def uses_tap_product(kernel_shape, strides, backend: str | None = None) -> bool:
+    """Whether `conv2d` computes this stride-1 k x k convolution (and its gradients) as ONE matrix product to
+    the k*k taps' outputs, shifted and summed (`tap_conv`): on CPU, for a narrow output (<= TAP_MAX_OUT
+    channels) from a much wider input, the shape of a classifier (DeepLab's ASPP: 2048 -> 20 channels, 3x3,
+    dilation 6-24), which XLA:CPU's convolution ran at under a tenth of its speed on wide layers."""
+    if (backend or jax.default_backend()) != "cpu":
+        return False
+    kh, kw, cin, cout = kernel_shape
+    return kh * kw > 1 and tuple(strides) == (1, 1) and cout <= TAP_MAX_OUT and cin >= 8 * cout
+
+
+def tap_conv(x, w, padding, dilation):
+    """The stride-1 convolution as y = x . [w_t for each tap t] (one product to k*k*O channels), then
+    out[p] = sum_t y_t[p + offset_t] with zeros outside: the same sum of products, reordered. Its autodiff is
+    dots too (the input and weight gradients are products with the shifted-back output gradient)."""
+    kh, kw, cin, cout = w.shape
+    (ph0, ph1), (pw0, pw1) = padding
+    dh, dw = dilation
+    batch, height, width, _ = x.shape
+    ho, wo = height + ph0 + ph1 - dh * (kh - 1), width + pw0 + pw1 - dw * (kw - 1)
+    taps = w.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)  # (I, taps x O), taps in (row, column) order
+    y = jnp.einsum("bhwi,io->bhwo", x, taps, preferred_element_type=jnp.float32)
+    y = jnp.pad(
+        y.reshape(batch, height, width, kh * kw, cout), ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0), (0, 0))
+    )
+    out = sum(
+        y[:, i * dh : i * dh + ho, j * dw : j * dw + wo, i * kw + j] for i in range(kh) for j in range(kw)
+    )
+    return out.astype(jnp.result_type(x, w))
 
 
 def is_pointwise(kernel_shape, padding) -> bool:
@@ -50,6 +84,8 @@ def _conv(x, w, strides, padding, dilation):
         sh, sw = strides
         out = jnp.einsum("bhwi,io->bhwo", x[:, ::sh, ::sw], w[0, 0], preferred_element_type=jnp.float32)
         return out.astype(jnp.result_type(x, w))
+    if uses_tap_product(w.shape, strides):
+        return tap_conv(x, w, padding, dilation)
     return lax.conv_general_dilated(
         x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=DIMENSIONS
     )
@@ -105,6 +141,8 @@ def _conv2d_fwd(x, w, strides, padding, dilation):
 
 def _conv2d_bwd(strides, padding, dilation, residuals, g):
     x, w = residuals
+    if uses_tap_product(w.shape, strides):  # both gradients are products (tap_conv's autodiff)
+        return jax.vjp(lambda x_, w_: tap_conv(x_, w_, padding, dilation), x, w)[1](g)
     dx = _input_gradient(x, w, g, strides, padding, dilation)
     dw = weight_gradient(x, g, w.shape, strides, padding, dilation).astype(w.dtype)
     return dx, dw
@@ -119,7 +157,7 @@ def conv_general_dilated(
 ):  # fmt: skip
     """`lax.conv_general_dilated`'s signature (what `flax.linen.Conv(conv_general_dilated=...)` calls):
     `conv2d` for 2-D NHWC / HWIO convolutions with explicit padding, no input dilation and one group whose
-    kernel `uses_patch_gradient`; anything else goes to lax unchanged."""
+    kernel `uses_patch_gradient` or `uses_tap_product`; anything else goes to lax unchanged."""
     simple = (
         lhs.ndim == 4
         and feature_group_count == 1
@@ -127,7 +165,7 @@ def conv_general_dilated(
         and not isinstance(padding, str)
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
         and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, DIMENSIONS)
-        and uses_patch_gradient(rhs.shape)
+        and (uses_patch_gradient(rhs.shape) or uses_tap_product(rhs.shape, window_strides))
     )
     if not simple:
         return lax.conv_general_dilated(
