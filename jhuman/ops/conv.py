@@ -123,7 +123,10 @@ def weight_gradient(x, g, kernel_shape, strides, padding, dilation):
     """d(sum(g * conv(x, w))) / dw for x (B, H, W, C), g (B, Ho, Wo, O): (kh, kw, C, O) in g's dtype."""
     kh, kw, cin, cout = kernel_shape
     cols = patches(x, (kh, kw), g.shape[1:3], strides, padding, dilation)  # (B, Ho, Wo, kh kw C)
-    dw = jnp.einsum("bhwk,bhwo->ko", cols, g, preferred_element_type=jnp.float32)
+    if cols.shape[-1] > cout:  # XLA:CPU lays out the first operand again for its dot: the narrower one
+        dw = jnp.einsum("bhwo,bhwk->ok", g, cols, preferred_element_type=jnp.float32).T
+    else:
+        dw = jnp.einsum("bhwk,bhwo->ko", cols, g, preferred_element_type=jnp.float32)
     return dw.reshape(kh, kw, cin, cout).astype(g.dtype)
 
 
