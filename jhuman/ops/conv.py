@@ -105,28 +105,33 @@ def _input_gradient(x, w, g, strides, padding, dilation):
     return lax.pad(dx, zero, ((0, 0, 0), (0, pad_h, sh - 1), (0, pad_w, sw - 1), (0, 0, 0)))
 
 
-def patches(x, kernel_hw: Sequence[int], out_hw: Sequence[int], strides, padding, dilation):
-    """(B, Ho, Wo, kh * kw * C): for each output pixel the input values under the kernel's taps, taps in
-    (row, column) order then channels (the HWIO kernel's order), from x (B, H, W, C) padded by `padding`."""
+def tap_views(x, kernel_hw: Sequence[int], out_hw: Sequence[int], strides, padding, dilation):
+    """For each of the kernel's taps, in (row, column) order, the (B, Ho, Wo, C) input values it meets at the
+    output pixels, from x (B, H, W, C) padded by `padding`."""
     (ph0, ph1), (pw0, pw1) = padding
     xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
     (kh, kw), (ho, wo), (sh, sw), (dh, dw) = kernel_hw, out_hw, strides, dilation
-    taps = [
+    return [
         xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw, :]
         for i in range(kh)
         for j in range(kw)
     ]
-    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
 
 
 def weight_gradient(x, g, kernel_shape, strides, padding, dilation):
-    """d(sum(g * conv(x, w))) / dw for x (B, H, W, C), g (B, Ho, Wo, O): (kh, kw, C, O) in g's dtype."""
+    """d(sum(g * conv(x, w))) / dw for x (B, H, W, C), g (B, Ho, Wo, O): (kh, kw, C, O) in g's dtype.
+
+    One product per tap, x_t^T g, accumulated in float32. Per tap rather than one product with the
+    (B, Ho, Wo, k*k*C) patch matrix: XLA:CPU then copied the concatenated patches once more into its dot layout
+    (3x3, 256 channels at 41x41: 25 ms against 37). The operand XLA lays out again for its dot is the first
+    one: the narrower of the two goes first."""
     kh, kw, cin, cout = kernel_shape
-    cols = patches(x, (kh, kw), g.shape[1:3], strides, padding, dilation)  # (B, Ho, Wo, kh kw C)
-    if cols.shape[-1] > cout:  # XLA:CPU lays out the first operand again for its dot: the narrower one
-        dw = jnp.einsum("bhwo,bhwk->ok", g, cols, preferred_element_type=jnp.float32).T
+    taps = tap_views(x, (kh, kw), g.shape[1:3], strides, padding, dilation)
+    if cin >= cout:
+        dw = jnp.stack([jnp.einsum("bhwo,bhwi->oi", g, t, preferred_element_type=jnp.float32) for t in taps])
+        dw = jnp.swapaxes(dw, 1, 2)
     else:
-        dw = jnp.einsum("bhwk,bhwo->ko", cols, g, preferred_element_type=jnp.float32)
+        dw = jnp.stack([jnp.einsum("bhwi,bhwo->io", t, g, preferred_element_type=jnp.float32) for t in taps])
     return dw.reshape(kh, kw, cin, cout).astype(g.dtype)
 
 
