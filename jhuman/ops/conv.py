@@ -1,23 +1,22 @@
-"""2-D convolution (NHWC, HWIO) whose weight gradient is one matrix product over image patches.
+"""2-D convolution (NHWC, HWIO) computed where XLA's CPU backend is fast: matrix products.
 
-XLA's CPU backend computes a convolution's weight gradient as a convolution of the input with the output
-gradient, which it runs several times slower than the same contraction written as a matrix product (the
-gradient of a 1x1 convolution is `einsum('bhwc,bhwo->co')`; of a k x k one, the same over the k*k shifted
-views of the padded input, concatenated along channels: im2col). `conv2d` keeps XLA's convolution for the
-forward pass and for the input gradient (both fast) and computes the weight gradient as that product,
-accumulated in float32. A 1x1 kernel without padding is a matrix product in all three (forward, input and
-weight gradients): XLA:CPU ran its forward and input gradient as convolutions 1.1-2x slower than as dots
-(ResNet-101's shapes, benchmarks/RESULTS.md). A narrow k x k convolution from a wide input (a classifier:
-DeepLab's ASPP, 2048 -> 20 channels) is one product to every tap's output, shifted and summed (`tap_conv`),
-forward and backward: XLA:CPU's convolution ran those 5-10x slower. Values are those of
-`lax.conv_general_dilated` and its autodiff (tested).
+XLA:CPU computes a convolution's weight gradient as a convolution of the input with the output gradient, which
+it runs several times slower than the same contraction written as matrix products: for each of the kernel's
+taps, the shifted view of the padded input times the output gradient (`weight_gradient`, accumulated in
+float32; for a 1x1 kernel one `einsum('bhwc,bhwo->co')`). `conv2d` keeps XLA's convolution for the forward
+pass and the input gradient of k x k kernels, with two exceptions, each a product forward and backward:
+- a 1x1 kernel without padding: XLA:CPU ran its forward and input gradient as convolutions 1.1-2x slower than
+  as dots (ResNet-101's shapes);
+- a narrow k x k convolution from a much wider input (`uses_tap_product`: a classifier, DeepLab's ASPP 2048
+  -> 20 channels with dilations 6-24): one product to every tap's output, shifted and summed (`tap_conv`);
+  XLA:CPU's convolution ran those 5-10x slower.
+Values are those of `lax.conv_general_dilated` and its autodiff (tested).
 
-The product only wins where the contraction is large: every 1x1 convolution, and k x k ones whose input and
-output both have at least `PATCH_MIN_CHANNELS` channels. For narrow k x k convolutions (a tiny model's
-layers, a classifier with 20 outputs) the k*k-times larger patch matrix costs more than XLA's convolution
-saves, so `conv_general_dilated` leaves those to XLA's own gradient (`uses_patch_gradient`), and so it does on
-every other backend (this is a fix for XLA:CPU, not measured elsewhere). The
-measurements behind both choices are in benchmarks/RESULTS.md ("Convolution weight gradients").
+The weight-gradient products win where the contraction is large: every 1x1 convolution, and k x k ones whose
+input and output both have at least `PATCH_MIN_CHANNELS` channels; for other narrow k x k convolutions (a tiny
+model's layers) `conv_general_dilated` leaves the gradient to XLA (`uses_patch_gradient`), and so it does on
+every other backend (this is a fix for XLA:CPU, not measured elsewhere). The measurements behind these choices
+are in benchmarks/RESULTS.md ("Convolution weight gradients", "DeepLab-v2 on the AMX machine").
 """
 
 from __future__ import annotations
