@@ -30,7 +30,8 @@ from jax import lax
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 PATCH_MIN_CHANNELS = 128
-TAP_MAX_OUT = 32  # `uses_tap_product`: at most this many output channels, and at least 8x as many inputs
+TAP_MAX_OUT = 32  # `uses_tap_product`: at most this many output channels, at least 8x as many inputs,
+TAP_MIN_IN = 512  # and at least this many
 
 
 def uses_patch_gradient(kernel_shape, backend: str | None = None) -> bool:
@@ -46,11 +47,14 @@ def uses_tap_product(kernel_shape, strides, backend: str | None = None) -> bool:
     """Whether `conv2d` computes this stride-1 k x k convolution (and its gradients) as ONE matrix product to
     the k*k taps' outputs, shifted and summed (`tap_conv`): on CPU, for a narrow output (<= TAP_MAX_OUT
     channels) from a much wider input, the shape of a classifier (DeepLab's ASPP: 2048 -> 20 channels, 3x3,
-    dilation 6-24), which XLA:CPU's convolution ran at under a tenth of its speed on wide layers."""
+    dilation 6-24), which XLA:CPU's convolution ran at under a tenth of its speed on wide layers. Not below
+    TAP_MIN_IN inputs: the parsing demo's ASPP (256 -> 20 at 12x12), faster alone as a tap product, made the
+    demo's whole training step 45% slower (62 against 43 ms)."""
     if (backend or jax.default_backend()) != "cpu":
         return False
     kh, kw, cin, cout = kernel_shape
-    return kh * kw > 1 and tuple(strides) == (1, 1) and cout <= TAP_MAX_OUT and cin >= 8 * cout
+    narrow = cout <= TAP_MAX_OUT and cin >= max(8 * cout, TAP_MIN_IN)
+    return kh * kw > 1 and tuple(strides) == (1, 1) and narrow
 
 
 def tap_conv(x, w, padding, dilation):

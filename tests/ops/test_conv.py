@@ -38,16 +38,18 @@ def reference(x, w, strides, padding, dilation):
         (3, (1, 1), ((2, 2), (2, 2)), (2, 2), 5, 4),
         (3, (1, 2), ((4, 3), (0, 1)), (4, 1), 5, 4),
         (7, (2, 2), ((3, 3), (3, 3)), (1, 1), 5, 4),
-        (3, (1, 1), ((3, 3), (3, 3)), (3, 3), 40, 3),  # narrow output from a wide input: tap products
-        (3, (1, 1), ((2, 1), (0, 3)), (2, 1), 40, 3),
-        (2, (1, 1), ((0, 0), (1, 0)), (1, 2), 40, 5),
+        (3, (1, 1), ((3, 3), (3, 3)), (3, 3), 512, 3),  # narrow output from a wide input: tap products
+        (3, (1, 1), ((2, 1), (0, 3)), (2, 1), 512, 3),
+        (2, (1, 1), ((0, 0), (1, 0)), (1, 2), 512, 5),
     ],
 )
 def test_values_and_gradients_match_lax(kernel, strides, padding, dilation, cin, cout):
     rng = np.random.default_rng(kernel + strides[1] + dilation[0])
     x = jnp.asarray(rng.normal(size=(2, 13, 11, cin)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
-    assert conv_ops.uses_tap_product(w.shape, strides) == (cin >= 8 * cout and kernel > 1)
+    w = jnp.asarray(
+        rng.normal(size=(kernel, kernel, cin, cout)) / np.sqrt(kernel * kernel * cin), jnp.float32
+    )
+    assert conv_ops.uses_tap_product(w.shape, strides) == (cin >= 512 and kernel > 1)
     ours = conv_ops.conv2d(x, w, strides, padding, dilation)
     theirs = reference(x, w, strides, padding, dilation)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
