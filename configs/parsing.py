@@ -1,6 +1,6 @@
 r"""Human parsing on LIP with DeepLab (Gong et al., CVPR 2017).
 
-Tiny run on the built-in synthetic people (2 CPU cores: about 4.5 minutes, val mIoU 0.326; README):
+Tiny run on the built-in synthetic people (2 CPU cores: about 4.5 minutes, val mIoU 0.315-0.33; README):
   jhuman train --config configs/parsing.py:size=tiny,data=synthetic --workdir runs/parsing_tiny
 The paper's DeepLab-v2 (ResNet-101 ASPP, 321x321 crops; needs the LIP data and an accelerator):
   jhuman train --config configs/parsing.py:model=deeplab_resnet,data=lip,size=full \
@@ -44,7 +44,7 @@ def get_config(arg=None):
     # The demo's model (make demo): without res5 and scale augmentation its step runs at 170 img/s instead of
     # 95 on 2 CPU cores and learns as much per step; a stride-4 decoder (model.decoder, not in DeepLab-v2) draws
     # the thin limbs and small parts the stride-8 logits blur, and 8000 synthetic people instead of 1200 keep
-    # it from learning the training images by heart: 5000 steps, val mIoU 0.174 -> 0.326 (README "LIP parsing
+    # it from learning the training images by heart: 5000 steps, val mIoU 0.174 -> 0.315-0.33 (README "LIP parsing
     # as in the paper"). The other tiny models keep the full trunk, augmentation and data.
     demo = tiny and model_arg == "deeplab_resnet"
 
