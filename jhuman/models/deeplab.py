@@ -122,6 +122,11 @@ def _check(backbone, head, output_stride, decoder=0):
         raise ValueError("decoder needs a resnet backbone (it reads the res2 features), got backbone='vgg16'")
 
 
+def logit_stride(output_stride: int, decoder: int = 0) -> int:
+    """Input pixels per logit of a DeepLab: 4 with the decoder (`Refine`), else the output stride."""
+    return 4 if decoder else int(output_stride)
+
+
 class DeepLab(nn.Module):
     """DeepLab-v2: trunk + classifier. See the module docstring for inputs, outputs and parameter names.
 
@@ -164,8 +169,7 @@ class DeepLab(nn.Module):
 
     @property
     def logit_stride(self):
-        """Input pixels per logit: 4 with the decoder, else the output stride."""
-        return 4 if self.decoder else self.output_stride
+        return logit_stride(self.output_stride, self.decoder)
 
     @property
     def feature_key(self):

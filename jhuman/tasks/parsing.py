@@ -124,8 +124,7 @@ class ParsingTask(common.ReaderData):
         self.config = config
         self.num_classes = int(config.model.num_classes)
         self.net = build_model(config)
-        # Input pixels per logit: the output stride, or 4 with the stride-4 decoder (model.decoder).
-        self.logit_stride = 4 if config.model.get("decoder", 0) else int(config.model.output_stride)
+        self.logit_stride = deeplab.logit_stride(config.model.output_stride, config.model.get("decoder", 0))
 
     @staticmethod
     def format_eval(results) -> str:

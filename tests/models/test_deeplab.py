@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jhuman.models.deeplab import ASPP, CLASSIFIER_PATTERN, DeepLab, build_deeplab
+from jhuman.models.deeplab import ASPP, CLASSIFIER_PATTERN, AttentionToScale, DeepLab, build_deeplab
 from jhuman.ops import image as image_ops
 
 TINY_RESNET = dict(backbone="resnet50", width=8, num_classes=20)
@@ -216,6 +216,13 @@ def test_decoder_refines_the_logits_on_the_res2_grid(numpy_init):
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_attention_over_a_decoder_deeplab_fuses_on_the_stride_4_grid():
+    model = AttentionToScale(base=dict(TINY_RESNET, decoder=8), attention_width=8)
+    _, outputs = _abstract(model, jnp.zeros((1, 64, 64, 3)), train=False)
+    assert outputs["logits"].shape == (1, 16, 16, 20) and outputs["attention"].shape == (1, 16, 16, 3)
+    assert outputs["scale_logits"].shape == (3, 1, 16, 16, 20)
 
 
 def test_decoder_needs_a_resnet_trunk():
