@@ -195,65 +195,123 @@ def decode_single(heatmaps, short_offsets, mid_offsets, long_offsets=None, segme
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 
-def _decode_people(
-    heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation=None, moments=None, **options
-):
-    """`decode_single` up to the masks: with long offsets and segmentation the dict holds 'mask_owners'
-    (gh, gw), the person of each mask_stride block (`grouping.block_owners`), instead of 'masks'. `moments`:
-    the `hough.hough_grid` of these inputs if already computed (the batch computes it for all images at once).
-    Each input may be an array or a `fields.View` (host memory read in place): the kernels that read a field
-    inside control flow get it as it is, the others its `fields.dense` form."""
-    o = decode_options(**options)
-    heatmap_field, short_field, mid = heatmaps, short_offsets, mid_offsets
-    heatmaps = fields.dense(heatmaps)
-    short = fields.dense(short_field)
-    num = o["max_people"]
+def group_sizes(max_candidates: int) -> tuple[int, ...]:
+    """The candidate counts the grouping (tree walk, completion, greedy pass) is compiled for: max_candidates and
+    its half and quarter (when >= 32). Candidates are sorted, the valid ones first, so a call groups only the
+    smallest prefix that holds all valid ones (chosen at run time, `lax.switch`): its cost follows the number
+    of keypoints found, not the capacity (at 401 x 401 with 5 people, 85 of the 256 candidates are valid)."""
+    capacity = int(max_candidates)
+    sizes = {capacity} | {-(-capacity // d) for d in (2, 4) if -(-capacity // d) >= 32}
+    return tuple(sorted(sizes))
 
+
+def _candidates(heatmaps, short_offsets, moments=None, **options):
+    """Steps 1-3: keypoint candidates (positions (N, 2), types, valid (N,), sorted, valid first), the number of
+    peaks before the queue's capacity, and the Hough evidence the scores read (stride 1: the maps (H, W, 17);
+    on the grid: `hough.hough_grid`'s moments, computed here unless given). Fields: arrays or `fields.View`s."""
+    o = decode_options(**options)
+    heatmap_field, short_field = heatmaps, short_offsets
+    short = fields.dense(short_field)
     stride = o["hough_stride"]
     if stride == 1:  # Eq. (1) at every pixel, smoothed, peaks on the full-resolution map
-        votes = hough.hough_votes(heatmaps, short, o["radius"])  # (H, W, 17)
+        votes = hough.hough_votes(fields.dense(heatmap_field), short, o["radius"])  # (H, W, 17)
         smoothed = hough.smooth(votes, o["hough_sigma"])
         positions, types, _, cand_valid = hough.find_peaks(
             smoothed, o["peak_threshold"], o["max_candidates"], short
         )
         peaks = hough.count_peaks(smoothed, o["peak_threshold"])
-    else:  # Eq. (1) sampled every `stride` pixels onto a grid of that spacing (see hough.hough_grid)
-        if moments is None:  # the voters only: from host memory, a gather of 1 / stride^2 of the maps
-            o_, size = hough.grid_offset(stride), fields.shape(heatmap_field)[:2]
-            votes_p, votes_s = fields.every(heatmap_field, o_, stride), fields.every(short_field, o_, stride)
-            moments = hough.hough_grid(votes_p, votes_s, o["radius"], stride, image_size=size)
-        positions, types, _, cand_valid = hough.grid_peaks(
-            moments, stride, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], short
-        )
-        peaks = hough.count_grid_peaks(moments, o["peak_threshold"], o["hough_sigma"])
-    skeletons, reached = grouping.traverse(mid, short_field, positions, types, cand_valid, o["refine_steps"])
-    present, heat = grouping.presence(heatmaps, skeletons, reached, o["min_keypoint_score"])  # (N, 17)
-    if long_offsets is not None and o["complete_from_long"]:
-        skeletons, present, heat = grouping.complete_from_long(
-            skeletons,
-            present,
-            heat,
-            fields.dense(long_offsets),
-            short,
-            heatmaps,
-            min_scale=o["min_scale"],
-            mask_threshold=o["mask_threshold"],
-            min_keypoint_score=o["min_keypoint_score"],
-            refine_steps=max(o["refine_steps"], 1),
-        )
-    seeds, count, found = grouping.greedy_select(
-        positions, types, cand_valid, skeletons, present, o["nms_radius"], num
+        return positions, types, cand_valid, peaks, votes
+    # Eq. (1) sampled every `stride` pixels onto a grid of that spacing (see hough.hough_grid)
+    if moments is None:  # the voters only: from host memory, a gather of 1 / stride^2 of the maps
+        o_, size = hough.grid_offset(stride), fields.shape(heatmap_field)[:2]
+        votes_p, votes_s = fields.every(heatmap_field, o_, stride), fields.every(short_field, o_, stride)
+        moments = hough.hough_grid(votes_p, votes_s, o["radius"], stride, image_size=size)
+    peak_map = hough.grid_peak_map(moments, o["peak_threshold"], o["hough_sigma"])
+    positions, types, _, cand_valid = hough.grid_peaks(
+        moments, stride, o["peak_threshold"], o["max_candidates"], o["hough_sigma"], short, peak_map
     )
+    peaks = hough.count_grid_peaks(moments, o["peak_threshold"], o["hough_sigma"], peak_map)
+    return positions, types, cand_valid, peaks, moments
 
+
+def _group(heatmaps, short_offsets, mid_offsets, long_offsets, positions, types, cand_valid, needed, o):
+    """Steps 4-5 on the smallest `group_sizes` prefix of the candidates that holds `needed` (>= the valid ones;
+    () int32, unbatched under vmap so that the switch stays a switch): (seeds (P,), count, found, and the
+    seeds' skeletons (P, 17, 2), presence (P, 17) and heatmap values (P, 17)). The same people as grouping all
+    candidates: invalid candidates are never accepted, so they never reject anyone."""
+
+    def group(n):
+        def run():
+            pos, typ, ok = positions[:n], types[:n], cand_valid[:n]
+            skeletons, reached = grouping.traverse(
+                mid_offsets, short_offsets, pos, typ, ok, o["refine_steps"]
+            )
+            present, heat = grouping.presence(
+                heatmaps, skeletons, reached, o["min_keypoint_score"]
+            )  # (n, 17)
+            if long_offsets is not None and o["complete_from_long"]:
+                skeletons, present, heat = grouping.complete_from_long(
+                    skeletons,
+                    present,
+                    heat,
+                    long_offsets,
+                    short_offsets,
+                    heatmaps,
+                    min_scale=o["min_scale"],
+                    mask_threshold=o["mask_threshold"],
+                    min_keypoint_score=o["min_keypoint_score"],
+                    refine_steps=max(o["refine_steps"], 1),
+                )
+            seeds, count, found = grouping.greedy_select(
+                pos, typ, ok, skeletons, present, o["nms_radius"], o["max_people"]
+            )
+            return seeds, count, found, skeletons[seeds], present[seeds], heat[seeds]
+
+        return run
+
+    sizes = group_sizes(positions.shape[0])
+    if len(sizes) == 1:
+        return group(sizes[0])()
+    index = jnp.sum(jnp.asarray(sizes[:-1]) < needed)  # the first size that holds them
+    return jax.lax.switch(index, [group(n) for n in sizes])
+
+
+def _decode_people(
+    heatmaps,
+    short_offsets,
+    mid_offsets,
+    long_offsets=None,
+    segmentation=None,
+    moments=None,
+    candidates=None,
+    needed=None,
+    **options,
+):
+    """`decode_single` up to the masks: with long offsets and segmentation the dict holds 'mask_owners'
+    (gh, gw), the person of each mask_stride block (`grouping.block_owners`), instead of 'masks'. `moments`:
+    the `hough.hough_grid` of these inputs if already computed; `candidates`: `_candidates` of them, and
+    `needed` the number of candidates to group (the batch computes both for all images at once: the maximum of
+    their valid candidates). Each input may be an array or a `fields.View` (host memory read in place): the
+    kernels that read a field inside control flow get it as it is, the others its `fields.dense` form."""
+    o = decode_options(**options)
+    num = o["max_people"]
+    stride = o["hough_stride"]
+    if candidates is None:
+        candidates = _candidates(heatmaps, short_offsets, moments, **o)
+    positions, types, cand_valid, peaks, votes = candidates
+    if needed is None:
+        needed = jnp.sum(cand_valid, dtype=jnp.int32)
+    seeds, count, found, points, present, heat = _group(
+        heatmaps, short_offsets, mid_offsets, long_offsets, positions, types, cand_valid, needed, o
+    )
     valid = jnp.arange(num) < count  # (P,) detection order
-    points = skeletons[seeds]  # (P, 17, 2)
-    present = present[seeds] & valid[:, None]
+    present = present & valid[:, None]
     scales = grouping.person_scales(points, present, o["min_scale"])
     if stride == 1:
-        keypoint_scores = grouping.expected_oks(votes, heat[seeds], points, present, scales, o["oks_radius"])
+        keypoint_scores = grouping.expected_oks(votes, heat, points, present, scales, o["oks_radius"])
     else:
         keypoint_scores = grouping.expected_oks_grid(
-            moments, stride, heat[seeds], points, present, scales, o["oks_radius"]
+            votes, stride, heat, points, present, scales, o["oks_radius"]
         )
     scores = jnp.where(
         valid, grouping.soft_nms_scores(points, keypoint_scores, present, valid, o["nms_radius"]), 0.0
@@ -278,7 +336,9 @@ def _decode_people(
     if long_offsets is not None and segmentation is not None:
         long = long_offsets
         if o["refine_steps"] > 0 and o["refine_long"]:
-            long = offsets_lib.refine_long_offsets(fields.dense(long), short, o["refine_steps"])
+            long = offsets_lib.refine_long_offsets(
+                fields.dense(long), fields.dense(short_offsets), o["refine_steps"]
+            )
         out["mask_owners"] = grouping.block_owners(
             long,
             segmentation,
@@ -336,11 +396,16 @@ def _decode_jit(inputs, starts, layouts, options):
         out = jax.lax.map(lambda index: fn(*(_image(x, index) for x in inputs)), images)
     elif o["batch_mode"] == "map":
         out = jax.lax.map(lambda example: fn(*example), tuple(inputs))
-    elif o["hough_stride"] > 1:  # one scatter for the whole batch (a vmapped one indexes (image, slot) pairs)
-        moments = hough.hough_grid(heatmaps, short_offsets, o["radius"], o["hough_stride"])
-        out = jax.vmap(lambda *example: fn(*example[:-1], moments=example[-1]))(*inputs, moments)
-    else:
-        out = jax.vmap(fn)(*inputs)
+    else:  # candidates for all images first (on the grid: one scatter for the whole batch, as a vmapped one
+        # would index (image, slot) pairs), so that all images group the same number of candidates
+        moments = None
+        if o["hough_stride"] > 1:
+            moments = hough.hough_grid(heatmaps, short_offsets, o["radius"], o["hough_stride"])
+        candidates = jax.vmap(functools.partial(_candidates, **o))(heatmaps, short_offsets, moments)
+        needed = jnp.max(jnp.sum(candidates[2], axis=-1, dtype=jnp.int32))
+        out = jax.vmap(lambda *example: fn(*example[:5], candidates=example[5], needed=needed))(
+            *inputs, candidates
+        )
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 

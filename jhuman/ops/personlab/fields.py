@@ -67,13 +67,29 @@ class View:
         return x.transpose(np.argsort(order))
 
     def at(self, *index):
-        """field[index] for integer index arrays (broadcast together) on the leading axes: gathered from flat."""
+        """field[index] for integer index arrays (broadcast together) on the leading axes: gathered from flat.
+        Trailing axes that lie in one block of memory (C order) come as one window per index (a gather of
+        slices, not of every element)."""
         offset = self.start
         for i, stride in zip(index, self.strides):
             offset = offset + jnp.asarray(i, jnp.int32) * stride
-        for size, stride in zip(self.shape[len(index) :], self.strides[len(index) :]):  # the trailing axes
+        trailing = list(zip(self.shape[len(index) :], self.strides[len(index) :]))
+        block = 1
+        while trailing and trailing[-1][1] == block:  # the C-ordered innermost axes: one window
+            block *= trailing.pop()[0]
+        window = self.shape[len(self.shape) - (len(self.shape) - len(index) - len(trailing)) :]
+        for size, stride in trailing:  # the other trailing axes, element by element
             offset = offset[..., None] + jnp.arange(size, dtype=jnp.int32) * stride
-        return self.flat[offset]
+        if block == 1:
+            return self.flat[offset]
+        offset = jnp.asarray(offset, jnp.int32)
+        numbers = lax.GatherDimensionNumbers(
+            offset_dims=(offset.ndim,), collapsed_slice_dims=(), start_index_map=(0,)
+        )
+        values = lax.gather(
+            self.flat, offset[..., None], numbers, (block,), mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS
+        )
+        return values.reshape(*offset.shape, *window)
 
 
 def every(field, offset: int, stride: int):
@@ -110,17 +126,23 @@ def at(field, *index):
     return jnp.asarray(field.reshape(-1, *trailing)[flat], jnp.float32)
 
 
-def bilinear(field, points, channels):
-    """`jhuman.ops.image.bilinear_sample(field, points, channels, clamp=False)` for a field (H, W, C, *T) that
-    may be a View: channel channels[i] at the (already clamped) points[i]; (..., 2) -> (..., *T) float32."""
+def bilinear(field, points, channels=None):
+    """`jhuman.ops.image.bilinear_sample(field, points, channels, clamp=False)` for a field that may be a View, at
+    points (..., 2) already clamped into the image: with `channels` (broadcast against points[..., 0]) channel
+    channels[i] of a field (H, W, C, *T) at points[i] -> (..., *T); without, all of a field (H, W, *T) -> (..., *T).
+    float32."""
     height, width = shape(field)[:2]
     x0, x1, y0, y1, fx, fy = image_ops.bilinear_corners(points, height, width)
-    channels = jnp.broadcast_to(jnp.asarray(channels, jnp.int32), x0.shape)
-    expand = (...,) + (None,) * (len(shape(field)) - 3)
+    if channels is None:
+        index = ()
+        expand = (...,) + (None,) * (len(shape(field)) - 2)
+    else:
+        index = (jnp.broadcast_to(jnp.asarray(channels, jnp.int32), x0.shape),)
+        expand = (...,) + (None,) * (len(shape(field)) - 3)
     fx, fy = fx[expand], fy[expand]
 
     def corner(y, x):
-        return at(field, y, x, channels)
+        return at(field, y, x, *index)
 
     return (1 - fy) * ((1 - fx) * corner(y0, x0) + fx * corner(y0, x1)) + fy * (
         (1 - fx) * corner(y1, x0) + fx * corner(y1, x1)

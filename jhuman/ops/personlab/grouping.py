@@ -55,6 +55,7 @@ compared only with the few people whose keypoints its embeddings can reach (a lo
 from __future__ import annotations
 
 import collections
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +63,7 @@ import numpy as np
 
 from jhuman.classes import COCO_KEYPOINTS, COCO_OKS_SIGMAS, PERSONLAB_DIRECTED_EDGES
 from jhuman.ops import image as image_ops
+from jhuman.ops.materialize import materialize
 from jhuman.ops.personlab import fields, hough
 from jhuman.ops.personlab import offsets as offsets_lib
 
@@ -154,12 +156,12 @@ def traverse(mid_offsets, short_offsets, seeds, seed_types, seed_valid, refine_s
 
 
 def presence(heatmaps, points, reached, min_keypoint_score: float):
-    """heatmaps (H, W, 17), points (..., 17, 2), reached (..., 17) -> (present (..., 17) bool, p (..., 17)):
-    p_k(y) bilinear; present = reached & inside the image & p >= min_keypoint_score."""
-    heatmaps = jnp.asarray(heatmaps, jnp.float32)
-    height, width = heatmaps.shape[:2]
+    """heatmaps (H, W, 17) (an array or a `fields.View`), points (..., 17, 2), reached (..., 17) -> (present
+    (..., 17) bool, p (..., 17)): p_k(y) bilinear (at y clamped into the image); present = reached & inside the
+    image & p >= min_keypoint_score."""
+    height, width = fields.shape(heatmaps)[:2]
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), points.shape[:-1])
-    p = image_ops.bilinear_sample(heatmaps, points, channels)
+    p = fields.bilinear(heatmaps, image_ops.clamp_points(points, height, width), channels)
     present = reached & inside_image(points, height, width) & (p >= min_keypoint_score)
     return present, p
 
@@ -180,7 +182,8 @@ def complete_from_long(
     """Keypoints the tree could not reach, read from the long-range offsets at the person's own keypoints.
 
     points (N, 17, 2), present (N, 17), heat (N, 17) from `traverse` + `presence`; long (H, W, 17, 2), short
-    (H, W, 17, 2), heatmaps (H, W, 17) -> (points, present, heat) with missing keypoints filled in.
+    (H, W, 17, 2), heatmaps (H, W, 17) (arrays or `fields.View`s, only gathered from) -> (points, present, heat)
+    with missing keypoints filled in.
 
     The source is the present keypoint y_k whose pixel the long-range embedding assigns most surely to this
     person: D(k) = sum over the other present keypoints l of ||y_k + L_l(y_k) - y_l|| / (their count * lambda),
@@ -189,10 +192,10 @@ def complete_from_long(
     (p <- p + S_m(p)), and becomes present if it lies inside the image with p_m >= min_keypoint_score.
     Needs two present keypoints (the own-channel offset L_k(y_k) says nothing about the person).
     """
-    long = jnp.asarray(long_offsets, jnp.float32)
-    short = jnp.asarray(short_offsets, jnp.float32)
-    height, width = long.shape[:2]
-    sampled = image_ops.bilinear_sample(long, points)  # (N, 17_k, 17_m, 2)
+    height, width = fields.shape(long_offsets)[:2]
+    sampled = fields.bilinear(
+        long_offsets, image_ops.clamp_points(points, height, width)
+    )  # (N, 17_k, 17_m, 2)
     proposals = points[:, :, None, :] + sampled  # from keypoint k, for keypoint m
     others = present[:, None, :] & ~jnp.eye(NUM_KEYPOINTS, dtype=bool)[None]  # (N, k, l)
     error = jnp.sqrt(squared_norm(proposals - points[:, None, :, :]))  # (N, k, l)
@@ -206,7 +209,7 @@ def complete_from_long(
     channels = jnp.broadcast_to(jnp.arange(NUM_KEYPOINTS, dtype=jnp.int32), proposal.shape[:-1])
     for _ in range(refine_steps):  # a static handful of snapping rounds
         proposal = image_ops.clamp_points(proposal, height, width)
-        proposal = proposal + image_ops.bilinear_sample(short, proposal, channels)
+        proposal = proposal + fields.bilinear(short_offsets, proposal, channels)
     new_present, new_heat = presence(heatmaps, proposal, jnp.ones_like(present), min_keypoint_score)
     fill = usable[:, None] & ~present & new_present
     return (jnp.where(fill[..., None], proposal, points), present | fill, jnp.where(fill, new_heat, heat))
@@ -353,6 +356,20 @@ def _adopt_from_neighbours(best, owner, mask_threshold: float):
     return jnp.where(keep, best, adopted_best), jnp.where(keep, owner, adopted_owner)
 
 
+def _block_max(x, stride: int, axis: int):
+    """Maxima of consecutive runs of `stride` entries along `axis` (the last run may be shorter)."""
+    size = x.shape[axis]
+    full = size // stride * stride
+    out = functools.reduce(
+        jnp.maximum, [jax.lax.slice_in_dim(x, i, full, stride, axis) for i in range(stride)]
+    )
+    if full < size:
+        out = jnp.concatenate(
+            [out, jnp.max(jax.lax.slice_in_dim(x, full, size, 1, axis), axis, keepdims=True)], axis
+        )
+    return out
+
+
 def block_owners(
     long_offsets,
     segmentation,
@@ -399,19 +416,11 @@ def block_owners(
     weights = jnp.where(
         usable[:, None], keypoint_scores / (jnp.maximum(weight_sum, 1e-12) * scales)[:, None], 0.0
     )
-    foreground = fields.dense(segmentation) > seg_threshold  # (H, W)
-    # a grid pixel counts as foreground if any pixel of its block is
+    # a grid pixel counts as foreground if any pixel of its block is: the blocks' maxima of the segmentation,
+    # over rows then columns as maxima of strided slices (XLA's CPU reduce_window took 2.5x longer)
     blocks = (
-        jax.lax.reduce_window(
-            foreground.astype(jnp.int8),
-            jnp.int8(0),
-            jax.lax.max,
-            (stride, stride),
-            (stride, stride),
-            ((0, gh * stride - height), (0, gw * stride - width)),
-        )
-        > 0
-    )
+        _block_max(_block_max(fields.dense(segmentation), stride, 0), stride, 1) > seg_threshold
+    )  # (gh, gw)
     dtype = jnp.int8 if num < 127 else jnp.int32
 
     # the embeddings on the grid, per tile, and their boxes: computed before the lax.cond and passed in (its
@@ -427,15 +436,17 @@ def block_owners(
     tile_rows, tile_cols = np.minimum(tile_rows, gh - 1), np.minimum(tile_cols, gw - 1)
     fg = blocks[tile_rows, tile_cols] & inside  # (T, t*t)
     ys, xs = rows[tile_rows][:, None, :], cols[tile_cols][:, None, :]  # (T, 1, t*t) pixel positions
-    channel = np.arange(NUM_KEYPOINTS)[None, :, None]
-    g = fields.at(long_offsets, ys, xs, channel)  # (T, 17, t*t, 2): L on the grid
-    gx = g[..., 0] + xs.astype(np.float32)  # G = x + L(x), (T, 17, t*t): pixels on the minor axis
-    gy = g[..., 1] + ys.astype(np.float32)
-    big = jnp.float32(1e9)
-    lo = jnp.stack(
-        [jnp.min(jnp.where(fg[:, None], v, big), axis=-1) for v in (gx, gy)], axis=-1
-    )  # (T, 17, 2)
-    hi = jnp.stack([jnp.max(jnp.where(fg[:, None], v, -big), axis=-1) for v in (gx, gy)], axis=-1)
+    # L on the grid: each pixel's 17 x 2 offsets as one window (T, t*t, 17, 2), then keypoints before pixels
+    g = fields.at(long_offsets, ys[:, 0], xs[:, 0])
+    g = jnp.transpose(g, (3, 0, 2, 1))  # (2, T, 17, t*t)
+    gx = g[0] + xs.astype(np.float32)  # G = x + L(x), (T, 17, t*t): pixels on the minor axis
+    gy = g[1] + ys.astype(np.float32)
+    gx, gy = materialize((gx, gy))
+    # background pixels moved out of the way by a penalty added (a select before the reduction cost twice as
+    # much on CPU: XLA stored the selected copy, then reduced it)
+    penalty = jnp.where(fg, 0.0, 1e9)[:, None, :]  # (T, 1, t*t)
+    lo = jnp.stack([jnp.min(v + penalty, axis=-1) for v in (gx, gy)], axis=-1)  # (T, 17, 2)
+    hi = jnp.stack([jnp.max(v - penalty, axis=-1) for v in (gx, gy)], axis=-1)
 
     def compute(gx, gy, lo, hi):
         gaps = _box_distance(points[None], lo[:, None], hi[:, None])  # (T, P, 17)
@@ -487,6 +498,9 @@ def owners_to_masks(owners, segmentation, num_people: int, seg_threshold: float 
         owners = jnp.broadcast_to(owners[:, None, :, None], (gh, stride, gw, stride))
         owners = owners.reshape(gh * stride, gw * stride)[:height, :width]
     owners = jnp.where(foreground, owners, -1)  # (H, W): the person of each pixel, -1 for none
+    # stored once: fused into the (P, H, W) comparison, XLA redid the block lookup and the foreground test for
+    # every person
+    owners = materialize(owners)
     return owners[None] == jnp.arange(num_people, dtype=owners.dtype)[:, None, None]
 
 

@@ -151,7 +151,25 @@ def max3(x):
     return jnp.maximum(jnp.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
-def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigma: float, short_offsets=None):
+def grid_peak_map(moments, threshold: float, sigma: float):
+    """`grid_peaks`' test on `hough_grid` moments (3, Ny, Nx, K): (Ny, Nx, K) float32, at the nodes holding the
+    most mass of their 3 x 3 nodes whose score may pass the threshold (the upper bound 3 x 3 mass /
+    (2 pi sigma^2) > threshold, a threshold >= 0) that bound, elsewhere -1."""
+    mass = box3(moments[0])
+    norm = 2.0 * math.pi * sigma * sigma if sigma > 0 else 1.0
+    pooled = max3(moments[0])
+    return jnp.where((moments[0] >= pooled) & (mass / norm > threshold), mass / norm, -1.0)
+
+
+def grid_peaks(
+    moments,
+    stride: int,
+    threshold: float,
+    max_candidates: int,
+    sigma: float,
+    short_offsets=None,
+    peak_map=None,
+):
     """Keypoint candidates of all types in one queue from `hough_grid` moments (3, Ny, Nx, K), best first: the
     same outputs as `find_peaks` (positions (N, 2), types, scores, valid).
 
@@ -162,35 +180,32 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
     sum m exp(-|c - y|^2 / 2 sigma^2) / (2 pi sigma^2), so `peak_threshold` means the same at every stride
     and diffuse votes score low as they do there (sigma <= 0: the 3 x 3 mass). Computed for the
     max_candidates peaks with the largest upper bound (3 x 3 mass / (2 pi sigma^2) > threshold), which are then
-    thresholded and ordered by the score (ties by index).
+    thresholded and ordered by the score (ties by index). peak_map: `grid_peak_map` of the same moments, if the
+    caller has it (the decoder also counts its peaks).
     """
-    summed = box3(jnp.moveaxis(moments, 0, -1))  # (Ny, Nx, K, 3)
-    mass = summed[..., 0]
+    masked = grid_peak_map(moments, threshold, sigma) if peak_map is None else peak_map
     norm = 2.0 * math.pi * sigma * sigma if sigma > 0 else 1.0
-    ny, nx, num_keypoints = mass.shape
-    pooled = max3(moments[0])
-    masked = jnp.where((moments[0] >= pooled) & (mass / norm > threshold), mass / norm, -1.0)
+    ny, nx, num_keypoints = masked.shape
     k = min(int(max_candidates), ny * nx * num_keypoints)
     bounds, flat = top_k_peaks(masked, k)
-    at = summed.reshape(-1, 3)[flat]  # (k, 3)
-    positions = at[:, 1:] / jnp.maximum(at[:, :1], 1e-30)  # the 3 x 3 centroid
     types = (flat % num_keypoints).astype(jnp.int32)
+    # the 3 x 3 nodes around each peak, all 3 moments (zero outside the grid): one gather of k * 9 nodes
+    node = flat // num_keypoints
+    d = jnp.arange(-1, 2, dtype=jnp.int32)
+    ay = (node // nx)[:, None, None] + d[None, :, None]  # (k, 3, 1)
+    ax = (node % nx)[:, None, None] + d[None, None, :]  # (k, 1, 3)
+    inside = (ay >= 0) & (ay < ny) & (ax >= 0) & (ax < nx)
+    index = (jnp.clip(ay, 0, ny - 1) * nx + jnp.clip(ax, 0, nx - 1)) * num_keypoints + types[:, None, None]
+    near = jnp.where(inside, moments.reshape(3, -1)[:, index], 0.0)  # (3, k, 3, 3)
+    rows = near[:, :, 0] + near[:, :, 1] + near[:, :, 2]  # summed in box3's order: over y, then over x
+    summed = rows[..., 0] + rows[..., 1] + rows[..., 2]  # (3, k)
+    positions = jnp.stack([summed[1], summed[2]], -1) / jnp.maximum(summed[0], 1e-30)[:, None]  # the centroid
     if sigma > 0:
-        node = flat // num_keypoints
-        d = jnp.arange(-1, 2, dtype=jnp.int32)
-        ay = (node // nx)[:, None, None] + d[None, :, None]  # (k, 3, 1)
-        ax = (node % nx)[:, None, None] + d[None, None, :]  # (k, 1, 3)
-        inside = (ay >= 0) & (ay < ny) & (ax >= 0) & (ax < nx)
-        index = (jnp.clip(ay, 0, ny - 1) * nx + jnp.clip(ax, 0, nx - 1)) * num_keypoints + types[
-            :, None, None
-        ]
-        near = moments.reshape(3, -1)[:, index]  # (3, k, 3, 3)
-        m = jnp.where(inside, near[0], 0.0)
         own = near[1:] / jnp.maximum(near[0], 1e-30)  # (2, k, 3, 3) each node's centroid
         d2 = jnp.square(own[0] - positions[:, 0, None, None]) + jnp.square(
             own[1] - positions[:, 1, None, None]
         )
-        scores = jnp.sum(m * jnp.exp(-d2 / (2.0 * sigma * sigma)), axis=(1, 2)) / norm
+        scores = jnp.sum(near[0] * jnp.exp(-d2 / (2.0 * sigma * sigma)), axis=(1, 2)) / norm
         scores = jnp.where(bounds > threshold, scores, -1.0)
         order = jnp.lexsort((flat, -scores))  # by score, ties by flat index
         scores, positions, types = scores[order], positions[order], types[order]
@@ -204,13 +219,12 @@ def grid_peaks(moments, stride: int, threshold: float, max_candidates: int, sigm
     return _pad_candidates(positions, types, scores, valid, max_candidates)
 
 
-def count_grid_peaks(moments, threshold: float, sigma: float):
+def count_grid_peaks(moments, threshold: float, sigma: float, peak_map=None):
     """How many nodes of `hough_grid` moments (3, Ny, Nx, K) pass `grid_peaks`' test before its top-k (the
-    most mass of their 3 x 3 nodes, and an upper bound of the score above the threshold): () int32."""
-    mass = box3(moments[0])
-    norm = 2.0 * math.pi * sigma * sigma if sigma > 0 else 1.0
-    pooled = max3(moments[0])
-    return jnp.sum((moments[0] >= pooled) & (mass / norm > threshold), dtype=jnp.int32)
+    most mass of their 3 x 3 nodes, and an upper bound of the score above the threshold, >= 0): () int32.
+    peak_map: their `grid_peak_map`, if the caller has it."""
+    masked = grid_peak_map(moments, threshold, sigma) if peak_map is None else peak_map
+    return jnp.sum(masked > -1.0, dtype=jnp.int32)
 
 
 def gaussian_kernel(sigma: float, truncate: float = 3.0):
