@@ -226,16 +226,21 @@ def host_view(x, in_place: bool = True):
 
 
 def put_host(arrays, device=None):
-    """Host arrays (None allowed) -> (flats, starts, layouts): ONE `jax.device_put` of all their `host_view`s (on
-    a CPU device, without copying them), where each array starts in its view (int32, one (n,) array) and the
-    static layouts (shape, strides in items) per array; `view` turns them into Views inside the jitted function."""
+    """Host arrays (None allowed) -> (flats, starts, layouts): their `host_view`s, where each array starts in
+    its view (int32, one (n,) array) and the static layouts (shape, strides in items) per array; `view` turns
+    them into Views inside the jitted function. For a CPU device the flats stay numpy arrays, handed to the
+    jitted call as they are: XLA's CPU client aliases their aligned memory (no copy), and jit's own argument
+    conversion does it for a fraction of the cost of a `jax.device_put` from Python (0.2 ms of a 3.5 ms
+    decode, benchmarks/RESULTS.md); for an accelerator ONE `jax.device_put` of them all."""
     if device is None:
         default = jax.config.jax_default_device
         platform = getattr(default, "platform", default) or jax.default_backend()
     else:
         platform = device.platform
     views = [None if a is None else host_view(a, platform == "cpu") for a in arrays]
-    flats = jax.device_put(tuple(v[0] for v in views if v is not None), device)
+    flats = tuple(v[0] for v in views if v is not None)
+    if platform != "cpu" or device is not None:
+        flats = jax.device_put(flats, device)
     starts = np.array([v[1] for v in views if v is not None], np.int32)
     layouts = tuple(None if v is None else (v[2], v[3]) for v in views)
     return flats, starts, layouts

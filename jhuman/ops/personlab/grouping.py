@@ -340,18 +340,26 @@ def _box_distance(points, lo, hi):
 def _adopt_from_neighbours(best, owner, mask_threshold: float):
     """A block whose own grid pixel joins nobody takes the decision of the 3 x 3 neighbouring block with the
     smallest distance (first in row-major order on ties), so the foreground pixels of a block on a person's
-    border whose centre lies just off the person are not lost; blocks with an owner keep theirs."""
+    border whose centre lies just off the person are not lost; blocks with an owner keep theirs. A running
+    minimum over the 9 shifted blocks (one elementwise pass; a stack of 9 and an argmin cost twice as much)."""
     height, width = best.shape
     padded_best = jnp.pad(best, 1, constant_values=jnp.inf)
     padded_owner = jnp.pad(owner, 1)
-    shifts = [(dy, dx) for dy in range(3) for dx in range(3)]
-    near_best = jnp.stack(
-        [padded_best[dy : dy + height, dx : dx + width] for dy, dx in shifts]
-    )  # (9, gh, gw)
-    near_owner = jnp.stack([padded_owner[dy : dy + height, dx : dx + width] for dy, dx in shifts])
-    pick = jnp.argmin(near_best, axis=0)
-    adopted_best = jnp.take_along_axis(near_best, pick[None], axis=0)[0]
-    adopted_owner = jnp.take_along_axis(near_owner, pick[None], axis=0)[0]
+    adopted_best, adopted_owner = None, None
+    for dy in range(3):
+        for dx in range(3):
+            b, o = (
+                padded_best[dy : dy + height, dx : dx + width],
+                padded_owner[dy : dy + height, dx : dx + width],
+            )
+            if adopted_best is None:
+                adopted_best, adopted_owner = b, o
+            else:  # strictly smaller: the first of equal distances stays
+                smaller = b < adopted_best
+                adopted_best, adopted_owner = (
+                    jnp.where(smaller, b, adopted_best),
+                    jnp.where(smaller, o, adopted_owner),
+                )
     keep = best < mask_threshold
     return jnp.where(keep, best, adopted_best), jnp.where(keep, owner, adopted_owner)
 
