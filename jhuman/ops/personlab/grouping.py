@@ -453,8 +453,20 @@ def block_owners(
     # background pixels moved out of the way by a penalty added (a select before the reduction cost twice as
     # much on CPU: XLA stored the selected copy, then reduced it)
     penalty = jnp.where(fg, 0.0, 1e9)[:, None, :]  # (T, 1, t*t)
-    lo = jnp.stack([jnp.min(v + penalty, axis=-1) for v in (gx, gy)], axis=-1)  # (T, 17, 2)
-    hi = jnp.stack([jnp.max(v - penalty, axis=-1) for v in (gx, gy)], axis=-1)
+
+    def box(a, b):  # (min x, min y, max x, max y) of two partial boxes
+        return (
+            jnp.minimum(a[0], b[0]),
+            jnp.minimum(a[1], b[1]),
+            jnp.maximum(a[2], b[2]),
+            jnp.maximum(a[3], b[3]),
+        )
+
+    inf = jnp.float32(jnp.inf)
+    min_x, min_y, max_x, max_y = jax.lax.reduce(
+        (gx + penalty, gy + penalty, gx - penalty, gy - penalty), (inf, inf, -inf, -inf), box, (2,)
+    )  # one pass over the tiles' pixels for all four
+    lo, hi = jnp.stack([min_x, min_y], -1), jnp.stack([max_x, max_y], -1)  # (T, 17, 2)
 
     def compute(gx, gy, lo, hi):
         gaps = _box_distance(points[None], lo[:, None], hi[:, None])  # (T, P, 17)
@@ -470,13 +482,11 @@ def block_owners(
             best, owner = state
             person = chosen[:, c]  # (T,)
             y, w = points[person], weights[person]  # (T, 17, 2), (T, 17)
-            # the 17 keypoints' terms added one by one (as a reduction over an axis of 17, XLA on CPU made
-            # it a library call, slower)
-            dist = sum(
-                w[:, k, None]
-                * jnp.sqrt(jnp.square(gx[:, k] - y[:, k, 0, None]) + jnp.square(gy[:, k] - y[:, k, 1, None]))
-                for k in range(NUM_KEYPOINTS)
-            )  # (T, t*t)
+            # the 17 keypoints' distances in one pass (T, 17, t*t), then their weighted terms added one by one
+            # (as a reduction over an axis of 17, XLA on CPU made it a library call, slower; written as one
+            # expression, it stored each keypoint's square root apart: 17 ops per round)
+            d = jnp.sqrt(jnp.square(gx - y[:, :, 0, None]) + jnp.square(gy - y[:, :, 1, None]))
+            dist = sum(w[:, k, None] * d[:, k] for k in range(NUM_KEYPOINTS))  # (T, t*t)
             better = live[:, c, None] & (dist < best)
             return jnp.where(better, dist, best), jnp.where(better, person[:, None], owner)
 
