@@ -175,6 +175,8 @@ def _in_place(x) -> bool:
     """x's elements fill one block of memory in some order of its axes (C-contiguous up to a transposition)."""
     if x.size == 0 or any(stride < 0 for stride in x.strides):
         return False
+    if x.flags.c_contiguous:  # the common case, without sorting the strides
+        return True
     return x.transpose(np.argsort([-s for s in x.strides], kind="stable")).flags.c_contiguous
 
 
