@@ -584,3 +584,29 @@ def test_a_hit_capacity_is_reported(scene, decoded):
     batch = [np.stack([a, a]) for a in outputs]
     got = jax.device_get(personlab.decode(*jax.device_put(tuple(batch)), **{**OPTIONS, "max_people": 2}))
     np.testing.assert_array_equal(got["dropped_people"], [len(people) - 2] * 2)
+
+
+def test_every_grouping_size_finds_the_same_people(scene):
+    """The grouping runs on the smallest compiled prefix of the candidates that holds the valid ones
+    (`decoder.group_sizes`); each size, forced, gives the same people as the full queue, and a negative peak
+    threshold (which that count relies on) is refused by name."""
+    outputs = scene[2]
+    options = decoder.decode_options(outputs[0].shape[:2], **{**OPTIONS, "max_candidates": 160})
+    sizes = decoder.group_sizes(160)
+    assert sizes == (40, 80, 160)
+    positions, types, valid, _, _ = decoder._candidates(outputs[0], outputs[1], **options)
+    assert 40 < int(valid.sum()) <= 80  # 4 people: the middle size is the one a call picks
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def group(needed):
+        return decoder._group(*outputs[:4], positions, types, valid, jnp.int32(needed), options)
+
+    full = jax.device_get(group(160))  # needed > 80: the whole queue
+    assert int(full[1]) == 4
+    # the size a call picks (80), and the smallest (40: fewer than the valid candidates, yet each person's
+    # best seed is among the first 40, so the same people)
+    for needed in (int(valid.sum()), 0):
+        for want, have in zip(full, jax.device_get(group(needed))):
+            np.testing.assert_array_equal(have, want)
+    with pytest.raises(ValueError, match="peak_threshold"):
+        personlab.decode_options(peak_threshold=-0.1)

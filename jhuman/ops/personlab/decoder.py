@@ -14,6 +14,9 @@ Geometric Embedding Model", ECCV 2018 (shared/reference/personlab.md). The steps
      short-range offset there (clipped to +-s). See "Why a grid" below;
 4. `grouping.traverse`  every candidate's skeleton along the mid-range offsets, refined `refine_steps` times by
                         the short-range offsets at the sampled points only (`offsets.sample_refined_mid`);
+                        steps 4-5 run on the smallest of max_candidates / 4, / 2, / 1 leading candidates that
+                        holds all valid ones (`group_sizes`, a lax.switch: the queue is sorted, valid first),
+                        so their cost follows the keypoints found, not the capacity;
 4b. `grouping.complete_from_long` (with long-range offsets; not in the paper): keypoints the tree walk could
                         not reach because an inner keypoint is missing (an unlabelled nose cuts a person into
                         its two sides and its head) are read from the long-range offsets at the person's own
@@ -74,7 +77,8 @@ Options (keyword only; static: a new value compiles a new version, new array VAL
   max_people=0, max_candidates=0: 0 = automatic, a static function of the image size (`capacities`): 30 and 256
   up to 401 x 401, above that candidates grow with the side and people with its square root (1080 x 1920: 57
   and 920; the (P, H, W) masks cost P times the area); radius=32.0 (disk radius R of the targets), nms_radius=10.0 (r),
-  peak_threshold=0.01 (on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with sigma 2),
+  peak_threshold=0.01 (>= 0, on the smoothed Hough map; a perfect isolated keypoint peaks at ~0.03-0.04 with
+  sigma 2),
   hough_sigma=2.0 (0 = no smoothing), refine_steps=2 (0 when the model already refined its offsets),
   min_keypoint_score=0.05 (heatmap probability for a keypoint to count), oks_radius=8 (half-size of the
   expected-OKS window, pixels), min_scale=16.0 (floor of the person scale lambda, pixels), mask_threshold=0.25,
@@ -173,6 +177,8 @@ def decode_options(image_size=None, **options) -> dict:
                 raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {value!r}")
         else:
             merged[name] = float(value)
+    if merged["peak_threshold"] < 0:  # (a score is a smoothed vote mass, >= 0; the peak count relies on it)
+        raise ValueError(f"peak_threshold must be >= 0, got {merged['peak_threshold']}")
     for name in ("hough_stride", "mask_stride", "max_people", "max_candidates"):
         if merged[name] < 0:
             raise ValueError(f"{name} must be >= 1 (or 0: automatic), got {merged[name]}")
