@@ -435,7 +435,7 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     shape = np.shape(heatmaps)
     if len(shape) not in (3, 4):
         raise ValueError(f"heatmaps must be (H, W, 17) or (B, H, W, 17), got {shape}")
-    frozen = tuple(sorted(decode_options(shape[-3:-1], **options).items()))
+    frozen = _static_options(tuple(shape[-3:-1]), options)
     inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
     host = [x is not None and not isinstance(x, jax.Array) for x in inputs]
     if not any(host) or any(isinstance(x, jax.core.Tracer) for x in inputs):  # (inside a trace: constants)
@@ -443,4 +443,21 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     flats, starts, layouts = fields.put_host([x if on else None for x, on in zip(inputs, host)])
     flats = iter(flats)
     inputs = tuple(next(flats) if on else x for x, on in zip(inputs, host))
-    return jax.block_until_ready(_decode_jit(inputs, starts, layouts, frozen))
+    out = _decode_jit(inputs, starts, layouts, frozen)
+    jax.block_until_ready(out["num_people"])  # one output: the call's outputs are all ready together
+    return out
+
+
+def _static_options(image_size, options):
+    """`decode_options` as the jit's static argument (sorted items), computed once per image size and options
+    (a call's Python costs count at 3 ms per image); options of an unhashable type are checked uncached."""
+    key = tuple(sorted(options.items()))
+    try:
+        return _cached_options(image_size, key)
+    except TypeError:  # unhashable: decode_options says what is wrong with them
+        return tuple(sorted(decode_options(image_size, **options).items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_options(image_size, key):
+    return tuple(sorted(decode_options(image_size, **dict(key)).items()))
