@@ -16,7 +16,10 @@ Everything is decoded: Hough voting, smoothing, peaks, greedy grouping, expected
 instance masks. Each jax row is timed from device arrays (put once before; `device`) and from the same arrays
 as numpy (float32, C-contiguous; `numpy`: what a user holding another framework's outputs passes), the two
 calls alternating so that they share the machine's load. Times exclude compilation (one warm-up call) and
-include the device -> host copy of the results; the median of `repeats` calls is reported. The decoder's own
+include getting the results as numpy arrays (`to_numpy`: np.asarray of each output, which waits for it; on a
+CPU device numpy then reads XLA's buffer in place, on an accelerator it copies; jax.device_get of the same
+outputs costs 0.13 ms more per 401x401 image on the 2-core CPU, benchmarks/RESULTS.md); the median of
+`repeats` calls is reported. The decoder's own
 check: people found, the worst keypoint error against the truth, and the capacity counts (dropped people /
 candidates, both 0 when nothing was dropped).
 
@@ -239,6 +242,11 @@ def alternating(fns: dict, repeats: int) -> dict:
     return times
 
 
+def to_numpy(outputs):
+    """decode's outputs as numpy arrays (np.asarray of each: on a CPU device a view of XLA's buffer, no copy)."""
+    return jax.tree.map(np.asarray, outputs)
+
+
 def build_inputs(name, kind, seed=0):
     """The case's images ([B] tuples of the five numpy outputs) and their true people."""
     height, width, num, batch, half_height, _ = CASES[name]
@@ -274,11 +282,11 @@ def bench_case(name, kind, repeats, reference_repeats, modes, seed=0):
             "capacity": f"{resolved['max_people']}/{resolved['max_candidates']}",
         }
         t = time.perf_counter()
-        out = jax.device_get(personlab.decode(*device, **opts))
+        out = to_numpy(personlab.decode(*device, **opts))
         compile_s = time.perf_counter() - t
         fns = {
-            "device": lambda: jax.device_get(personlab.decode(*device, **opts)),
-            "numpy": lambda: jax.device_get(personlab.decode(*host, **opts)),
+            "device": lambda: to_numpy(personlab.decode(*device, **opts)),
+            "numpy": lambda: to_numpy(personlab.decode(*host, **opts)),
         }
         times = alternating(fns, repeats)
         jax_rows = []
@@ -350,7 +358,7 @@ def bench_feeds(kind, repeats, seed=0):
     permuted = (*[np.moveaxis(a, 0, 2) for a in channels_first], host[4])  # (H, W, C[, 2]) views of them
 
     def decode(*inputs):
-        return jax.device_get(personlab.decode(*inputs, **opts))
+        return to_numpy(personlab.decode(*inputs, **opts))
 
     fns = {
         "device arrays (put before)": lambda: decode(*device),
