@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jhuman.ops.materialize import materialize
+
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 PATCH_MIN_CHANNELS = 128
 TAP_MAX_OUT = 32  # `uses_tap_product`: at most this many output channels, at least 8x as many inputs,
@@ -154,6 +156,9 @@ def _conv2d_bwd(strides, padding, dilation, residuals, g):
     x, w = residuals
     if uses_tap_product(w.shape, strides):  # both gradients are products (tap_conv's autodiff)
         return jax.vjp(lambda x_, w_: tap_conv(x_, w_, padding, dilation), x, w)[1](g)
+    g = materialize(
+        g
+    )  # stored once: fused into the dots' transposed operand copies, XLA redid it (slowly) there
     dx = _input_gradient(x, w, g, strides, padding, dilation)
     dw = weight_gradient(x, g, w.shape, strides, padding, dilation).astype(w.dtype)
     return dx, dw
