@@ -6,12 +6,16 @@
 
 Cases: '401' one 401x401 image with 5 people; '401x4' a batch of 4 such images; '1080p' one 1080x1920 image
 with 40 people. All with the decoder's default options (capacities automatic by image size: 30 people / 256
-candidates at 401x401, 57 / 920 at 1080p). Inputs, both built from PERFECT network outputs of hand-made people
+candidates at 401x401, 57 / 920 at 1080p). Inputs, the first two built from PERFECT network outputs of hand-made people
 (heatmap disks of radius R = 32, short / mid / long offsets, segmentation; as in tests/ops/test_personlab_decode.py):
 - 'clean': plus a little noise (heatmap +U(0, 0.02), offsets +N(0, 0.3 / 0.5 / 1 px), segmentation +-0.2);
 - 'realistic': what a network outputs (`realistic`): heatmap disks blurred, over a positive floor U(0.01, 0.03)
   on every pixel; offsets noisy on their supervised regions and smooth random fields (std R / 2, R, 2 R) outside
-  them (nothing supervised them there); segmentation blurred + N(0, 0.1).
+  them (nothing supervised them there); segmentation blurred + N(0, 0.1);
+- 'model' (401x401 cases, with --workdir): what a trained PersonLab model (a `jhuman train` workdir, e.g. the
+  tiny config) outputs for a mosaic of 9 synthetic scenes of one person each, 133 px square (the scale the tiny
+  config trains on), its mid- and long-range offsets refined 2 steps when the model leaves that to the decoder
+  (`load_model`); the error column then measures the model, not the decoder.
 Everything is decoded: Hough voting, smoothing, peaks, greedy grouping, expected-OKS and person scores,
 instance masks. Each jax row is timed from device arrays (put once before; `device`) and from the same arrays
 as numpy (float32, C-contiguous; `numpy`: what a user holding another framework's outputs passes), the two
@@ -78,7 +82,8 @@ CASES = {
     "401x4": (401, 401, 5, 4, (55.0, 80.0), {}),
     "1080p": (1080, 1920, 40, 1, (85.0, 115.0), {}),
 }
-INPUTS = ("clean", "realistic")
+INPUTS = ("clean", "realistic", "model")  # model: needs --workdir (a trained PersonLab model)
+MODEL = {}  # "predict": image -> the five outputs, "name": what was restored (set by --workdir)
 MODES = {"grid": {}, "exact": {"hough_stride": 1, "mask_stride": 1}}
 TEMPLATE = np.array(
     [
@@ -225,7 +230,8 @@ def worst_error(keypoints, valid, people):
     found = keypoints[valid][:, :, :2]
     if not len(found):
         return float("inf")
-    errors = np.abs(found[None] - people[:, None, :, :2]).max(-1).max(-1)  # (true, found)
+    errors = np.abs(found[None] - people[:, None, :, :2]).max(-1)  # (true, found, 17)
+    errors = np.where(people[:, None, :, 2] > 0, errors, 0.0).max(-1)  # over the labelled keypoints
     return float(errors.min(1).max())
 
 
@@ -247,13 +253,80 @@ def to_numpy(outputs):
     return jax.tree.map(np.asarray, outputs)
 
 
+def load_model(workdir):
+    """A trained PersonLab model (a `jhuman train` workdir, its latest checkpoint) as image (H, W, 3) uint8 ->
+    the five decoder inputs as float32 numpy (heatmap and segmentation probabilities, offsets in pixels). A model
+    that leaves the recurrent refinement to the decoder (the tiny config, model.refine_steps = 0) gets its mid-
+    and long-range offsets refined here, 2 steps, as the paper's network does inside: every row then decodes
+    the outputs of a model that refines its offsets itself (refine_steps = 0, like the other inputs)."""
+    from jhuman import checkpoint, train
+    from jhuman import config as config_lib
+    from jhuman.ops.personlab import offsets
+
+    config = config_lib.load_saved_config(workdir)
+    if config.task != "personlab":
+        raise SystemExit(f"--workdir {workdir}: a {config.task!r} model, not a PersonLab one")
+    radius = float(config.personlab.radius)
+    if radius != RADIUS:
+        raise SystemExit(f"--workdir {workdir}: trained with personlab.radius={radius}; this benchmark's "
+                         f"decoding and reference assume R = {RADIUS}")  # fmt: skip
+    setup = train.build(config)
+    ckpt = checkpoint.Checkpoints(workdir)
+    if ckpt.latest_step() is None:
+        raise SystemExit(f"--workdir {workdir}: no checkpoint in {ckpt.directory}; train first")
+    state = ckpt.restore(setup.abstract_state, setup.state_shardings)
+    ckpt.close()
+    variables, task = train.eval_variables(state), setup.task
+    refine = 2 if int(config.model.refine_steps) == 0 else 0
+
+    @jax.jit
+    def outputs(image):
+        out, _ = task.apply(variables, image[None].astype(jnp.float32))
+        mid, short, long = out["mid_offsets"][0], out["short_offsets"][0], out["long_offsets"][0]
+        if refine:
+            mid = offsets.refine_mid_offsets(mid, short, refine)
+            long = offsets.refine_long_offsets(long, short, refine)
+        heat, seg = jax.nn.sigmoid(out["heatmap_logits"][0]), jax.nn.sigmoid(out["segmentation_logits"][0])
+        return heat, short, mid, long, seg[..., 0] if seg.ndim == 3 else seg
+
+    MODEL["predict"] = lambda image: tuple(np.asarray(a, np.float32) for a in outputs(image))
+    MODEL["name"] = (
+        f"{workdir} (step {int(jax.device_get(state['step']))}, trained at {config.data.crop_size} px)"
+    )
+
+
+def model_scene(seed, index, height, width):
+    """An RGB image (height, width, 3) of synthetic people at the scale the tiny model trains on: a mosaic of
+    133 x 133 single-person scenes (`input_pipeline.synthetic.scene`), and their keypoints (P, 17, 3)."""
+    from input_pipeline.synthetic import scene as scenes
+
+    tile = 133
+    image = np.zeros((height, width, 3), np.uint8)
+    people = []
+    rows, cols = height // tile, width // tile
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        s = scenes.render_scene(seed, index * rows * cols + k, size=tile, max_people=1)
+        image[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = s.image
+        kp = np.array(s.keypoints, np.float32)
+        kp[..., :2] += np.float32([c * tile, r * tile])
+        kp[..., 2] = np.where(kp[..., 2] > 0, 2.0, 0.0)  # labelled (visible or hidden) counts for the error
+        people.extend(kp)
+    return image, np.asarray(people)
+
+
 def build_inputs(name, kind, seed=0):
     """The case's images ([B] tuples of the five numpy outputs) and their true people."""
     height, width, num, batch, half_height, _ = CASES[name]
     rng = np.random.default_rng(seed)
     images, truth = [], []
     t = time.perf_counter()
-    for _ in range(batch):
+    for index in range(batch):
+        if kind == "model":
+            image, people = model_scene(seed, index, height, width)
+            truth.append(people)
+            images.append(MODEL["predict"](image))
+            continue
         people = make_people(rng, num, height, width, half_height)
         truth.append(people)
         outputs = perfect_outputs(people, height, width, RADIUS)
@@ -265,6 +338,7 @@ def build_inputs(name, kind, seed=0):
 def bench_case(name, kind, repeats, reference_repeats, modes, seed=0):
     height, width, num, batch, _, options = CASES[name]
     images, truth = build_inputs(name, kind, seed)
+    num = len(truth[0]) if kind == "model" else num
     host = tuple(np.ascontiguousarray(np.stack(a) if batch > 1 else a[0], np.float32) for a in zip(*images))
     device = jax.device_put(host)
     rows = []
@@ -396,11 +470,16 @@ def bench_feeds(kind, repeats, seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="401,401x4,1080p", help=f"comma-separated, of {sorted(CASES)}")
-    parser.add_argument("--inputs", default=",".join(INPUTS), help=f"comma-separated, of {list(INPUTS)}")
+    parser.add_argument("--inputs", default="clean,realistic", help=f"comma-separated, of {list(INPUTS)}")
     parser.add_argument("--repeats", type=int, default=10, help="timed jax calls per case (median reported)")
     parser.add_argument("--reference_repeats", type=int, default=1, help="numpy reference calls (0: skip)")
     parser.add_argument("--modes", default="grid,exact", help=f"comma-separated, of {sorted(MODES)}")
     parser.add_argument("--feeds", action="store_true", help="also the numpy-input breakdown at 401x401")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="a trained PersonLab model (jhuman train --workdir) whose real outputs the 'model' inputs decode",
+    )
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/personlab_decode.json)")
     parser.add_argument(
         "--malloc",
@@ -415,9 +494,20 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
     malloc = "hugetlb" if "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "") else "default"
     kinds = [k.strip() for k in args.inputs.split(",")]
+    unknown = sorted(set(kinds) - set(INPUTS))
+    if unknown:
+        parser.error(f"--inputs: unknown {unknown}; valid: {list(INPUTS)}")
+    if "model" in kinds:
+        if not args.workdir:
+            parser.error("--inputs model needs --workdir: a trained PersonLab model (jhuman train --workdir)")
+        load_model(args.workdir)
+        print(f"model: {MODEL['name']}", flush=True)
     rows = []
     for name in args.cases.split(","):
         for kind in kinds:
+            if kind == "model" and CASES[name.strip()][0] != 401:
+                print(f"[{name} model] skipped: the model inputs are 401 x 401 mosaics", flush=True)
+                continue
             rows += bench_case(
                 name.strip(),
                 kind,

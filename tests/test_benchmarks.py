@@ -129,3 +129,17 @@ def test_accelerator_suite_tiny_writes_every_table(tmp_path):
     dtypes = {row["dtype"] for row in results["runs"]["input_throughput"]["rows"]}
     assert dtypes == {"float32", "bfloat16"}
     assert "## input_throughput" in (tmp_path / "results.md").read_text()
+
+
+def test_decode_benchmark_model_inputs_need_a_trained_model(tmp_path):
+    """`--inputs model` decodes a trained model's real outputs: without --workdir, or with a workdir that
+    holds no PersonLab model, the script stops at once and says which argument is wrong."""
+    script = [sys.executable, "benchmarks/personlab_decode.py", "--cases", "401", "--malloc", "default"]
+    missing = subprocess.run([*script, "--inputs", "model"], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode == 2 and "--workdir" in missing.stderr
+    unknown = subprocess.run([*script, "--inputs", "noisy"], cwd=REPO, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "'noisy'" in unknown.stderr and "'model'" in unknown.stderr
+    empty = subprocess.run(
+        [*script, "--inputs", "model", "--workdir", str(tmp_path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert empty.returncode != 0 and str(tmp_path) in empty.stderr + empty.stdout

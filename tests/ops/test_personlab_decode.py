@@ -610,3 +610,12 @@ def test_every_grouping_size_finds_the_same_people(scene):
             np.testing.assert_array_equal(have, want)
     with pytest.raises(ValueError, match="peak_threshold"):
         personlab.decode_options(peak_threshold=-0.1)
+
+
+def test_decode_inside_a_callers_jit_equals_the_top_level_call(scene, decoded):
+    """The top-level decoder is compiled with COMPILER_OPTIONS (fast min / max); inside a caller's jit, where
+    compiler options are not allowed, decode is traced without them: the same outputs either way."""
+    outputs = jax.device_put(tuple(scene[2]))
+    inside = jax.device_get(jax.jit(lambda *a: personlab.decode(*a, **OPTIONS))(*outputs))
+    for key in decoded:
+        np.testing.assert_array_equal(inside[key], decoded[key], err_msg=key)

@@ -380,14 +380,21 @@ def _expand_masks(out, segmentation, o):
     return out
 
 
-# XLA's fast min / max for the decoder's own compilation (inlined into a caller's jit, the caller's options
-# apply): the same values for every finite input, 3% of the decoding time less on CPU (benchmarks/RESULTS.md);
-# only NaN inputs differ (min / max may drop a NaN instead of propagating it)
+# XLA's fast min / max for the decoder's own compilation: the same values for every finite input, 3% of the
+# decoding time less on CPU (benchmarks/RESULTS.md); only NaN inputs differ (min / max may drop a NaN instead of
+# propagating it). Compiler options are for top-level calls only: inside a caller's jit / vmap / grad, decode
+# is traced without them (`_decode_traced`) and the caller's compilation applies.
 COMPILER_OPTIONS = {"xla_cpu_enable_fast_min_max": True}
 
+try:  # whether no transformation is tracing (jax has no public test of it; without one: never the options)
+    from jax._src.core import trace_state_clean as _top_level
+except ImportError:  # pragma: no cover
 
-@functools.partial(jax.jit, static_argnames=("layouts", "options"), compiler_options=COMPILER_OPTIONS)
-def _decode_jit(inputs, starts, layouts, options):
+    def _top_level():
+        return False
+
+
+def _decode_impl(inputs, starts, layouts, options):
     """inputs: the five fields (None where absent), each a device array or, where layouts[i] is not None, the
     aligned flat view of a host array (`fields.put_host`; where the array starts in it: starts[j], j counting
     the host arrays)."""
@@ -421,6 +428,15 @@ def _decode_jit(inputs, starts, layouts, options):
     return _expand_masks(out, segmentation, o) if "mask_owners" in out else out
 
 
+_decode_jit = jax.jit(_decode_impl, static_argnames=("layouts", "options"), compiler_options=COMPILER_OPTIONS)
+_decode_traced = jax.jit(_decode_impl, static_argnames=("layouts", "options"))
+
+
+def _run(inputs, starts, layouts, options):
+    """The compiled decoder: with COMPILER_OPTIONS at the top level, without them inside a trace."""
+    return (_decode_jit if _top_level() else _decode_traced)(inputs, starts, layouts, options)
+
+
 def _image(field, index):
     """Image `index` (traced) of a batched field: a View of it, or the array's slice."""
     if field is None:
@@ -439,11 +455,11 @@ def decode(heatmaps, short_offsets, mid_offsets, long_offsets=None, segmentation
     inputs = (heatmaps, short_offsets, mid_offsets, long_offsets, segmentation)
     host = [x is not None and not isinstance(x, jax.Array) for x in inputs]
     if not any(host) or any(isinstance(x, jax.core.Tracer) for x in inputs):  # (inside a trace: constants)
-        return _decode_jit(inputs, None, (None,) * 5, frozen)
+        return _run(inputs, None, (None,) * 5, frozen)
     flats, starts, layouts = fields.put_host([x if on else None for x, on in zip(inputs, host)])
     flats = iter(flats)
     inputs = tuple(next(flats) if on else x for x, on in zip(inputs, host))
-    out = _decode_jit(inputs, starts, layouts, frozen)
+    out = _run(inputs, starts, layouts, frozen)
     jax.block_until_ready(out["num_people"])  # one output: the call's outputs are all ready together
     return out
 
