@@ -58,6 +58,7 @@ those published figures by the measured per-image time on THIS machine (a differ
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -260,19 +261,18 @@ def load_model(workdir):
     that leaves the recurrent refinement to the decoder (the tiny config, model.refine_steps = 0) gets its mid-
     and long-range offsets refined here, 2 steps, as the paper's network does inside: every row then decodes
     the outputs of a model that refines its offsets itself (refine_steps = 0, like the other inputs)."""
-    from jhuman import checkpoint, train
     from jhuman import config as config_lib
+    from jhuman import train
     from jhuman.ops.personlab import offsets
 
-    config = config_lib.load_saved_config(workdir)
-    if config.task != "personlab":
-        raise SystemExit(f"--workdir {workdir}: a {config.task!r} model, not a PersonLab one")
-    setup = train.build(config)
-    ckpt = checkpoint.Checkpoints(workdir)
-    if ckpt.latest_step() is None:
-        raise SystemExit(f"--workdir {workdir}: no checkpoint in {ckpt.directory}; train first")
-    state = ckpt.restore(setup.abstract_state, setup.state_shardings)
-    ckpt.close()
+    try:
+        task_name = config_lib.load_saved_config(workdir).task
+        if task_name != "personlab":
+            raise SystemExit(f"--workdir {workdir}: a {task_name!r} model, not a PersonLab one")
+        config, setup, state, step = train.restore_workdir(workdir)
+    except (FileNotFoundError, config_lib.ConfigError) as e:  # no saved config, no checkpoint
+        logging.getLogger("absl").setLevel(logging.CRITICAL)  # orbax's exit-time thread errors (as the CLI)
+        raise SystemExit(f"--workdir {workdir}: {e}") from None
     variables, task = train.eval_variables(state), setup.task
     refine = 2 if int(config.model.refine_steps) == 0 else 0
 
@@ -286,12 +286,11 @@ def load_model(workdir):
         heat, seg = jax.nn.sigmoid(out["heatmap_logits"][0]), jax.nn.sigmoid(out["segmentation_logits"][0])
         return heat, short, mid, long, seg[..., 0] if seg.ndim == 3 else seg
 
-    MODEL["radius"] = float(
-        config.personlab.radius
-    )  # its disks' radius: the decoder's R (and so its strides)
-    MODEL["predict"] = lambda image: tuple(np.asarray(a, np.float32) for a in outputs(image))
-    MODEL["name"] = (
-        f"{workdir} (step {int(jax.device_get(state['step']))}, trained at {config.data.crop_size} px)"
+    radius = float(config.personlab.radius)  # its disks' radius: the decoder's R (and so its strides)
+    MODEL.update(
+        radius=radius,
+        predict=lambda image: tuple(np.asarray(a, np.float32) for a in outputs(image)),
+        name=f"{workdir} (step {step}, trained at {config.data.crop_size} px, R = {radius:g})",
     )
 
 

@@ -64,22 +64,9 @@ def _format_eval(results, config):
 
 
 def _restore(workdir, overrides, step=None):
-    import jax
+    from jhuman import train
 
-    from jhuman import checkpoint, train
-    from jhuman import config as config_lib
-
-    config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), overrides)
-    ckpt = checkpoint.Checkpoints(workdir)
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first")
-    if step is not None and step not in ckpt.all_steps():
-        raise FileNotFoundError(f"--step {step}: no such checkpoint in {ckpt.directory}; available steps: "
-                                f"{ckpt.all_steps()}")  # fmt: skip
-    setup = train.build(config)
-    state = ckpt.restore(setup.abstract_state, setup.state_shardings, step)
-    ckpt.close()
-    return config, setup, state, int(jax.device_get(state["step"]))
+    return train.restore_workdir(workdir, overrides, step)
 
 
 def cmd_eval(args, overrides):

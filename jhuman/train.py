@@ -282,6 +282,25 @@ def create_or_restore(setup: Setup, ckpt: checkpoint.Checkpoints):
     return state
 
 
+def restore_workdir(workdir: str, overrides=(), step: int | None = None):
+    """A trained run for evaluation or prediction: (config, setup, state, step) from `workdir`'s saved config
+    (with `overrides`, "key=value" strings) and its checkpoint at `step` (default: the latest). A workdir
+    without checkpoints, or a step it does not hold, is a FileNotFoundError naming the folder and the steps."""
+    config = config_lib.apply_overrides(config_lib.load_saved_config(workdir), list(overrides))
+    ckpt = checkpoint.Checkpoints(workdir)
+    try:  # closed either way (orbax's threads otherwise fail at interpreter exit)
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first")
+        if step is not None and step not in ckpt.all_steps():
+            raise FileNotFoundError(f"--step {step}: no such checkpoint in {ckpt.directory}; available steps: "
+                                    f"{ckpt.all_steps()}")  # fmt: skip
+        setup = build(config)
+        state = ckpt.restore(setup.abstract_state, setup.state_shardings, step)
+    finally:
+        ckpt.close()
+    return config, setup, state, int(jax.device_get(state["step"]))
+
+
 def _position_path(workdir: str, step: int) -> str:
     return os.path.join(workdir, "data_positions", f"{step}_{jax.process_index()}.json")
 

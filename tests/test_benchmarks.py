@@ -142,4 +142,5 @@ def test_decode_benchmark_model_inputs_need_a_trained_model(tmp_path):
     empty = subprocess.run(
         [*script, "--inputs", "model", "--workdir", str(tmp_path)], cwd=REPO, capture_output=True, text=True
     )
-    assert empty.returncode != 0 and str(tmp_path) in empty.stderr + empty.stdout
+    assert empty.returncode == 1 and f"--workdir {tmp_path}:" in empty.stderr  # one line, no traceback
+    assert "Traceback" not in empty.stderr

@@ -588,14 +588,22 @@ def test_a_hit_capacity_is_reported(scene, decoded):
 
 def test_every_grouping_size_finds_the_same_people(scene):
     """The grouping runs on the smallest compiled prefix of the candidates that holds the valid ones
-    (`decoder.group_sizes`); each size, forced, gives the same people as the full queue, and a negative peak
-    threshold (which that count relies on) is refused by name."""
-    outputs = scene[2]
-    options = decoder.decode_options(outputs[0].shape[:2], **{**OPTIONS, "max_candidates": 160})
-    sizes = decoder.group_sizes(160)
-    assert sizes == (40, 80, 160)
-    positions, types, valid, _, _ = decoder._candidates(outputs[0], outputs[1], **options)
-    assert 40 < int(valid.sum()) <= 80  # 4 people: the middle size is the one a call picks
+    (`decoder.group_sizes`). One person's heatmaps are faded so that all its candidates rank after the other
+    three people's 51: the prefix a call picks (80) finds all four, as the whole queue does, while the first
+    40 alone would lose the faded person (so the prefix is real and the size choice matters); decode finds all
+    four. A negative peak threshold (which the candidate count relies on) is refused by name."""
+    people, _, outputs = scene
+    heatmaps = np.array(outputs[0])
+    yy, xx = np.mgrid[0 : heatmaps.shape[0], 0 : heatmaps.shape[1]]
+    near = np.zeros(heatmaps.shape[:2], bool)
+    for x, y, _ in people[0]:
+        near |= (xx - x) ** 2 + (yy - y) ** 2 <= (RADIUS + 2) ** 2
+    heatmaps[near] *= 0.6  # the faded person: its candidates score below everyone else's
+    outputs = (heatmaps, *outputs[1:])
+    options = decoder.decode_options(heatmaps.shape[:2], **{**OPTIONS, "max_candidates": 160})
+    assert decoder.group_sizes(160) == (40, 80, 160)
+    positions, types, valid, _, _ = decoder._candidates(*outputs[:2], **options)
+    assert 51 < int(valid.sum()) <= 80  # 4 people: the middle size is the one a call picks
 
     @functools.partial(jax.jit, static_argnums=0)
     def group(needed):
@@ -603,11 +611,11 @@ def test_every_grouping_size_finds_the_same_people(scene):
 
     full = jax.device_get(group(160))  # needed > 80: the whole queue
     assert int(full[1]) == 4
-    # the size a call picks (80), and the smallest (40: fewer than the valid candidates, yet each person's
-    # best seed is among the first 40, so the same people)
-    for needed in (int(valid.sum()), 0):
-        for want, have in zip(full, jax.device_get(group(needed))):
-            np.testing.assert_array_equal(have, want)
+    for want, have in zip(full, jax.device_get(group(int(valid.sum())))):  # the size a call picks
+        np.testing.assert_array_equal(have, want)
+    assert int(jax.device_get(group(0))[1]) == 3  # the first 40 candidates only: the faded person is lost
+    decoded = jax.device_get(personlab.decode(*outputs, **{**OPTIONS, "max_candidates": 160}))
+    assert int(decoded["num_people"]) == 4
     with pytest.raises(ValueError, match="peak_threshold"):
         personlab.decode_options(peak_threshold=-0.1)
 
